@@ -1,0 +1,104 @@
+/**
+ * Picks the fastest TensorFlow.js backend that loads on this machine:
+ * tfjs-node-gpu (CUDA) -> tfjs-node (libtensorflow) -> wasm (XNNPACK, SIMD) -> cpu (plain JS).
+ * The native ones are optionalDependencies: their install downloads libtensorflow, so on a machine
+ * without internet npm drops them and we fall back to wasm.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { registerWasmTrainingKernels } from './wasm-kernels';
+
+export { tf };
+
+export type BackendChoice = 'node-gpu' | 'node' | 'wasm' | 'cpu';
+export const BACKEND_ORDER: readonly BackendChoice[] = ['node-gpu', 'node', 'wasm', 'cpu'];
+
+export interface BackendInfo {
+  /** Our name for the choice, as TLWB_BACKEND takes it. */
+  choice: BackendChoice;
+  /** tf.getBackend() after the choice: 'tensorflow', 'wasm' or 'cpu'. */
+  tfName: string;
+  /** Why each faster backend was not used. */
+  skipped: { choice: BackendChoice; reason: string }[];
+  /** True when convolutions train at native speed (CUDA or libtensorflow). */
+  native: boolean;
+  gpu: boolean;
+}
+
+let current: Promise<BackendInfo> | undefined;
+
+function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (/Cannot find module '(@tensorflow\/tfjs-node(-gpu)?)'/.test(msg)) return 'not installed';
+  return msg.split('\n')[0].slice(0, 160);
+}
+
+async function tryBackend(choice: BackendChoice): Promise<void> {
+  switch (choice) {
+    case 'node-gpu':
+    case 'node': {
+      // Loading the package registers the 'tensorflow' backend with the shared tfjs-core.
+      require(choice === 'node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node');
+      if (!(await tf.setBackend('tensorflow'))) throw new Error('tensorflow backend failed to initialise');
+      if (choice === 'node-gpu') {
+        const devices = (tf.backend() as unknown as { binding?: { isUsingGpuDevice?: () => boolean } }).binding;
+        if (devices?.isUsingGpuDevice && !devices.isUsingGpuDevice()) throw new Error('no CUDA device visible');
+      }
+      return;
+    }
+    case 'wasm': {
+      require('@tensorflow/tfjs-backend-wasm');
+      registerWasmTrainingKernels();
+      if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend failed to initialise');
+      return;
+    }
+    case 'cpu':
+      if (!(await tf.setBackend('cpu'))) throw new Error('cpu backend failed to initialise');
+      return;
+  }
+}
+
+function parseChoice(value: string | undefined, origin: string): BackendChoice | undefined {
+  if (value === undefined || value === '' || value === 'auto') return undefined;
+  if ((BACKEND_ORDER as readonly string[]).includes(value)) return value as BackendChoice;
+  throw new Error(`${origin}: unknown backend '${value}'; expected one of ${BACKEND_ORDER.join(', ')} or auto`);
+}
+
+/**
+ * Selects and initialises the backend once per process (later calls return the same answer).
+ * `force` (or the environment variable TLWB_BACKEND) names one backend; it is then the only one tried.
+ */
+export function initBackend(opts: { force?: string; quiet?: boolean } = {}): Promise<BackendInfo> {
+  if (!current) current = select(opts);
+  return current;
+}
+
+async function select(opts: { force?: string; quiet?: boolean }): Promise<BackendInfo> {
+  const forced = parseChoice(opts.force, 'backend option') ?? parseChoice(process.env.TLWB_BACKEND, 'TLWB_BACKEND');
+  const candidates = forced ? [forced] : BACKEND_ORDER;
+  const skipped: BackendInfo['skipped'] = [];
+  for (const choice of candidates) {
+    try {
+      await tryBackend(choice);
+      await tf.ready();
+      const info: BackendInfo = {
+        choice,
+        tfName: tf.getBackend(),
+        skipped,
+        native: choice === 'node' || choice === 'node-gpu',
+        gpu: choice === 'node-gpu',
+      };
+      if (!opts.quiet) console.log(describeBackend(info));
+      return info;
+    } catch (e) {
+      skipped.push({ choice, reason: firstLine(e) });
+    }
+  }
+  current = undefined;
+  throw new Error(`no TensorFlow.js backend could be loaded: ${skipped.map((s) => `${s.choice}: ${s.reason}`).join('; ')}`);
+}
+
+/** One line naming the backend in use and why each faster one was not used. */
+export function describeBackend(info: BackendInfo): string {
+  const why = info.skipped.map((s) => `${s.choice}: ${s.reason}`).join('; ');
+  return `backend: ${info.choice} (tf '${info.tfName}')${why ? ` - skipped ${why}` : ''}`;
+}

@@ -1,0 +1,5 @@
+/** The workbench library, as the notebooks import it: `import * as wb from "../dist/src";` */
+export * from './backend';
+export * from './config';
+export * from './session';
+export { Random } from './random';
