@@ -46,7 +46,7 @@ export function listRuns(profileName?: string): string[] {
   return fs
     .readdirSync(dir)
     .filter((n) => fs.existsSync(path.join(dir, n, 'profile.json')))
-    .filter((n) => !profileName || n.endsWith(`-${profileName}`))
+    .filter((n) => !profileName || readRunProfile(path.join(dir, n)).name === profileName)
     .sort()
     .reverse()
     .map((n) => path.join(dir, n));
@@ -54,9 +54,11 @@ export function listRuns(profileName?: string): string[] {
 
 /** A fresh run folder data/runs/<yyyymmdd-hhmmss>-<profile> holding the resolved profile. */
 export function createRun(profile: Profile): string {
-  const base = path.join(paths().runs, `${timestamp()}-${profile.name}`);
-  let dir = base;
-  for (let i = 2; fs.existsSync(dir); i++) dir = `${base}.${i}`;
+  // Two runs started in the same second get .02, .03, ... before the profile name, which keeps
+  // the folder names sorting in creation order.
+  const stamp = timestamp();
+  let dir = path.join(paths().runs, `${stamp}-${profile.name}`);
+  for (let i = 2; fs.existsSync(dir); i++) dir = path.join(paths().runs, `${stamp}.${String(i).padStart(2, '0')}-${profile.name}`);
   fs.mkdirSync(dir, { recursive: true });
   writeJsonAtomic(path.join(dir, 'profile.json'), profile);
   return dir;

@@ -1,0 +1,52 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { session, listRuns, writeFileAtomic } from '../src/session';
+
+function withDataDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-session-'));
+  const saved = { data: process.env.TLWB_DATA_DIR, run: process.env.TLWB_RUN_DIR, profile: process.env.TLWB_PROFILE };
+  process.env.TLWB_DATA_DIR = dir;
+  delete process.env.TLWB_RUN_DIR;
+  delete process.env.TLWB_PROFILE;
+  return fn(dir).finally(() => {
+    for (const [k, v] of [['TLWB_DATA_DIR', saved.data], ['TLWB_RUN_DIR', saved.run], ['TLWB_PROFILE', saved.profile]] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+test('a session reuses the newest run of its profile and starts a new one only when asked', () =>
+  withDataDir(async () => {
+    const first = await session({ profile: 'smoke', backend: 'cpu', quiet: true });
+    assert.ok(fs.existsSync(path.join(first.runDir, 'profile.json')));
+    const again = await session({ profile: 'smoke', backend: 'cpu', quiet: true });
+    assert.equal(again.runDir, first.runDir);
+    const fresh = await session({ profile: 'smoke', backend: 'cpu', quiet: true, newRun: true });
+    assert.notEqual(fresh.runDir, first.runDir);
+    assert.equal(listRuns('smoke')[0], fresh.runDir);
+    assert.equal(listRuns('smoke').length, 2);
+  }));
+
+test('TLWB_RUN_DIR pins the run folder and its saved profile wins over overrides', () =>
+  withDataDir(async (dir) => {
+    const runDir = path.join(dir, 'runs', 'pinned-smoke');
+    process.env.TLWB_RUN_DIR = runDir;
+    const s = await session({ profile: 'smoke', overrides: ['train.seed=7'], backend: 'cpu', quiet: true });
+    assert.equal(s.runDir, runDir);
+    assert.equal(s.profile.train.seed, 7);
+    const later = await session({ profile: 'smoke', overrides: ['train.seed=8'], backend: 'cpu', quiet: true });
+    assert.equal(later.profile.train.seed, 7, 'a run keeps the profile it started with');
+  }));
+
+test('writeFileAtomic leaves no temporary file behind', () =>
+  withDataDir(async (dir) => {
+    const file = path.join(dir, 'a', 'b.txt');
+    writeFileAtomic(file, 'hello');
+    assert.equal(fs.readFileSync(file, 'utf8'), 'hello');
+    assert.deepEqual(fs.readdirSync(path.dirname(file)), ['b.txt']);
+  }));
