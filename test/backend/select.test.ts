@@ -1,0 +1,47 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+
+// Backend choice is made once per process, so each case runs in a child process of its own.
+const backendModule = path.resolve(__dirname, '../../src/backend/index.js');
+
+function choose(env: Record<string, string | undefined>): { status: number | null; stdout: string; stderr: string } {
+  const script = `require(${JSON.stringify(backendModule)}).initBackend().then(
+    (i) => console.log(JSON.stringify({ choice: i.choice, tfName: i.tfName, skipped: i.skipped })),
+    (e) => { console.error(e.message); process.exit(3); })`;
+  const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function hasModule(name: string): boolean {
+  try {
+    require.resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('auto picks the fastest backend that loads and says why the faster ones were skipped', (t) => {
+  if (hasModule('@tensorflow/tfjs-node')) return t.skip('tfjs-node is installed here, so the fallback path is not taken');
+  const r = choose({ TLWB_BACKEND: undefined });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.match(lines[0], /^backend: wasm \(tf 'wasm'\) - skipped node-gpu: not installed; node: not installed$/);
+  const info = JSON.parse(lines[1]);
+  assert.equal(info.choice, 'wasm');
+  assert.deepEqual(info.skipped.map((s: { choice: string }) => s.choice), ['node-gpu', 'node']);
+});
+
+test('TLWB_BACKEND forces one backend', () => {
+  const r = choose({ TLWB_BACKEND: 'cpu' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^backend: cpu \(tf 'cpu'\)\n/);
+});
+
+test('an unknown TLWB_BACKEND is an error naming the variable and the choices', () => {
+  const r = choose({ TLWB_BACKEND: 'tpu' });
+  assert.equal(r.status, 3);
+  assert.match(r.stderr, /TLWB_BACKEND: unknown backend 'tpu'; expected one of node-gpu, node, wasm, cpu or auto/);
+});
