@@ -3,3 +3,4 @@ export * from './backend';
 export * from './config';
 export * from './session';
 export { Random } from './random';
+export * as display from './display';
