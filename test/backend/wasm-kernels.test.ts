@@ -1,0 +1,87 @@
+/**
+ * The wasm training kernels against the cpu backend (tfjs' reference implementation).
+ * Tolerance: |wasm - cpu| <= 1e-4 · (1 + |cpu|) elementwise after scaling by the largest |cpu| value,
+ * i.e. a relative error of 1e-4 of the result's magnitude; float32 sums of a few thousand terms in a
+ * different order differ by ~1e-6 relative, so 1e-4 only fails on a real indexing or padding bug.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { registerWasmTrainingKernels } from '../../src/backend/wasm-kernels';
+import { Random } from '../../src/random';
+
+const TOLERANCE = 1e-4;
+
+before(async () => {
+  registerWasmTrainingKernels();
+  registerWasmTrainingKernels(); // idempotent: a second call must not throw or re-register
+  assert.ok(await tf.setBackend('wasm'));
+  assert.ok(await tf.setBackend('cpu'));
+});
+
+function randomArray(rng: Random, size: number): Float32Array {
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; i++) out[i] = rng.next() * 2 - 1;
+  return out;
+}
+
+async function onBackend(name: string, fn: () => tf.Tensor): Promise<Float32Array> {
+  await tf.setBackend(name);
+  const t = fn();
+  const data = (await t.data()) as Float32Array;
+  t.dispose();
+  return data;
+}
+
+function assertClose(actual: Float32Array, expected: Float32Array, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  let scale = 0;
+  for (const v of expected) scale = Math.max(scale, Math.abs(v));
+  let worst = 0;
+  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i] - expected[i]) / (scale + 1e-12));
+  assert.ok(worst <= TOLERANCE, `${what}: max relative difference ${worst.toExponential(2)} > ${TOLERANCE}`);
+}
+
+type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+interface Case { n: number; h: number; w: number; cin: number; cout: number; k: number; stride: number; pad: Pad }
+
+const cases: Case[] = [];
+for (const k of [1, 3, 7]) {
+  for (const stride of [1, 2]) {
+    for (const pad of ['same', 'valid'] as Pad[]) {
+      for (const n of [1, 8]) {
+        // Odd and even sizes: 'same' with stride 2 pads asymmetrically on one of them.
+        const h = k === 7 ? 15 + n % 2 : 9 + (stride + n) % 2;
+        cases.push({ n, h, w: h + 1, cin: 3 + k % 2, cout: 5, k, stride, pad });
+      }
+    }
+  }
+}
+// ResNet's stem: ZeroPadding2D(3) then a valid 7x7/2 conv - here as an explicit padding.
+cases.push({ n: 2, h: 16, w: 16, cin: 3, cout: 4, k: 7, stride: 2, pad: [[0, 0], [3, 3], [3, 3], [0, 0]] });
+cases.push({ n: 2, h: 9, w: 8, cin: 4, cout: 6, k: 3, stride: 2, pad: [[0, 0], [1, 0], [0, 2], [0, 0]] });
+
+for (const c of cases) {
+  const label = `${c.k}x${c.k}/${c.stride} ${JSON.stringify(c.pad)} n=${c.n} ${c.h}x${c.w}x${c.cin}->${c.cout}`;
+  test(`Conv2D gradients on wasm match cpu: ${label}`, async () => {
+    const rng = new Random(c.k * 1000 + c.stride * 100 + c.n + c.h);
+    const xShape: [number, number, number, number] = [c.n, c.h, c.w, c.cin];
+    const filterShape: [number, number, number, number] = [c.k, c.k, c.cin, c.cout];
+    const probe = tf.tidy(() => tf.conv2d(tf.zeros(xShape) as tf.Tensor4D, tf.zeros(filterShape) as tf.Tensor4D, c.stride, c.pad));
+    const dyShape = probe.shape;
+    probe.dispose();
+    const xData = randomArray(rng, tf.util.sizeFromShape(xShape));
+    const wData = randomArray(rng, tf.util.sizeFromShape(filterShape));
+    const dyData = randomArray(rng, tf.util.sizeFromShape(dyShape));
+    const attrs = { strides: [c.stride, c.stride], pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined };
+    const filterGrad = () => tf.tidy(() =>
+      tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor(xData, xShape), dy: tf.tensor(dyData, dyShape) }, { ...attrs, filterShape } as never) as tf.Tensor);
+    const inputGrad = () => tf.tidy(() =>
+      tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyData, dyShape), filter: tf.tensor(wData, filterShape) }, { ...attrs, inputShape: xShape } as never) as tf.Tensor);
+    const before = tf.memory().numTensors;
+    assertClose(await onBackend('wasm', filterGrad), await onBackend('cpu', filterGrad), `filter gradient ${label}`);
+    assertClose(await onBackend('wasm', inputGrad), await onBackend('cpu', inputGrad), `input gradient ${label}`);
+    assert.equal(tf.memory().numTensors, before, 'no tensors leaked');
+  });
+}
