@@ -4,3 +4,4 @@ export * from './config';
 export * from './session';
 export { Random } from './random';
 export * as display from './display';
+export * as data from './data';

@@ -1,0 +1,55 @@
+/**
+ * `npm run -s cli -- data [--json] [--images <folder>] [--dir <cifar folder>] [--profile <name>] [--size N]`
+ * Describes a data set: class names, images per split and per class, the first labels, the source.
+ * Without --profile the whole data set is described (no limits); with it, the profile's data section.
+ */
+import { parseArgs } from 'node:util';
+import { loadProfile, DataConfig } from '../config';
+import { loadDataset } from './dataset';
+import { describeDataset, formatDescription } from './summary';
+
+const HELP = `usage: npm run -s cli -- data [options]
+  --json              print one JSON object {classes, train, test, source}
+  --images <folder>   an image folder (one subfolder per class; train/ and test/ if split)
+  --size <n>          side the folder's images are resized to (default 32)
+  --dir <folder>      a local extracted cifar-10-batches-bin (default CIFAR10_DIR, else download)
+  --profile <name>    describe that profile's data (with its limits)
+  --set <a.b=v>       profile override (repeatable)
+  --quiet             no download progress
+`;
+
+export async function dataCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      json: { type: 'boolean', default: false },
+      images: { type: 'string' },
+      size: { type: 'string' },
+      dir: { type: 'string' },
+      profile: { type: 'string' },
+      set: { type: 'string', multiple: true },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  let cfg: DataConfig = values.profile
+    ? loadProfile(values.profile, values.set ?? []).data
+    : { source: 'cifar10', valFraction: 0, imageSize: 32 };
+  if (values.dir) cfg = { ...cfg, source: 'cifar10', dir: values.dir };
+  if (values.images) cfg = { ...cfg, source: 'folder', dir: values.images, imageSize: cfg.source === 'folder' ? cfg.imageSize : 32 };
+  if (values.size !== undefined) {
+    const size = Number(values.size);
+    if (!(Number.isInteger(size) && size > 0)) throw new Error(`--size: expected a positive integer, got '${values.size}'`);
+    cfg = { ...cfg, imageSize: size };
+  }
+  const started = performance.now();
+  const dataset = await loadDataset(cfg, { quiet: values.quiet });
+  const seconds = (performance.now() - started) / 1000;
+  const description = describeDataset(dataset);
+  if (values.json) process.stdout.write(JSON.stringify(description) + '\n');
+  else process.stdout.write(formatDescription(description, seconds, dataset.train.height));
+}

@@ -1,0 +1,178 @@
+/**
+ * A folder of images with one subfolder per class, as Keras' image_dataset_from_directory reads it:
+ * classes are the subfolder names in sorted order; PNG and JPEG files of any size are decoded and
+ * resized (bilinear, aspect ratio not kept) to the working size. With train/ and test/ subfolders
+ * each holds its own class folders; otherwise every image is training data.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as jpeg from 'jpeg-js';
+import { PNG } from 'pngjs';
+import { tf } from '../backend';
+import { Dataset, ImageSet } from './types';
+
+export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg'];
+
+/** A decoded image: RGB bytes, row-major. */
+export interface DecodedImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+function rgbaToRgb(rgba: Uint8Array, width: number, height: number): Uint8Array {
+  const rgb = new Uint8Array(width * height * 3);
+  for (let i = 0, j = 0; j < rgb.length; i += 4, j += 3) {
+    rgb[j] = rgba[i];
+    rgb[j + 1] = rgba[i + 1];
+    rgb[j + 2] = rgba[i + 2];
+  }
+  return rgb;
+}
+
+/** Decodes PNG or JPEG bytes (recognised by their signature, not the name). `file` names errors. */
+export function decodeImageBuffer(buf: Uint8Array, file: string): DecodedImage {
+  const isPng = buf.length > 8 && buf[0] === 0x89 && buf[1] === 0x50 && buf[2] === 0x4e && buf[3] === 0x47;
+  const isJpeg = buf.length > 3 && buf[0] === 0xff && buf[1] === 0xd8;
+  try {
+    if (isPng) {
+      // pngjs expands palette, grey and 16-bit images to 8-bit RGBA.
+      const png = PNG.sync.read(Buffer.from(buf.buffer, buf.byteOffset, buf.length));
+      return { data: rgbaToRgb(png.data, png.width, png.height), width: png.width, height: png.height };
+    }
+    if (isJpeg) {
+      const img = jpeg.decode(buf, { useTArray: true, formatAsRGBA: true });
+      return { data: rgbaToRgb(img.data, img.width, img.height), width: img.width, height: img.height };
+    }
+  } catch (e) {
+    throw new Error(`${file}: cannot decode ${isPng ? 'PNG' : 'JPEG'} (${(e as Error).message})`);
+  }
+  throw new Error(`${file}: not a PNG or JPEG image (unrecognised signature)`);
+}
+
+/** Reads and decodes one PNG or JPEG file. */
+export function decodeImage(file: string): DecodedImage {
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return decodeImageBuffer(buf, file);
+}
+
+/**
+ * Resizes to size x size with bilinear interpolation (half-pixel centres, as tf.image.resize in
+ * TF 2 does), rounding back to bytes. Same-size images are returned as they are.
+ */
+export function resizeImage(img: DecodedImage, size: number): Uint8Array {
+  if (img.width === size && img.height === size) return img.data;
+  return tf.tidy(() => {
+    const x = tf.tensor3d(img.data, [img.height, img.width, 3], 'int32').toFloat();
+    const y = tf.image.resizeBilinear(x, [size, size], false, true);
+    return new Uint8Array(y.round().clipByValue(0, 255).dataSync());
+  });
+}
+
+function subfolders(dir: string): string[] {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort();
+}
+
+/** Image files under `dir` (recursively), sorted by path. */
+function imageFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch (e) {
+      throw new Error(`${d}: cannot read folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      if (e.name.startsWith('.')) continue;
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (IMAGE_EXTENSIONS.includes(path.extname(e.name).toLowerCase())) out.push(p);
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** Files of one split, per class; throws on a missing or empty class folder. */
+function listSplit(splitDir: string, classes: string[], required: boolean): string[][] {
+  return classes.map((name) => {
+    const dir = path.join(splitDir, name);
+    if (!fs.existsSync(dir)) {
+      if (required) throw new Error(`${dir}: missing class folder`);
+      return [];
+    }
+    const files = imageFiles(dir);
+    if (files.length === 0) throw new Error(`${dir}: no PNG or JPEG images (${IMAGE_EXTENSIONS.join(', ')})`);
+    return files;
+  });
+}
+
+/**
+ * Interleaves the classes (first file of each class, then the second, ...) so that the first N
+ * images of a limited run cover every class.
+ */
+function interleave(perClass: string[][]): { file: string; label: number }[] {
+  const out: { file: string; label: number }[] = [];
+  const longest = Math.max(0, ...perClass.map((f) => f.length));
+  for (let i = 0; i < longest; i++) perClass.forEach((files, label) => i < files.length && out.push({ file: files[i], label }));
+  return out;
+}
+
+function decodeAll(items: { file: string; label: number }[], size: number): ImageSet {
+  const bytes = size * size * 3;
+  const images = new Uint8Array(items.length * bytes);
+  const labels = new Uint8Array(items.length);
+  items.forEach(({ file, label }, i) => {
+    images.set(resizeImage(decodeImage(file), size), i * bytes);
+    labels[i] = label;
+  });
+  return { images, labels, count: items.length, height: size, width: size };
+}
+
+export interface ImageFolderOptions {
+  /** Only the first N images (in the interleaved order) of each split. 0/absent: all. */
+  trainLimit?: number;
+  testLimit?: number;
+}
+
+/** Loads an image-folder data set at size x size. */
+export async function loadImageFolder(dir: string, size: number, opts: ImageFolderOptions = {}): Promise<Dataset> {
+  const root = path.resolve(dir);
+  if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new Error(`${root}: no such folder of images`);
+  if (!(Number.isInteger(size) && size > 0)) throw new Error(`${root}: image size should be a positive integer, got ${size}`);
+  const top = subfolders(root);
+  const split = top.includes('train') && top.includes('test');
+  const trainDir = split ? path.join(root, 'train') : root;
+  const classes = subfolders(trainDir);
+  if (classes.length === 0) throw new Error(`${trainDir}: no class subfolders (expected one folder of images per class)`);
+  if (classes.length > 256) throw new Error(`${trainDir}: ${classes.length} class folders; at most 256 are supported`);
+  let testItems: { file: string; label: number }[] | undefined;
+  if (split) {
+    const testDir = path.join(root, 'test');
+    const unknown = subfolders(testDir).filter((c) => !classes.includes(c));
+    if (unknown.length) throw new Error(`${testDir}: class folders ${unknown.join(', ')} are not in ${trainDir}`);
+    testItems = interleave(listSplit(testDir, classes, false));
+    if (testItems.length === 0) throw new Error(`${testDir}: no PNG or JPEG images`);
+  }
+  const trainItems = interleave(listSplit(trainDir, classes, true));
+  const limit = <T>(a: T[], n?: number) => (n && n > 0 ? a.slice(0, n) : a);
+  await tf.ready();
+  const dataset: Dataset = {
+    name: path.basename(root),
+    classes,
+    train: decodeAll(limit(trainItems, opts.trainLimit), size),
+    source: root,
+  };
+  if (testItems) dataset.test = decodeAll(limit(testItems, opts.testLimit), size);
+  return dataset;
+}

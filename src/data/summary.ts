@@ -1,0 +1,117 @@
+/**
+ * What notebook 01 and `cli data` show about a data set: counts per class and split (plain rows,
+ * a polars DataFrame, a Vega-Lite bar chart) and sample images per class.
+ */
+import pl from 'nodejs-polars';
+import { Dataset, ImageSet, countPerClass, imageBytes } from './types';
+
+export interface SplitDescription {
+  count: number;
+  perClass: number[];
+  firstLabels: number[];
+}
+
+/** The shape `cli data --json` prints. */
+export interface DatasetDescription {
+  classes: string[];
+  train: SplitDescription;
+  test: SplitDescription;
+  source: string;
+}
+
+export function describeSplit(set: ImageSet | undefined, numClasses: number): SplitDescription {
+  if (!set) return { count: 0, perClass: new Array<number>(numClasses).fill(0), firstLabels: [] };
+  return { count: set.count, perClass: countPerClass(set, numClasses), firstLabels: Array.from(set.labels.subarray(0, 10)) };
+}
+
+export function describeDataset(ds: Dataset): DatasetDescription {
+  const n = ds.classes.length;
+  return { classes: ds.classes, train: describeSplit(ds.train, n), test: describeSplit(ds.test, n), source: ds.source };
+}
+
+/** A plain-text table of the description, for the terminal. */
+export function formatDescription(d: DatasetDescription, seconds?: number, size?: number): string {
+  const width = Math.max(5, ...d.classes.map((c) => c.length));
+  const lines = [
+    `source: ${d.source}`,
+    `${d.classes.length} classes, ${d.train.count} training and ${d.test.count} test images${size ? ` at ${size}x${size}` : ''}` +
+      (seconds !== undefined ? `, loaded in ${seconds.toFixed(2)} s` : ''),
+    '',
+    `${'class'.padEnd(width)}  ${'train'.padStart(7)}  ${'test'.padStart(7)}`,
+    ...d.classes.map((c, i) => `${c.padEnd(width)}  ${String(d.train.perClass[i]).padStart(7)}  ${String(d.test.perClass[i]).padStart(7)}`),
+    `${'total'.padEnd(width)}  ${String(d.train.count).padStart(7)}  ${String(d.test.count).padStart(7)}`,
+    '',
+    `first training labels: ${d.train.firstLabels.join(' ')}`,
+  ];
+  return lines.join('\n') + '\n';
+}
+
+export interface ClassCountRow {
+  class: string;
+  split: string;
+  count: number;
+}
+
+/** Long-format rows: one per class and split (the data behind the table and the chart). */
+export function classCountRows(ds: Dataset, splits: Record<string, ImageSet | undefined> = { train: ds.train, test: ds.test }): ClassCountRow[] {
+  const rows: ClassCountRow[] = [];
+  for (const [split, set] of Object.entries(splits)) {
+    if (!set) continue;
+    countPerClass(set, ds.classes.length).forEach((count, i) => rows.push({ class: ds.classes[i], split, count }));
+  }
+  return rows;
+}
+
+/** Wide table: class | <split>... | total, one row per class plus a total row. */
+export function classCountTable(ds: Dataset, splits?: Record<string, ImageSet | undefined>): pl.DataFrame {
+  const rows = classCountRows(ds, splits);
+  const splitNames = [...new Set(rows.map((r) => r.split))];
+  const columns: Record<string, (string | number)[]> = { class: [...ds.classes, 'total'] };
+  for (const s of splitNames) {
+    const counts = ds.classes.map((c) => rows.find((r) => r.class === c && r.split === s)!.count);
+    columns[s] = [...counts, counts.reduce((a, b) => a + b, 0)];
+  }
+  return pl.DataFrame(columns);
+}
+
+/** Vega-Lite spec: grouped bars of images per class, one colour per split. */
+export function classCountChart(ds: Dataset, splits?: Record<string, ImageSet | undefined>): Record<string, unknown> {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: `${ds.name}: images per class`,
+    data: { values: classCountRows(ds, splits) },
+    mark: { type: 'bar', tooltip: true },
+    encoding: {
+      x: { field: 'class', type: 'nominal', sort: ds.classes, title: null },
+      xOffset: { field: 'split', type: 'nominal' },
+      y: { field: 'count', type: 'quantitative', title: 'images' },
+      color: { field: 'split', type: 'nominal' },
+    },
+    width: 480,
+    height: 220,
+  };
+}
+
+/** One image for a grid: RGB bytes plus a caption. */
+export interface ImageItem {
+  rgb: Uint8Array;
+  width: number;
+  height: number;
+  label: string;
+}
+
+/** The image at `index` as an ImageItem (a view, no copy). */
+export function imageItem(set: ImageSet, index: number, label: string): ImageItem {
+  const size = imageBytes(set);
+  return { rgb: set.images.subarray(index * size, (index + 1) * size), width: set.width, height: set.height, label };
+}
+
+/** The first `perClass` images of every class, class by class (rows of a grid). */
+export function sampleImages(ds: Dataset, perClass = 8, set: ImageSet = ds.train): ImageItem[] {
+  const picked: number[][] = ds.classes.map(() => []);
+  for (let i = 0; i < set.count; i++) {
+    const list = picked[set.labels[i]];
+    if (list.length < perClass) list.push(i);
+  }
+  return picked.flatMap((indices, c) => indices.map((i) => imageItem(set, i, ds.classes[c])));
+}
