@@ -5,3 +5,5 @@ export * from './session';
 export { Random } from './random';
 export * as display from './display';
 export * as data from './data';
+export * as jupyter from './jupyter';
+export * as preprocess from './preprocess';

@@ -3,6 +3,8 @@
  * a polars DataFrame, a Vega-Lite bar chart) and sample images per class.
  */
 import pl from 'nodejs-polars';
+import type { TopLevelSpec } from 'vega-lite';
+import type { GridImage } from '../display';
 import { Dataset, ImageSet, countPerClass, imageBytes } from './types';
 
 export interface SplitDescription {
@@ -66,16 +68,16 @@ export function classCountRows(ds: Dataset, splits: Record<string, ImageSet | un
 export function classCountTable(ds: Dataset, splits?: Record<string, ImageSet | undefined>): pl.DataFrame {
   const rows = classCountRows(ds, splits);
   const splitNames = [...new Set(rows.map((r) => r.split))];
-  const columns: Record<string, (string | number)[]> = { class: [...ds.classes, 'total'] };
+  const columns: pl.Series[] = [pl.Series('class', [...ds.classes, 'total'], pl.Utf8)];
   for (const s of splitNames) {
     const counts = ds.classes.map((c) => rows.find((r) => r.class === c && r.split === s)!.count);
-    columns[s] = [...counts, counts.reduce((a, b) => a + b, 0)];
+    columns.push(pl.Series(s, [...counts, counts.reduce((a, b) => a + b, 0)], pl.Int64));
   }
   return pl.DataFrame(columns);
 }
 
 /** Vega-Lite spec: grouped bars of images per class, one colour per split. */
-export function classCountChart(ds: Dataset, splits?: Record<string, ImageSet | undefined>): Record<string, unknown> {
+export function classCountChart(ds: Dataset, splits?: Record<string, ImageSet | undefined>): TopLevelSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: `${ds.name}: images per class`,
@@ -92,22 +94,14 @@ export function classCountChart(ds: Dataset, splits?: Record<string, ImageSet | 
   };
 }
 
-/** One image for a grid: RGB bytes plus a caption. */
-export interface ImageItem {
-  rgb: Uint8Array;
-  width: number;
-  height: number;
-  label: string;
-}
-
-/** The image at `index` as an ImageItem (a view, no copy). */
-export function imageItem(set: ImageSet, index: number, label: string): ImageItem {
+/** The image at `index` as a display.imageGrid item (a view, no copy). */
+export function imageItem(set: ImageSet, index: number, caption: string): GridImage {
   const size = imageBytes(set);
-  return { rgb: set.images.subarray(index * size, (index + 1) * size), width: set.width, height: set.height, label };
+  return { rgb: set.images.subarray(index * size, (index + 1) * size), width: set.width, height: set.height, caption };
 }
 
 /** The first `perClass` images of every class, class by class (rows of a grid). */
-export function sampleImages(ds: Dataset, perClass = 8, set: ImageSet = ds.train): ImageItem[] {
+export function sampleImages(ds: Dataset, perClass = 8, set: ImageSet = ds.train): GridImage[] {
   const picked: number[][] = ds.classes.map(() => []);
   for (let i = 0; i < set.count; i++) {
     const list = picked[set.labels[i]];
