@@ -1,0 +1,136 @@
+/**
+ * `cli run`: a fresh run folder for a profile, notebooks 01..05 executed headless into
+ * <run>/notebooks/, then the report when the results stage provides one.
+ * `cli kernel`: registers the tslab kernel in <root>/.jupyter (idempotent).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { initBackend } from '../backend';
+import { loadProfile, paths } from '../config';
+import { createRun, defaultProfileFor } from '../session';
+import { ensureKernel, jupyterEnv } from './kernel';
+import { cellTimeout, listNotebooks, NotebookResult, RunnerEvent, runNotebooks } from './runner';
+
+const RUN_USAGE = `usage: npm run -s cli -- run [--profile NAME] [--set key.path=value ...] [--timeout SECONDS]
+                        [--notebooks DIR] [--quiet] [--json] [--skip-report]
+  Executes notebooks/NN-*.ipynb in order in a new run folder data/runs/<id>-<profile>/,
+  writes the executed copies to <run>/notebooks/ and then the report (when available).
+  --profile   profile name (default: TLWB_PROFILE, else quick on CPU, seed with a CUDA GPU)
+  --set       profile override, repeatable (also TLWB_SET="a.b=1;c.d=x")
+  --timeout   seconds per cell, 0 = none (default: TLWB_CELL_TIMEOUT, else 21600)
+  --notebooks folder of notebooks to run (default: notebooks/)
+  --quiet     do not relay what the cells print
+  --json      print {"runDir", "notebooks", "report"} as JSON at the end
+  --skip-report  run the notebooks only
+`;
+
+async function chooseProfile(flag: string | undefined, log: (s: string) => void): Promise<string> {
+  const name = flag ?? process.env.TLWB_PROFILE;
+  if (name) return name;
+  const backend = await initBackend({ quiet: true });
+  const d = defaultProfileFor(backend);
+  log(`profile: ${d.name} (${d.why})`);
+  return d.name;
+}
+
+/** writeReport(runDir) from src/results/report.ts, when that module exists in this build. */
+function findReportWriter(): ((runDir: string) => Promise<string>) | null {
+  const file = path.join(__dirname, '..', 'results', 'report.js');
+  if (!fs.existsSync(file)) return null;
+  const mod = require(file) as { writeReport?: (runDir: string) => Promise<string> };
+  return typeof mod.writeReport === 'function' ? mod.writeReport : null;
+}
+
+function progress(log: (s: string) => void): (e: RunnerEvent) => void {
+  return (e) => {
+    const name = path.basename(e.notebook);
+    if (e.event === 'start') log(`▶ ${name}`);
+    else if (e.event === 'done') log(`✓ ${name} (${e.seconds.toFixed(1)} s)`);
+    else if (e.event === 'failed') log(`✗ ${name}: cell ${e.index + 1}`);
+  };
+}
+
+export async function runCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      profile: { type: 'string' },
+      set: { type: 'string', multiple: true },
+      timeout: { type: 'string' },
+      notebooks: { type: 'string' },
+      quiet: { type: 'boolean' },
+      json: { type: 'boolean' },
+      'skip-report': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(RUN_USAGE);
+    return;
+  }
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const timeout = cellTimeout(values.timeout);
+  const dir = path.resolve(values.notebooks ?? paths().notebooks);
+  const notebooks = listNotebooks(dir);
+  if (notebooks.length === 0) throw new Error(`no notebooks to run: ${dir} has no NN-name.ipynb files`);
+
+  const name = await chooseProfile(values.profile, log);
+  const profile = loadProfile(name, values.set ?? []);
+  ensureKernel({ quiet: !!values.quiet });
+  const runDir = createRun(profile);
+  log(`run folder: ${runDir}`);
+  log(`notebooks: ${notebooks.map((n) => path.basename(n)).join(', ')}${timeout ? ` (cell timeout ${timeout} s)` : ''}`);
+
+  let results: NotebookResult[];
+  try {
+    results = await runNotebooks(notebooks, {
+      outDir: path.join(runDir, 'notebooks'),
+      env: { TLWB_PROFILE: name, TLWB_RUN_DIR: runDir },
+      timeoutSeconds: timeout,
+      echo: !values.quiet,
+      onEvent: progress(log),
+    });
+  } catch (e) {
+    log(`run folder (incomplete): ${runDir}`);
+    throw e;
+  }
+
+  let report: string | undefined;
+  const writeReport = values['skip-report'] ? null : findReportWriter();
+  if (writeReport) report = await writeReport(runDir);
+
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ runDir, notebooks: results.map((r) => r.output), report: report ?? null })}\n`);
+  } else {
+    process.stdout.write(`run folder: ${runDir}\n`);
+    if (report) process.stdout.write(`report: ${report}\n`);
+  }
+}
+
+const KERNEL_USAGE = `usage: npm run -s cli -- kernel [--force] [--json]
+  Registers the tslab kernel in <project>/.jupyter for a Python that has Jupyter
+  (TLWB_PYTHON, /usr/bin/python3, then python3 on PATH). Quick when already done.
+`;
+
+export async function kernelCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { force: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    process.stdout.write(KERNEL_USAGE);
+    return;
+  }
+  const info = ensureKernel({ force: values.force, quiet: !!values.json });
+  const env = jupyterEnv();
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ ...info, JUPYTER_PATH: env.JUPYTER_PATH })}\n`);
+    return;
+  }
+  process.stdout.write(
+    `tslab kernel ${info.installed ? 'registered' : 'already registered'}: ${info.kernelJson}\n` +
+      `python with Jupyter: ${info.python}\n` +
+      `to use it from your own shell: export JUPYTER_PATH=${env.JUPYTER_PATH}\n`,
+  );
+}

@@ -1,0 +1,70 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { ensureKernel, findJupyterPython, INSTALL_HINT, jupyterEnv, kernelPaths } from '../../src/jupyter/kernel';
+import { distSrc, readCells, streamText, writeNotebook } from './helpers';
+
+const noJupyter = process.env.CI ? false : findJupyterPython() === null && INSTALL_HINT;
+const cli = path.join(distSrc, 'cli.js');
+
+test('ensureKernel registers tslab in the project .jupyter folder and is quick the second time', { skip: noJupyter }, () => {
+  const first = ensureKernel({ quiet: true });
+  const p = kernelPaths();
+  assert.equal(first.kernelJson, p.kernelJson);
+  const spec = JSON.parse(fs.readFileSync(p.kernelJson, 'utf8'));
+  assert.equal(spec.argv[0], p.tslabBinary);
+  assert.equal(spec.language, 'typescript');
+  const t0 = process.hrtime.bigint();
+  const again = ensureKernel({ quiet: true });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  assert.equal(again.installed, false);
+  assert.equal(again.python, first.python);
+  assert.ok(ms < 200, `second call took ${ms} ms`);
+});
+
+test('jupyterEnv puts the project kernel folder first on JUPYTER_PATH and keeps the rest', () => {
+  const saved = process.env.JUPYTER_PATH;
+  process.env.JUPYTER_PATH = ['/elsewhere', kernelPaths().jupyterPath].join(path.delimiter);
+  try {
+    const env = jupyterEnv({ EXTRA: '1' });
+    assert.equal(env.JUPYTER_PATH, [kernelPaths().jupyterPath, '/elsewhere'].join(path.delimiter));
+    assert.equal(env.EXTRA, '1');
+  } finally {
+    if (saved === undefined) delete process.env.JUPYTER_PATH;
+    else process.env.JUPYTER_PATH = saved;
+  }
+});
+
+test('cli run: a new run folder for the profile, notebooks executed into it with TLWB_RUN_DIR set', { skip: noJupyter }, () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-cmd-'));
+  const nbs = path.join(dir, 'notebooks');
+  writeNotebook(path.join(nbs, '01-env.ipynb'), [
+    `import * as wb from ${JSON.stringify(distSrc)};\nconsole.log([process.env.TLWB_PROFILE, process.env.TLWB_RUN_DIR].join("|"));`,
+    'console.log(typeof wb.display.chart, typeof wb.session);',
+  ]);
+  const r = spawnSync(process.execPath, [cli, 'run', '--profile', 'smoke', '--notebooks', nbs, '--json', '--quiet', '--skip-report'], {
+    encoding: 'utf8',
+    env: { ...process.env, TLWB_DATA_DIR: path.join(dir, 'data'), TLWB_PROFILE: '' },
+    timeout: 120_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  assert.equal(path.dirname(res.runDir), path.join(dir, 'data', 'runs'));
+  assert.match(path.basename(res.runDir), /^\d{8}-\d{6}-smoke$/);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(res.runDir, 'profile.json'), 'utf8')).name, 'smoke');
+  const executed = path.join(res.runDir, 'notebooks', '01-env.ipynb');
+  assert.deepEqual(res.notebooks, [executed]);
+  const cells = readCells(executed);
+  assert.equal(streamText(cells[0].outputs).trim(), `smoke|${res.runDir}`);
+  assert.equal(streamText(cells[1].outputs).trim(), 'function function');
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('cli run names the missing notebooks folder', () => {
+  const r = spawnSync(process.execPath, [cli, 'run', '--profile', 'smoke', '--notebooks', '/nonexistent/nbs'], { encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /no notebooks to run: \/nonexistent\/nbs/);
+});

@@ -1,0 +1,86 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { findJupyterPython, INSTALL_HINT } from '../../src/jupyter/kernel';
+import { NotebookCellError, RunnerEvent, runNotebooks, listNotebooks, cellTimeout } from '../../src/jupyter/runner';
+import { distSrc, readCells, streamText, writeNotebook } from './helpers';
+
+// Without a Python that has Jupyter these tests cannot run; in CI (.ci/run installs it) that is a failure.
+const noJupyter = process.env.CI ? false : findJupyterPython() === null && INSTALL_HINT;
+
+test('listNotebooks finds NN-name.ipynb in numeric order only', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-list-'));
+  for (const f of ['02-b.ipynb', '01-a.ipynb', 'scratch.ipynb', '10-z.ipynb', '03-c.txt']) fs.writeFileSync(path.join(dir, f), '{}');
+  assert.deepEqual(listNotebooks(dir).map((f) => path.basename(f)), ['01-a.ipynb', '02-b.ipynb', '10-z.ipynb']);
+  assert.deepEqual(listNotebooks(path.join(dir, 'absent')), []);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('cellTimeout: option, then TLWB_CELL_TIMEOUT, 0 = none, junk rejected', () => {
+  assert.equal(cellTimeout('90'), 90);
+  assert.equal(cellTimeout(0), null);
+  assert.throws(() => cellTimeout('soon'), /expected seconds >= 0.*'soon'/);
+});
+
+test('runner executes real tslab notebooks in order and stops at the first failing cell', { skip: noJupyter }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-nb-'));
+  const out = path.join(dir, 'out');
+  const ok = writeNotebook(path.join(dir, '01-ok.ipynb'), [
+    { markdown: '# A tiny notebook' },
+    `import * as display from ${JSON.stringify(path.join(distSrc, 'display'))};\nconsole.log("env", process.env.TLWB_TEST_MARK);`,
+    `const spec = {data: {values: [{k: "a", n: 1}, {k: "b", n: 2}]}, mark: "bar" as const,\n  encoding: {x: {field: "k", type: "nominal" as const}, y: {field: "n", type: "quantitative" as const}}};\nawait display.chart(spec);`,
+    `display.table([{cls: "cat", count: 7}]);\nconsole.log(6 * 7);`,
+  ]);
+  const bad = writeNotebook(path.join(dir, '02-bad.ipynb'), [
+    { markdown: 'fails in its third cell' },
+    'const fine = 1;',
+    `function explode(): never { throw new Error("the answer is not " + (fine + 1)); }\nexplode();`,
+    'console.log("must not run");',
+  ]);
+  const never = writeNotebook(path.join(dir, '03-never.ipynb'), ['console.log("after the failure");']);
+
+  const events: RunnerEvent[] = [];
+  const err = await runNotebooks([ok, bad, never], {
+    outDir: out,
+    env: { TLWB_TEST_MARK: 'marked-42' },
+    timeoutSeconds: 120,
+    onEvent: (e) => events.push(e),
+  }).then(
+    () => assert.fail('the failing notebook should reject'),
+    (e: unknown) => e,
+  );
+
+  assert.ok(err instanceof NotebookCellError, String(err));
+  assert.equal(err.notebook, bad);
+  assert.equal(err.cellNumber, 3, 'third cell of the notebook');
+  assert.equal(err.codeCellNumber, 2);
+  assert.match(err.errorText, /the answer is not 2/);
+  assert.doesNotMatch(err.errorText, /tslab[/\\]dist/, 'kernel frames trimmed');
+  assert.match(err.message, /02-bad\.ipynb: cell 3 \(code cell 2\) failed/);
+  assert.match(err.message, /the answer is not 2/);
+
+  // The good notebook ran completely, with env, chart (SVG + Vega-Lite) and table outputs.
+  const cells = readCells(path.join(out, '01-ok.ipynb'));
+  assert.match(streamText(cells[1].outputs), /env marked-42/);
+  const chart = cells[2].outputs?.find((o) => o.output_type === 'display_data');
+  assert.ok(chart?.data, 'chart display_data');
+  assert.match(String(chart.data['image/svg+xml']), /<svg[\s\S]*role-mark/);
+  assert.ok(chart.data['application/vnd.vegalite.v5+json'], 'vega-lite mime');
+  const table = cells[3].outputs?.find((o) => o.output_type === 'display_data');
+  assert.match(String(table?.data?.['text/html']), /<td>cat<\/td>/);
+  assert.match(streamText(cells[3].outputs), /^42$/m);
+  assert.deepEqual(cells.filter((c) => c.cell_type === 'code').map((c) => c.execution_count), [1, 2, 3]);
+
+  // The failing notebook's executed copy stops at the failure; the next notebook never ran.
+  const badCells = readCells(path.join(out, '02-bad.ipynb'));
+  assert.match(streamText(badCells[2].outputs, 'stderr'), /the answer is not 2/);
+  assert.equal(streamText(badCells[3].outputs), '');
+  assert.equal(fs.existsSync(path.join(out, '03-never.ipynb')), false);
+  assert.deepEqual(
+    events.filter((e) => e.event !== 'cell').map((e) => `${e.event} ${path.basename(e.notebook)}`),
+    ['start 01-ok.ipynb', 'done 01-ok.ipynb', 'start 02-bad.ipynb', 'failed 02-bad.ipynb'],
+  );
+  fs.rmSync(dir, { recursive: true });
+});
