@@ -7,3 +7,5 @@ export * as display from './display';
 export * as data from './data';
 export * as jupyter from './jupyter';
 export * as preprocess from './preprocess';
+export * as train from './train';
+export * as model from './model';

@@ -1,0 +1,82 @@
+/**
+ * `npm run -s cli -- model [--arch resnet50] [--head seed|gap|none] [--input-size 224] [--weights none|imagenet|FILE]
+ *   [--classes 10] [--stored-size 32] [--dropout 0.2] [--profile NAME] [--table] [--json]`
+ * Builds the model and prints its parameter counts (ImageNet weights only when asked: counting needs none).
+ */
+import { parseArgs } from 'node:util';
+import type { HeadKind, ModelConfig } from '../config';
+import { loadProfile } from '../config';
+import { initBackend } from '../backend';
+import { buildModel } from './build';
+import { countParams, leafLayers } from './freeze';
+import { layerRows } from './summary';
+
+export async function modelCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      arch: { type: 'string' },
+      head: { type: 'string' },
+      'input-size': { type: 'string' },
+      weights: { type: 'string' },
+      classes: { type: 'string', default: '10' },
+      'stored-size': { type: 'string' },
+      dropout: { type: 'string' },
+      profile: { type: 'string' },
+      table: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(
+      'usage: model [--arch resnet50|resnet101|resnet152|darknet-tiny|<model.json folder or URL>] [--head seed|gap|none]\n' +
+        '             [--input-size N] [--weights none|imagenet|FILE] [--classes 10] [--stored-size 32] [--dropout R]\n' +
+        '             [--profile NAME] [--table] [--json]\n',
+    );
+    return;
+  }
+  const int = (v: string | undefined, flag: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`--${flag}: expected a positive integer, got '${v}'`);
+    return n;
+  };
+  const fromProfile = values.profile ? loadProfile(values.profile) : undefined;
+  const cfg: ModelConfig = {
+    arch: values.arch ?? fromProfile?.model.arch ?? 'resnet50',
+    head: (values.head ?? fromProfile?.model.head ?? 'seed') as HeadKind,
+    inputSize: int(values['input-size'], 'input-size') ?? fromProfile?.model.inputSize ?? 224,
+    // Counting parameters needs no weights; load them only when asked.
+    weights: values.weights ?? 'none',
+    dropout: values.dropout !== undefined ? Number(values.dropout) : fromProfile?.model.dropout,
+  };
+  if (!['seed', 'gap', 'none'].includes(cfg.head)) throw new Error(`--head: expected seed, gap or none, got '${cfg.head}'`);
+  await initBackend({ quiet: values.json });
+  const storedSize = int(values['stored-size'], 'stored-size') ?? fromProfile?.data.imageSize ?? 32;
+  const built = await buildModel(cfg, int(values.classes, 'classes')!, { storedSize, quiet: values.json });
+  const counts = countParams(built.model);
+  const summary = {
+    arch: cfg.arch,
+    head: cfg.head,
+    ...counts,
+    layers: leafLayers(built.model).filter((l) => l.getClassName() !== 'InputLayer').length,
+    inputSize: built.inputSize,
+    storedSize,
+    preprocess: built.preprocess,
+    featureShape: built.base.outputs[0].shape.slice(1),
+    outputShape: built.model.outputs[0].shape.slice(1),
+    weights: built.weightsSource,
+  };
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+  } else {
+    if (values.table) {
+      for (const r of layerRows(built.model, { expand: true })) {
+        process.stdout.write(`${(r.parent ? `${r.parent}/` : '') + r.name}`.padEnd(36) + r.type.padEnd(24) + r.outputShape.padEnd(24) + String(r.params).padStart(10) + (r.trainable ? '' : '  frozen') + '\n');
+      }
+    }
+    for (const [k, v] of Object.entries(summary)) process.stdout.write(`${k.padEnd(20)} ${Array.isArray(v) ? `[${v.join(', ')}]` : v}\n`);
+  }
+  built.model.dispose();
+}

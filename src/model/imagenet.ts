@@ -1,0 +1,77 @@
+/**
+ * ImageNet class names for a backbone's 1000 outputs, and top-k predictions as a sanity check.
+ * The label lists are downloaded (and cached in data/downloads) like weights: Keras order for the
+ * Keras ResNets, Darknet's order (its imagenet.shortnames.list, the list ml5 ships for Darknet) for
+ * Darknet. Offline without a cached copy, labels are undefined and callers show indices.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { paths } from '../config';
+import { download } from '../data/download';
+
+export type ClassOrder = 'keras' | 'darknet';
+
+export const IMAGENET_LABEL_SOURCES: Record<ClassOrder, { url: string; file: string; env: string }> = {
+  keras: {
+    url: 'https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json',
+    file: 'imagenet_class_index.json',
+    env: 'IMAGENET_LABELS_KERAS',
+  },
+  darknet: {
+    // Darknet's label list: its first 1000 lines are the classes of the 1000-way classifiers.
+    url: 'https://raw.githubusercontent.com/pjreddie/darknet/master/data/imagenet.shortnames.list',
+    file: 'imagenet.shortnames.list',
+    env: 'IMAGENET_LABELS_DARKNET',
+  },
+};
+
+/** Parses a label file: Keras' class-index JSON ({"0": ["n01440764", "tench"], ...}) or one name per line. */
+export function parseLabels(text: string, origin: string): string[] {
+  const trimmed = text.trim();
+  let labels: string[];
+  if (trimmed.startsWith('{')) {
+    const index = JSON.parse(trimmed) as Record<string, [string, string]>;
+    labels = Object.keys(index)
+      .sort((a, b) => Number(a) - Number(b))
+      .map((k) => index[k][1]);
+  } else {
+    labels = trimmed.split(/\r?\n/).map((l) => l.trim());
+  }
+  if (labels.length < 1000) throw new Error(`${origin}: expected at least 1000 ImageNet labels, found ${labels.length}`);
+  return labels.slice(0, 1000);
+}
+
+/**
+ * The 1000 labels in `order`, from the environment variable's file, the cache, or a download.
+ * Returns undefined (never throws) when none is reachable, e.g. offline.
+ */
+export async function imagenetLabels(order: ClassOrder, opts: { download?: boolean; quiet?: boolean } = {}): Promise<string[] | undefined> {
+  const src = IMAGENET_LABEL_SOURCES[order];
+  const candidates = [process.env[src.env], path.join(paths().downloads, src.file)].filter((f): f is string => !!f);
+  for (const f of candidates) {
+    if (fs.existsSync(f)) return parseLabels(fs.readFileSync(f, 'utf8'), f);
+  }
+  if (opts.download === false) return undefined;
+  try {
+    const f = await download(src.url, path.join(paths().downloads, src.file), { quiet: opts.quiet ?? true, timeoutMs: 10_000 });
+    return parseLabels(fs.readFileSync(f, 'utf8'), f);
+  } catch {
+    return undefined;
+  }
+}
+
+export interface TopK {
+  index: number;
+  label: string;
+  probability: number;
+}
+
+/** Top-k of each row of `probs` [n, classes]; labels default to '#<index>'. */
+export async function topK(probs: tf.Tensor2D, k: number, labels?: string[]): Promise<TopK[][]> {
+  const { values, indices } = tf.topk(probs, k);
+  const [v, i] = await Promise.all([values.array(), indices.array()]);
+  values.dispose();
+  indices.dispose();
+  return v.map((row, r) => row.map((p, j) => ({ index: i[r][j], label: labels?.[i[r][j]] ?? `#${i[r][j]}`, probability: p })));
+}

@@ -1,0 +1,104 @@
+/**
+ * Backbone presets as plain data (as timm keeps its pretrained configs): architecture, input size,
+ * preprocessing, where the ImageNet weights come from, and where the 'gap' head cuts the backbone.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { PreprocessMode } from '../config';
+import { projectRoot } from '../config';
+import { RESNET_WEIGHTS, WeightsFile } from './resnet';
+
+export interface KerasResNetPreset {
+  kind: 'keras-resnet';
+  arch: 'resnet50' | 'resnet101' | 'resnet152';
+  inputSize: number;
+  preprocess: PreprocessMode;
+  /** Official Keras files: with the 1000-way top, and without it. */
+  weights: { top: WeightsFile; notop: WeightsFile };
+  /** Environment variable naming a local copy of the with-top .h5 (the no-top one: <NAME>_NOTOP). */
+  weightsEnv: string;
+  /** The full model ends in softmax probabilities. */
+  output: 'probabilities';
+  /** ImageNet class order of the 1000 outputs. */
+  classOrder: 'keras';
+}
+
+export interface TfjsPreset {
+  kind: 'tfjs';
+  arch: string;
+  inputSize: number;
+  preprocess: PreprocessMode;
+  /** Where the TF.js model comes from: a local folder (option/env/default) or the upstream URL. */
+  source: { env: string; defaultDir?: string; url: string };
+  /** The 'gap' head's cut point: the last layer kept in the base. */
+  cutLayer: string;
+  /** The full model's output: raw logits (a softmax gives probabilities). */
+  output: 'logits' | 'probabilities';
+  classOrder: 'darknet' | 'keras' | 'unknown';
+}
+
+export type Preset = KerasResNetPreset | TfjsPreset;
+
+const resnetPreset = (arch: KerasResNetPreset['arch']): KerasResNetPreset => ({
+  kind: 'keras-resnet',
+  arch,
+  inputSize: 224,
+  preprocess: 'caffe',
+  weights: RESNET_WEIGHTS[arch],
+  weightsEnv: `${arch.toUpperCase()}_WEIGHTS`,
+  output: 'probabilities',
+  classOrder: 'keras',
+});
+
+export const PRESETS: Record<string, Preset> = {
+  resnet50: resnetPreset('resnet50'),
+  resnet101: resnetPreset('resnet101'),
+  resnet152: resnetPreset('resnet152'),
+  'darknet-tiny': {
+    kind: 'tfjs',
+    arch: 'darknet-tiny',
+    inputSize: 224,
+    // ml5's darknet.js: pixels / 255, bilinear resize to 224, softmax over the 1000 outputs.
+    preprocess: 'unit',
+    source: {
+      env: 'DARKNET_TINY_DIR',
+      defaultDir: path.resolve(projectRoot, '../shared/data/darknet-tiny'),
+      url: 'https://cdn.jsdelivr.net/gh/ml5js/ml5-data-and-models@master/models/darknetclassifier/darknettiny/model.json',
+    },
+    // The last 128-channel LeakyReLU before the 1x1 conv to 1000 classes (see notebook 03).
+    cutLayer: 'leaky_re_lu_15',
+    output: 'logits',
+    classOrder: 'darknet',
+  },
+};
+
+/** The preset for an arch name, or a generic TF.js preset for a model.json folder/path/URL. */
+export function presetFor(arch: string): Preset {
+  const preset = PRESETS[arch];
+  if (preset) return preset;
+  if (/^https?:\/\//.test(arch) || fs.existsSync(arch)) {
+    return {
+      kind: 'tfjs',
+      arch,
+      inputSize: 224,
+      preprocess: 'unit',
+      source: { env: '', url: arch },
+      cutLayer: '',
+      output: 'probabilities',
+      classOrder: 'unknown',
+    };
+  }
+  throw new Error(`model.arch '${arch}': not a preset (${Object.keys(PRESETS).join(', ')}) nor a TF.js model.json folder, file or URL`);
+}
+
+/** Where a TF.js preset loads from: explicit option, then its environment variable, then its default folder, then its URL. */
+export function tfjsSource(preset: TfjsPreset, explicit?: string): string {
+  if (explicit) return explicit;
+  const fromEnv = preset.source.env ? process.env[preset.source.env] : undefined;
+  if (fromEnv) {
+    if (!fs.existsSync(fromEnv)) throw new Error(`${preset.source.env}=${fromEnv}: no such folder or file`);
+    return fromEnv;
+  }
+  if (preset.source.defaultDir && fs.existsSync(path.join(preset.source.defaultDir, 'model.json'))) return preset.source.defaultDir;
+  return preset.source.url;
+}

@@ -1,0 +1,68 @@
+/**
+ * What a model is made of: one row per layer (name, type, output shape, params, trainable), as
+ * Keras' summary shows it, for tables in notebooks and the command line.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { DataFrame } from 'nodejs-polars';
+import { isModel } from './freeze';
+
+export interface LayerRow {
+  name: string;
+  type: string;
+  outputShape: string;
+  params: number;
+  trainable: boolean;
+  /** Nesting path, e.g. 'resnet50' for a layer inside the base. */
+  parent: string;
+}
+
+function shapeText(shape: tf.Shape | tf.Shape[]): string {
+  const one = (s: tf.Shape) => `(${s.map((d) => (d === null ? 'None' : d)).join(', ')})`;
+  return Array.isArray(shape[0]) ? (shape as tf.Shape[]).map(one).join(', ') : one(shape as tf.Shape);
+}
+
+function paramCount(layer: tf.layers.Layer): number {
+  return layer.weights.reduce((s, w) => s + w.shape.reduce((p: number, d) => p * (d as number), 1), 0);
+}
+
+/**
+ * Rows for `model`'s layers. `expand` lists the layers inside nested models (base, head) instead of
+ * one row per nested model. A layer counts as trainable when it and every model around it are.
+ */
+export function layerRows(model: tf.LayersModel, opts: { expand?: boolean } = {}): LayerRow[] {
+  const rows: LayerRow[] = [];
+  const visit = (m: tf.LayersModel, parent: string, parentTrainable: boolean) => {
+    for (const layer of m.layers) {
+      const trainable = parentTrainable && layer.trainable;
+      if (opts.expand && isModel(layer)) {
+        visit(layer, parent ? `${parent}/${layer.name}` : layer.name, trainable);
+        continue;
+      }
+      rows.push({
+        name: layer.name,
+        type: layer.getClassName(),
+        outputShape: shapeText(layer.outputShape),
+        params: paramCount(layer),
+        trainable,
+        parent,
+      });
+    }
+  };
+  visit(model, '', model.trainable);
+  return rows;
+}
+
+/** layerRows as a nodejs-polars DataFrame (columns: parent, name, type, outputShape, params, trainable). */
+export function layerTable(model: tf.LayersModel, opts: { expand?: boolean } = {}): DataFrame {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const pl = require('nodejs-polars') as typeof import('nodejs-polars');
+  const rows = layerRows(model, opts);
+  return pl.DataFrame({
+    parent: rows.map((r) => r.parent),
+    name: rows.map((r) => r.name),
+    type: rows.map((r) => r.type),
+    outputShape: rows.map((r) => r.outputShape),
+    params: rows.map((r) => r.params),
+    trainable: rows.map((r) => r.trainable),
+  });
+}
