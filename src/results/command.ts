@@ -1,0 +1,88 @@
+/**
+ * `report` and `predict` on the command line:
+ *   npm run -s cli -- report [--run <runDir>] [--json]
+ *   npm run -s cli -- predict --run <runDir> [--top 3] [--json] <image>...
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { listRuns } from '../session';
+
+const REPORT_USAGE = `usage: npm run -s cli -- report [--run <runDir>] [--json]
+  Writes <runDir>/report.html: the run's executed notebooks in one self-contained page
+  (charts and images embedded, nothing fetched). Default run: the newest in data/runs.
+  Prints the path of the report.
+`;
+
+const PREDICT_USAGE = `usage: npm run -s cli -- predict [--run <runDir>] [--top 3] [--json] <image>...
+  Top classes with probabilities for PNG/JPEG files of any size, using <runDir>/model.
+  Default run: the newest in data/runs that has a trained model. --json: one JSON line per image.
+`;
+
+/** The run folder named by --run (checked), else the newest run that passes `want`. */
+export function chooseRun(option: string | undefined, want: (dir: string) => boolean, what: string): string {
+  if (option) {
+    const dir = path.resolve(option);
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`--run ${option}: no such folder`);
+    return dir;
+  }
+  const run = listRuns().find(want);
+  if (!run) throw new Error(`no run folder with ${what} in data/runs; give one with --run <runDir>`);
+  return run;
+}
+
+export async function reportCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { run: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    process.stdout.write(REPORT_USAGE);
+    return;
+  }
+  const runDir = chooseRun(values.run, (d) => fs.existsSync(path.join(d, 'notebooks')), 'executed notebooks');
+  const { writeReport } = await import('./report');
+  const out = await writeReport(runDir);
+  process.stdout.write(values.json ? `${JSON.stringify({ runDir, report: out })}\n` : `${out}\n`);
+}
+
+export async function predictCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      run: { type: 'string' },
+      top: { type: 'string', default: '3' },
+      json: { type: 'boolean' },
+      backend: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(PREDICT_USAGE);
+    return;
+  }
+  if (positionals.length === 0) throw new Error(`predict: no image files given\n${PREDICT_USAGE}`);
+  const top = Number(values.top);
+  if (!(Number.isInteger(top) && top >= 1)) throw new Error(`--top: expected a positive integer, got '${values.top}'`);
+  const runDir = chooseRun(values.run, (d) => fs.existsSync(path.join(d, 'model', 'model.json')), 'a trained model (model/model.json)');
+  const { initBackend } = await import('../backend');
+  await initBackend({ force: values.backend, quiet: true });
+  const { loadPredictor, predictFile } = await import('./predict');
+  const predictor = await loadPredictor(runDir);
+  let failed = 0;
+  for (const file of positionals) {
+    try {
+      const p = await predictFile(predictor, file, top);
+      if (values.json) process.stdout.write(`${JSON.stringify(p)}\n`);
+      else process.stdout.write(`${file} (${p.width}x${p.height}): ${p.top.map((t) => `${t.class} ${(t.probability * 100).toFixed(1)}%`).join(', ')}\n`);
+    } catch (e) {
+      failed++;
+      const message = (e as Error).message;
+      if (values.json) process.stdout.write(`${JSON.stringify({ file, error: message })}\n`);
+      process.stderr.write(`error: ${message}\n`);
+    }
+  }
+  // Every good image is still predicted; the exit code says whether any file failed.
+  if (failed) process.exitCode = 1;
+}

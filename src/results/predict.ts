@@ -1,0 +1,128 @@
+/**
+ * Using a trained run on new pictures: load <runDir>/model (TF.js layers format), decode PNG or JPEG
+ * files of any size, shrink them to the size the model was trained at, preprocess them the way the
+ * backbone expects, and return the most probable classes.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { tf } from '../backend';
+import { PreprocessMode, Profile } from '../config';
+import { readRunProfile } from '../session';
+import { CIFAR10_CLASSES, readCifarClasses } from '../data/cifar10';
+import { decodeImage, DecodedImage } from '../data/imagefolder';
+import { presetFor } from '../model/presets';
+import { loadModel } from '../model/io';
+import { preprocess } from '../preprocess';
+import { topK } from './metrics';
+
+export interface Predictor {
+  runDir: string;
+  model: tf.LayersModel;
+  classes: string[];
+  mode: PreprocessMode;
+  /** Side of the square the model takes (the stored image size). */
+  size: number;
+}
+
+export interface Prediction {
+  file: string;
+  width: number;
+  height: number;
+  top: { class: string; probability: number }[];
+}
+
+function readJsonIfAny(file: string): Record<string, unknown> | null {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+function isStringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === 'string');
+}
+
+/**
+ * Class names of a run, from what it recorded (evaluation.json, train-summary.json, model metadata),
+ * else from its data: CIFAR-10's meta file or standard names, or an image folder's subfolders.
+ */
+export function runClasses(runDir: string, profile: Profile): string[] {
+  for (const f of ['evaluation.json', 'train-summary.json', 'classes.json']) {
+    const j = readJsonIfAny(path.join(runDir, f));
+    const c = Array.isArray(j) ? j : j?.classes;
+    if (isStringArray(c)) return c;
+  }
+  const meta = (readJsonIfAny(path.join(runDir, 'model', 'model.json'))?.userDefinedMetadata ?? {}) as Record<string, unknown>;
+  if (isStringArray(meta.classes)) return meta.classes;
+  if (profile.data.source === 'cifar10') {
+    const dir = profile.data.dir || process.env.CIFAR10_DIR;
+    return dir && fs.existsSync(dir) ? readCifarClasses(dir) : [...CIFAR10_CLASSES];
+  }
+  const dir = profile.data.dir;
+  if (dir && fs.existsSync(dir)) {
+    const root = fs.existsSync(path.join(dir, 'train')) ? path.join(dir, 'train') : dir;
+    const names = fs.readdirSync(root, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+    if (names.length) return names;
+  }
+  throw new Error(`${runDir}: cannot tell the class names (no evaluation.json/train-summary.json with classes, and the data folder ${dir ?? '(none)'} is not there)`);
+}
+
+/** The backbone's preprocessing: recorded in the model's metadata, else the preset of the profile's arch. */
+export function runPreprocessMode(runDir: string, profile: Profile): PreprocessMode {
+  const meta = (readJsonIfAny(path.join(runDir, 'model', 'model.json'))?.userDefinedMetadata ?? {}) as Record<string, unknown>;
+  const m = meta.preprocess;
+  if (m === 'caffe' || m === 'unit' || m === 'torch' || m === 'none') return m;
+  return presetFor(profile.model.arch).preprocess;
+}
+
+export async function loadPredictor(runDir: string): Promise<Predictor> {
+  const dir = path.resolve(runDir);
+  const profile = readRunProfile(dir);
+  const modelDir = path.join(dir, 'model');
+  if (!fs.existsSync(path.join(modelDir, 'model.json'))) {
+    throw new Error(`${modelDir}: no trained model (model.json) in this run; train it first (npm start or the train command)`);
+  }
+  const model = await loadModel(modelDir);
+  const classes = runClasses(dir, profile);
+  const n = model.outputs[0].shape[model.outputs[0].shape.length - 1];
+  if (n !== classes.length) throw new Error(`${modelDir}: the model predicts ${n} classes but the run names ${classes.length} (${classes.join(', ')})`);
+  const inShape = model.inputs[0].shape;
+  const size = typeof inShape[1] === 'number' ? inShape[1] : profile.data.imageSize;
+  return { runDir: dir, model, classes, mode: runPreprocessMode(dir, profile), size };
+}
+
+/**
+ * size x size RGB float pixels (0..255) of an image of any size: halved by 2x2 averaging while it is
+ * at least twice too large (so a photo does not alias into noise), then bilinear to the exact size.
+ * The aspect ratio is not kept, as the image-folder loader does not keep it either.
+ */
+export function fitImage(img: DecodedImage, size: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    let x = tf.tensor3d(img.data, [img.height, img.width, 3], 'int32').toFloat() as tf.Tensor3D;
+    while (x.shape[0] >= 2 * size && x.shape[1] >= 2 * size) {
+      const h = x.shape[0] - (x.shape[0] % 2);
+      const w = x.shape[1] - (x.shape[1] % 2);
+      x = tf.avgPool(x.slice([0, 0, 0], [h, w, 3]), 2, 2, 'valid') as tf.Tensor3D;
+    }
+    if (x.shape[0] !== size || x.shape[1] !== size) x = tf.image.resizeBilinear(x, [size, size], false, true);
+    return x;
+  });
+}
+
+/** Top-k classes of one image file. A file that is not a PNG or JPEG fails with its name in the message. */
+export async function predictFile(p: Predictor, file: string, k = 3): Promise<Prediction> {
+  const img = decodeImage(file);
+  const probs = tf.tidy(() => {
+    const x = fitImage(img, p.size).expandDims(0) as tf.Tensor4D;
+    return p.model.predict(preprocess(x, p.mode)) as tf.Tensor;
+  });
+  let values: Float32Array;
+  try {
+    values = (await probs.data()) as Float32Array;
+  } finally {
+    probs.dispose();
+  }
+  const top = topK(values, 0, p.classes.length, Math.min(k, p.classes.length)).map((t) => ({ class: p.classes[t.index], probability: t.probability }));
+  return { file, width: img.width, height: img.height, top };
+}

@@ -1,0 +1,98 @@
+/**
+ * One row per run folder, read from the files each run wrote (profile.json, train-summary.json,
+ * evaluation.json), so runs made by other versions or stopped half-way still show what they have.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import pl from 'nodejs-polars';
+import { paths } from '../config';
+
+export interface RunRow {
+  run: string;
+  profile: string | null;
+  backbone: string | null;
+  backend: string | null;
+  epochs: number | null;
+  wall_seconds: number | null;
+  val_accuracy: number | null;
+  test_accuracy: number | null;
+  first1000_accuracy: number | null;
+  tta_accuracy: number | null;
+}
+
+function readJson(file: string): Record<string, unknown> | null {
+  if (!fs.existsSync(file)) return null;
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    // A run still writing (or one broken by a crash) is listed with what could be read.
+    return null;
+  }
+}
+
+const numOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const strOrNull = (v: unknown): string | null => (typeof v === 'string' && v ? v : null);
+
+/** The backend name however train-summary.json spells it: a string or a BackendInfo object. */
+function backendName(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object') return strOrNull((v as { choice?: unknown }).choice) ?? strOrNull((v as { tfName?: unknown }).tfName);
+  return null;
+}
+
+/** Total epochs: a number, or per-phase counts (array or object) summed. */
+function epochCount(v: unknown): number | null {
+  if (typeof v === 'number') return v;
+  if (Array.isArray(v)) return v.reduce<number>((s, x) => s + (typeof x === 'number' ? x : numOrNull((x as { epochs?: unknown })?.epochs) ?? 0), 0);
+  if (v && typeof v === 'object') return Object.values(v).reduce<number>((s, x) => s + (typeof x === 'number' ? x : 0), 0);
+  return null;
+}
+
+/** What one run folder says about itself. */
+export function readRunRow(runDir: string): RunRow {
+  const profile = readJson(path.join(runDir, 'profile.json'));
+  const summary = readJson(path.join(runDir, 'train-summary.json'));
+  const evaluation = readJson(path.join(runDir, 'evaluation.json'));
+  const model = (profile?.model ?? {}) as Record<string, unknown>;
+  const subsets = (evaluation?.subsets ?? []) as { name?: string; accuracy?: unknown }[];
+  const profileName = strOrNull(profile?.name) ?? strOrNull(summary?.profile);
+  return {
+    run: path.basename(runDir),
+    profile: profileName,
+    backbone: strOrNull(model.arch) ? `${model.arch}@${model.inputSize ?? '?'}` : null,
+    backend: backendName(summary?.backend),
+    epochs: epochCount(summary?.epochs),
+    wall_seconds: numOrNull(summary?.wallSeconds) === null ? null : Math.round(numOrNull(summary?.wallSeconds)! * 10) / 10,
+    val_accuracy: numOrNull(summary?.finalValAccuracy),
+    test_accuracy: numOrNull(evaluation?.accuracy),
+    first1000_accuracy: numOrNull(subsets.find((s) => s.name === 'first1000')?.accuracy),
+    tta_accuracy: numOrNull((evaluation?.tta as { accuracy?: unknown } | null)?.accuracy),
+  };
+}
+
+/** Every run folder (with a profile.json) under runsDir, newest first. */
+export function runRows(runsDir = paths().runs): RunRow[] {
+  if (!fs.existsSync(runsDir)) return [];
+  return fs
+    .readdirSync(runsDir)
+    .filter((n) => fs.existsSync(path.join(runsDir, n, 'profile.json')))
+    .sort()
+    .reverse()
+    .map((n) => readRunRow(path.join(runsDir, n)));
+}
+
+export const RUN_COLUMNS: (keyof RunRow)[] = [
+  'run', 'profile', 'backbone', 'backend', 'epochs', 'wall_seconds', 'val_accuracy', 'test_accuracy', 'first1000_accuracy', 'tta_accuracy',
+];
+
+/** The runs as a polars DataFrame (typed columns, nulls where a run lacks a file). */
+export function runsTable(runsDir = paths().runs): pl.DataFrame {
+  const rows = runRows(runsDir);
+  const text = (k: keyof RunRow) => pl.Series(k, rows.map((r) => r[k] as string | null), pl.Utf8);
+  const float = (k: keyof RunRow) => pl.Series(k, rows.map((r) => r[k] as number | null), pl.Float64);
+  return pl.DataFrame([
+    text('run'), text('profile'), text('backbone'), text('backend'),
+    pl.Series('epochs', rows.map((r) => r.epochs), pl.Int32),
+    float('wall_seconds'), float('val_accuracy'), float('test_accuracy'), float('first1000_accuracy'), float('tta_accuracy'),
+  ]);
+}

@@ -1,0 +1,137 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { initBackend, tf } from '../../src/backend';
+import { projectRoot } from '../../src/config';
+import { ImageSet } from '../../src/data/types';
+import {
+  evaluate, predictSet, restrictScores, summarize, testSubsets, topLossGallery, metricsRows, scoresFrom, SHARED_TEST_BATCH_MD5,
+} from '../../src/results/evaluate';
+
+const S = 4;
+
+/**
+ * Flatten -> Dense(2, softmax) whose class-0 logit is 2 x (red in the left half - red in the right
+ * half), in 'unit' pixels: an image red on the left is class 0, its mirror image class 1.
+ */
+function sideModel(): tf.LayersModel {
+  const model = tf.sequential({
+    layers: [tf.layers.flatten({ inputShape: [S, S, 3] }), tf.layers.dense({ units: 2, activation: 'softmax' })],
+  });
+  const kernel = new Float32Array(S * S * 3 * 2);
+  for (let y = 0; y < S; y++) {
+    for (let x = 0; x < S; x++) {
+      const i = (y * S + x) * 3; // red channel of pixel (y, x)
+      const w = (x < S / 2 ? 1 : -1) * (2 / (S * S / 2));
+      kernel[i * 2] = w;
+      kernel[i * 2 + 1] = -w;
+    }
+  }
+  model.layers[1].setWeights([tf.tensor2d(kernel, [S * S * 3, 2]), tf.zeros([2])]);
+  return model;
+}
+
+/** count images, red on the left (label 0) or the right (label 1). */
+function sideSet(sides: number[], labels: number[]): ImageSet {
+  const images = new Uint8Array(sides.length * S * S * 3);
+  sides.forEach((side, n) => {
+    for (let y = 0; y < S; y++) {
+      for (let x = 0; x < S; x++) {
+        const left = x < S / 2;
+        if ((side === 0) === left) images[((n * S + y) * S + x) * 3] = 255;
+      }
+    }
+  });
+  return { images, labels: Uint8Array.from(labels), count: sides.length, height: S, width: S };
+}
+
+before(async () => {
+  await initBackend({ force: 'cpu', quiet: true });
+});
+
+test('evaluate: accuracy, loss and predictions from batched predictions, no tensor left behind', async () => {
+  const model = sideModel();
+  // 5 images; the last two labels are wrong on purpose -> accuracy 3/5
+  const set = sideSet([0, 1, 0, 1, 0], [0, 1, 0, 0, 1]);
+  const before = tf.memory().numTensors;
+  const progress: number[] = [];
+  const e = await evaluate(model, set, { mode: 'unit', batchSize: 2, onProgress: (d) => progress.push(d) });
+  assert.equal(tf.memory().numTensors, before, 'evaluate leaks no tensors');
+  assert.deepEqual(progress, [2, 4, 5]);
+  assert.deepEqual([...e.predictions], [0, 1, 0, 1, 0]);
+  assert.equal(e.accuracy, 3 / 5);
+  const p0 = e.probabilities[0];
+  assert.ok(Math.abs(p0 - 1 / (1 + Math.exp(-4))) < 1e-5, `softmax of logits (2, -2): ${p0}`);
+  const expectedLoss = (3 * -Math.log(p0) + 2 * -Math.log(1 - p0)) / 5;
+  assert.ok(Math.abs(e.loss - expectedLoss) < 1e-5);
+  assert.equal(e.tta, undefined);
+  model.dispose();
+});
+
+test('evaluate with TTA averages each image with its mirror image, reported apart', async () => {
+  const model = sideModel();
+  const set = sideSet([0, 1], [0, 1]);
+  const flipped = await predictSet(model, set, { mode: 'unit', flip: true });
+  assert.ok(flipped[0] < 0.1 && flipped[1] > 0.9, 'the mirror of a left-red image looks right-red');
+  const e = await evaluate(model, set, { mode: 'unit', tta: true, batchSize: 1 });
+  assert.equal(e.accuracy, 1);
+  assert.ok(e.tta);
+  for (let i = 0; i < 4; i++) assert.ok(Math.abs(e.tta.probabilities[i] - 0.5) < 1e-6, 'this model is exactly flip-antisymmetric');
+  assert.ok(Math.abs(e.tta.loss - Math.log(2)) < 1e-5);
+  model.dispose();
+});
+
+test('evaluate names the problem for labels the model cannot predict and for an empty set', async () => {
+  const model = sideModel();
+  await assert.rejects(evaluate(model, sideSet([0], [7]), { mode: 'unit' }), /image 0 has label 7 but the model predicts 2 classes/);
+  await assert.rejects(evaluate(model, sideSet([], []), { mode: 'unit' }), /test set is empty/);
+  model.dispose();
+});
+
+test('subsets, summary and gallery are computed from the kept numbers', () => {
+  // 3 classes, 4 images: probabilities chosen by hand
+  const probs = Float32Array.from([0.7, 0.2, 0.1, 0.1, 0.3, 0.6, 0.2, 0.5, 0.3, 0.05, 0.05, 0.9]);
+  const labels = Uint8Array.from([0, 1, 1, 2]);
+  const scores = scoresFrom(probs, labels, 3);
+  const e = { ...scores, count: 4, numClasses: 3, labels, seconds: 1 };
+  assert.deepEqual([...e.predictions], [0, 2, 1, 2]);
+  const first2 = restrictScores(e, [0, 1]);
+  assert.equal(first2.accuracy, 0.5);
+  assert.ok(Math.abs(first2.loss - (-Math.log(0.7) - Math.log(0.3)) / 2) < 1e-6);
+  const s = summarize(e, ['a', 'b', 'c'], [{ name: 'first2', description: 'd', indices: Int32Array.from([0, 1]) }]);
+  assert.equal(s.accuracy, 0.75);
+  assert.deepEqual(s.confusion, [[1, 0, 0], [0, 1, 1], [0, 0, 1]]);
+  assert.deepEqual(s.mostConfused, [{ actual: 'b', predicted: 'c', count: 1 }]);
+  assert.equal(s.subsets[0].accuracy, 0.5);
+  assert.equal(s.tta, null);
+  assert.deepEqual(metricsRows(s).map((r) => r.set), ['test (all)', 'first2']);
+  assert.throws(() => summarize(e, ['a', 'b']), /2 class names for a 3-class model/);
+
+  const set: ImageSet = { images: Uint8Array.from({ length: 4 * 2 * 2 * 3 }, (_, i) => i), labels, count: 4, height: 2, width: 2 };
+  const g = topLossGallery(set, e, ['a', 'b', 'c'], 2);
+  assert.deepEqual(g.map((x) => x.index), [1, 2], 'largest losses: image 1 (p=0.3), then image 2 (p=0.5)');
+  assert.equal(g[0].actual, 'b');
+  assert.equal(g[0].predicted, 'c');
+  assert.ok(Math.abs(g[0].confidence - 0.6) < 1e-6);
+  assert.deepEqual([...g[0].rgb], Array.from({ length: 12 }, (_, i) => 12 + i));
+  assert.match(g[0].caption, /^#1 b → c 60%$/);
+});
+
+test('testSubsets: the first 1,000 CIFAR-10 test records, flagged when the copy is the offline one', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-subsets-'));
+  const set: ImageSet = { images: new Uint8Array(0), labels: new Uint8Array(1500), count: 1500, height: 32, width: 32 };
+  const subs = testSubsets({ name: 'cifar10', source: dir }, set);
+  assert.equal(subs.length, 1);
+  assert.equal(subs[0].indices.length, 1000);
+  assert.equal(subs[0].indices[999], 999);
+  assert.doesNotMatch(subs[0].description, /JPEG/);
+  assert.equal(testSubsets({ name: 'cifar10', source: dir }, { ...set, count: 300 })[0].indices.length, 300);
+  assert.deepEqual(testSubsets({ name: 'flowers', source: dir }, set), []);
+  const shared = path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
+  if (fs.existsSync(path.join(shared, 'test_batch.bin'))) {
+    assert.match(testSubsets({ name: 'cifar10', source: shared }, set)[0].description, /JPEG copies/, `md5 ${SHARED_TEST_BATCH_MD5}`);
+  }
+  fs.rmSync(dir, { recursive: true });
+});
