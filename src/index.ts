@@ -9,3 +9,4 @@ export * as jupyter from './jupyter';
 export * as preprocess from './preprocess';
 export * as train from './train';
 export * as model from './model';
+export * as results from './results';
