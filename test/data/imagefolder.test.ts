@@ -1,0 +1,105 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { initBackend, tf } from '../../src/backend';
+import { decodeImage, loadImageFolder, resizeImage } from '../../src/data/imagefolder';
+import { loadDataset } from '../../src/data/dataset';
+import { tempDir, writeSolidImage } from './fixtures';
+
+before(async () => {
+  await initBackend({ force: 'cpu', quiet: true });
+});
+
+const RED: [number, number, number] = [220, 20, 30];
+const GREEN: [number, number, number] = [10, 200, 40];
+const BLUE: [number, number, number] = [30, 40, 210];
+
+/** pixel i of image n */
+const pixel = (images: Uint8Array, size: number, n: number, i = 0) => Array.from(images.subarray((n * size * size + i) * 3, (n * size * size + i) * 3 + 3));
+const near = (a: number[], b: number[], tol: number) => a.every((v, i) => Math.abs(v - b[i]) <= tol);
+
+test('decodeImage reads PNG and JPEG by signature, as RGB', () => {
+  const dir = tempDir();
+  writeSolidImage(path.join(dir, 'a.png'), 5, 3, RED);
+  writeSolidImage(path.join(dir, 'b.jpg'), 16, 8, GREEN);
+  const png = decodeImage(path.join(dir, 'a.png'));
+  assert.equal(png.width, 5);
+  assert.equal(png.height, 3);
+  assert.equal(png.data.length, 5 * 3 * 3);
+  assert.deepEqual(Array.from(png.data.subarray(0, 3)), RED);
+  const jpg = decodeImage(path.join(dir, 'b.jpg'));
+  assert.equal(jpg.width, 16);
+  assert.ok(near(Array.from(jpg.data.subarray(0, 3)), GREEN, 6), `${jpg.data.subarray(0, 3)}`);
+  fs.writeFileSync(path.join(dir, 'bad.png'), 'not an image');
+  assert.throws(() => decodeImage(path.join(dir, 'bad.png')), /bad\.png: not a PNG or JPEG/);
+  fs.writeFileSync(path.join(dir, 'cut.png'), fs.readFileSync(path.join(dir, 'a.png')).subarray(0, 30));
+  assert.throws(() => decodeImage(path.join(dir, 'cut.png')), /cut\.png: cannot decode PNG/);
+  assert.throws(() => decodeImage(path.join(dir, 'absent.jpg')), /absent\.jpg: cannot read \(ENOENT\)/);
+});
+
+test('resizeImage: bilinear to the working size, a left/right split stays split', () => {
+  const w = 8;
+  const data = new Uint8Array(w * 4 * 3);
+  for (let y = 0; y < 4; y++) for (let x = 0; x < w; x++) data.set(x < w / 2 ? [0, 0, 0] : [200, 100, 50], (y * w + x) * 3);
+  const before = tf.memory().numTensors;
+  const out = resizeImage({ data, width: w, height: 4 }, 4);
+  assert.equal(tf.memory().numTensors, before, 'no tensor leak');
+  assert.equal(out.length, 4 * 4 * 3);
+  assert.deepEqual(Array.from(out.subarray(0, 3)), [0, 0, 0]);
+  assert.deepEqual(Array.from(out.subarray(3 * 3, 3 * 3 + 3)), [200, 100, 50]);
+  const same = { data, width: w, height: 4 };
+  assert.equal(resizeImage({ ...same, height: w, data: new Uint8Array(w * w * 3) }, w).length, w * w * 3);
+});
+
+test('an image folder: sorted class names, PNG and JPEG of any size, interleaved order, everything under train', async () => {
+  const root = tempDir();
+  writeSolidImage(path.join(root, 'zebra', 'z1.png'), 40, 20, BLUE);
+  writeSolidImage(path.join(root, 'zebra', 'z2.jpeg'), 7, 9, BLUE);
+  writeSolidImage(path.join(root, 'apple', 'a1.png'), 32, 32, RED);
+  writeSolidImage(path.join(root, 'apple', 'nested', 'a2.JPG'), 50, 60, RED);
+  writeSolidImage(path.join(root, 'apple', 'a3.png'), 3, 3, RED);
+  writeSolidImage(path.join(root, 'mango', 'm1.jpg'), 33, 31, GREEN);
+  fs.writeFileSync(path.join(root, 'mango', 'notes.txt'), 'ignored: not an image extension');
+  const ds = await loadImageFolder(root, 16);
+  assert.deepEqual(ds.classes, ['apple', 'mango', 'zebra']);
+  assert.equal(ds.test, undefined);
+  assert.equal(ds.train.count, 6);
+  assert.equal(ds.train.height, 16);
+  assert.equal(ds.train.images.length, 6 * 16 * 16 * 3);
+  // Round-robin over classes: apple, mango, zebra, apple, zebra, apple (files sorted by path).
+  assert.deepEqual(Array.from(ds.train.labels), [0, 1, 2, 0, 2, 0]);
+  assert.deepEqual(pixel(ds.train.images, 16, 0, 100), RED);
+  assert.ok(near(pixel(ds.train.images, 16, 1, 100), GREEN, 8));
+  assert.deepEqual(pixel(ds.train.images, 16, 2, 255), BLUE);
+  assert.equal(ds.source, root);
+  const limited = await loadImageFolder(root, 8, { trainLimit: 3 });
+  assert.deepEqual(Array.from(limited.train.labels), [0, 1, 2]);
+});
+
+test('train/ and test/ subfolders make two splits; loadDataset reads folders too', async () => {
+  const root = tempDir();
+  for (const [split, n] of [['train', 2], ['test', 1]] as const) {
+    for (const c of ['cat', 'dog']) for (let i = 0; i < n; i++) writeSolidImage(path.join(root, split, c, `${i}.png`), 10, 10, c === 'cat' ? RED : GREEN);
+  }
+  const ds = await loadDataset({ source: 'folder', dir: root, valFraction: 0, imageSize: 12, testLimit: 1 });
+  assert.deepEqual(ds.classes, ['cat', 'dog']);
+  assert.equal(ds.train.count, 4);
+  assert.equal(ds.test!.count, 1);
+  assert.deepEqual(pixel(ds.test!.images, 12, 0), RED);
+  writeSolidImage(path.join(root, 'test', 'emu', '0.png'), 4, 4, RED);
+  await assert.rejects(loadImageFolder(root, 12), (e: Error) => e.message.includes(path.join(root, 'test')) && /emu are not in/.test(e.message));
+});
+
+test('empty or unreadable folders and files are errors naming them', async () => {
+  const root = tempDir();
+  await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message.includes(root) && /no class subfolders/.test(e.message));
+  fs.mkdirSync(path.join(root, 'empty'));
+  writeSolidImage(path.join(root, 'full', 'x.png'), 4, 4, RED);
+  await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message.includes(path.join(root, 'empty')) && /no PNG or JPEG images/.test(e.message));
+  fs.rmdirSync(path.join(root, 'empty'));
+  fs.writeFileSync(path.join(root, 'full', 'y.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0x00, 1, 2, 3]));
+  await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message.includes(path.join(root, 'full', 'y.jpg')) && /cannot decode JPEG/.test(e.message));
+  await assert.rejects(loadImageFolder(path.join(root, 'absent'), 8), /absent: no such folder of images/);
+  await assert.rejects(loadDataset({ source: 'folder', valFraction: 0, imageSize: 8 }), /data\.dir/);
+});
