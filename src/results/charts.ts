@@ -106,7 +106,7 @@ export function historySpec(rows: HistoryRow[], metric: 'accuracy' | 'loss', opt
       data: { values: points },
       mark: { type: 'line', point: true },
       encoding: {
-        x: { field: 'epoch', type: 'quantitative', title: 'epoch (all phases)', axis: { tickMinStep: 1 }, scale: { domain: [0.5, Math.max(1, rows.length) + 0.5] } },
+        x: { field: 'epoch', type: 'quantitative', title: 'epoch (all phases)', axis: { tickMinStep: 1 }, scale: { domain: [0.5, Math.max(1, rows.length) + 0.5], nice: false } },
         y: { field: 'value', type: 'quantitative', title: metric, scale: { zero: false } },
         color: { field: 'split', type: 'nominal', title: null, scale: { domain: ['train', 'validation'] } },
         tooltip: [

@@ -349,7 +349,10 @@ export function assertSelfContained(html: string, origin = 'report'): void {
   for (const m of html.matchAll(/<([a-zA-Z][\w:-]*)\b([^<>]*)>/g)) {
     const tag = m[1].toLowerCase();
     if (tag === 'script' && /\ssrc\s*=/.test(m[2])) bad.push(m[0].slice(0, 120));
-    if (tag === 'link') bad.push(m[0].slice(0, 120));
+    if (tag === 'link') {
+      bad.push(m[0].slice(0, 120));
+      continue;
+    }
     for (const a of m[2].matchAll(/\s(src|srcset|href|xlink:href|poster|background)\s*=\s*("([^"]*)"|'([^']*)'|([^\s"'>]+))/gi)) {
       const value = (a[3] ?? a[4] ?? a[5] ?? '').trim();
       if (tag === 'a' && a[1].toLowerCase() === 'href') continue;
