@@ -78,8 +78,16 @@ export interface Phase {
   schedule?: { kind: 'constant' } | { kind: 'cosine'; warmupEpochs?: number; minLr?: number };
   epochs: number;
   batchSize?: number;
+  /** Decoupled weight decay (AdamW style, applied to every trainable tensor after each step). */
   weightDecay?: number;
   momentum?: number;
+  /** 'frozen' keeps every BatchNormalization layer in inference mode with fixed gamma/beta (Keras guide). */
+  batchNorm?: 'train' | 'frozen';
+  /**
+   * Run this phase only where it is affordable: on a native backend (nativeBackend: true), or when one
+   * measured training step predicts the phase under maxEstimatedMinutes. Otherwise it is skipped, with the reason.
+   */
+  runIf?: { nativeBackend?: boolean; maxEstimatedMinutes?: number };
 }
 
 export interface TrainConfig {
@@ -90,6 +98,10 @@ export interface TrainConfig {
   phases: Phase[];
   /** Cache the frozen base's features when a phase trains only the head. */
   featureCache: boolean;
+  /** How cached features are stored: float32 (default) or float16 (half the disk, tiny rounding). */
+  featureCacheDtype?: 'float32' | 'float16';
+  /** How many epoch checkpoints to keep in <runDir>/checkpoints (default 2). */
+  checkpointsKept?: number;
   earlyStopping?: { monitor: 'val_loss' | 'val_accuracy'; patience: number };
 }
 

@@ -1,0 +1,189 @@
+/**
+ * Frozen-feature cache. When a phase trains only the head, the base is a fixed function: run it once
+ * over train and val (inference mode), keep the features on disk, and train the head on them.
+ * The key covers everything that changes the features: backbone arch, a hash of the base's weights
+ * (so after a phase that trained the base the key changes), input size, preprocessing, the exact
+ * images (content hash), and the storage dtype.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { paths } from '../config';
+import { writeJsonAtomic } from '../session';
+
+export type FeatureDtype = 'float32' | 'float16';
+
+export interface FeatureSet {
+  /** count x dims, row-major. */
+  features: Float32Array;
+  labels: Uint8Array;
+  count: number;
+  dims: number;
+  /** Shape of one item's features (dims = product). */
+  shape: number[];
+}
+
+export interface CacheKeyParts {
+  arch: string;
+  baseWeightsHash: string;
+  inputSize: number;
+  preprocess: string;
+  dtype: FeatureDtype;
+  trainHash: string;
+  valHash: string;
+  /** Parameter-free head layers computed into the cache (e.g. global pooling). */
+  movedLayers: string;
+}
+
+export interface CachedFeatures {
+  key: string;
+  dir: string;
+  /** True when read from disk, false when just computed. */
+  hit: boolean;
+  train: FeatureSet;
+  val: FeatureSet;
+}
+
+/** sha256 of the weights' values, in the order given (names excluded: they vary between processes). */
+export async function weightsHash(weights: tf.LayerVariable[]): Promise<string> {
+  const h = crypto.createHash('sha256');
+  for (const w of weights) {
+    const data = await w.read().data();
+    h.update(w.shape.join('x'));
+    h.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+  return h.digest('hex');
+}
+
+export function contentHash(images: Uint8Array, labels: Uint8Array): string {
+  return crypto.createHash('sha256').update(images).update(labels).digest('hex');
+}
+
+export function cacheKey(parts: CacheKeyParts): string {
+  const digest = crypto.createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 20);
+  const arch = path.basename(parts.arch).replace(/[^A-Za-z0-9_.-]/g, '_');
+  return `${arch}-${parts.inputSize}-${parts.preprocess}-${parts.dtype}-${digest}`;
+}
+
+// IEEE 754 half precision, round to nearest even (float16 halves the cache; features tolerate it).
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+export function toFloat16(values: Float32Array): Uint16Array {
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    f32[0] = values[i];
+    const x = u32[0];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    const e = exp - 127 + 15;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      mant |= 0x800000;
+      const shift = 14 - e;
+      let half = mant >>> shift;
+      const rem = mant & ((1 << shift) - 1);
+      const mid = 1 << (shift - 1);
+      if (rem > mid || (rem === mid && half & 1)) half++;
+      out[i] = sign | half;
+      continue;
+    }
+    let half = (e << 10) | (mant >>> 13);
+    const rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
+    out[i] = sign | half;
+  }
+  return out;
+}
+
+export function fromFloat16(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const h = bits[i];
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    if (exp === 0) out[i] = sign * mant * 2 ** -24;
+    else if (exp === 0x1f) out[i] = mant ? NaN : sign * Infinity;
+    else out[i] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  }
+  return out;
+}
+
+export function cacheRoot(): string {
+  return path.join(paths().cache, 'features');
+}
+
+function writeSet(dir: string, name: string, set: FeatureSet, dtype: FeatureDtype): void {
+  const raw = dtype === 'float16' ? toFloat16(set.features) : set.features;
+  fs.writeFileSync(path.join(dir, `${name}.bin`), new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength));
+  fs.writeFileSync(path.join(dir, `${name}-labels.bin`), set.labels);
+}
+
+function readSet(dir: string, name: string, count: number, shape: number[], dtype: FeatureDtype): FeatureSet {
+  const dims = shape.reduce((a, d) => a * d, 1);
+  const buf = fs.readFileSync(path.join(dir, `${name}.bin`));
+  const bytes = new Uint8Array(buf.byteLength);
+  bytes.set(buf);
+  const expected = count * dims * (dtype === 'float16' ? 2 : 4);
+  if (bytes.byteLength !== expected) {
+    throw new Error(`${path.join(dir, `${name}.bin`)}: ${bytes.byteLength} bytes, expected ${expected} (${count} x ${dims} ${dtype})`);
+  }
+  const features = dtype === 'float16' ? fromFloat16(new Uint16Array(bytes.buffer)) : new Float32Array(bytes.buffer);
+  const labels = new Uint8Array(fs.readFileSync(path.join(dir, `${name}-labels.bin`)));
+  return { features, labels, count, dims, shape };
+}
+
+/** Reads the cached features for `key`, or undefined when absent or incomplete. */
+export function readCache(key: string): CachedFeatures | undefined {
+  const dir = path.join(cacheRoot(), key);
+  const metaFile = path.join(dir, 'meta.json');
+  if (!fs.existsSync(metaFile)) return undefined;
+  const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8')) as { shape: number[]; trainCount: number; valCount: number; parts: CacheKeyParts };
+  return {
+    key,
+    dir,
+    hit: true,
+    train: readSet(dir, 'train', meta.trainCount, meta.shape, meta.parts.dtype),
+    val: readSet(dir, 'val', meta.valCount, meta.shape, meta.parts.dtype),
+  };
+}
+
+/** Stores features under `key` (a temporary folder renamed into place; meta.json last). */
+export function writeCache(key: string, parts: CacheKeyParts, train: FeatureSet, val: FeatureSet): string {
+  const root = cacheRoot();
+  const dir = path.join(root, key);
+  const tmp = path.join(root, `.tmp-${key}-${process.pid}`);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { recursive: true });
+  writeSet(tmp, 'train', train, parts.dtype);
+  writeSet(tmp, 'val', val, parts.dtype);
+  writeJsonAtomic(path.join(tmp, 'meta.json'), {
+    parts,
+    dims: train.dims,
+    shape: train.shape,
+    trainCount: train.count,
+    valCount: val.count,
+    created: new Date().toISOString(),
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.renameSync(tmp, dir);
+  return dir;
+}
+
+/** Rounds features the way the cache stores them, so that a miss and a later hit train identically. */
+export function roundTrip(set: FeatureSet, dtype: FeatureDtype): FeatureSet {
+  return dtype === 'float16' ? { ...set, features: fromFloat16(toFloat16(set.features)) } : set;
+}

@@ -1,0 +1,46 @@
+/**
+ * tfjs-layers drops `training` at every nested model: Container.call() runs its graph with each
+ * node's stored call arguments, so model.apply(x, {training: true}) leaves BatchNormalization and
+ * Dropout inside the nested base and head in inference mode. Keras passes training down. This
+ * installs, once per layer, a call() that takes the training flag from a switch we set around a
+ * step; the MODEL stage's frozen-BatchNormalization wrapper sits inside it and still forces
+ * inference for frozen layers (Keras semantics).
+ */
+import * as tf from '@tensorflow/tfjs';
+
+const SWITCHED = Symbol.for('tlwb.trainingSwitch');
+let current: boolean | undefined;
+
+type CallFn = (inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>) => tf.Tensor | tf.Tensor[];
+
+function leaves(model: tf.LayersModel): tf.layers.Layer[] {
+  const out: tf.layers.Layer[] = [];
+  for (const l of model.layers) {
+    const nested = (l as unknown as { layers?: unknown }).layers;
+    if (Array.isArray(nested)) out.push(...leaves(l as unknown as tf.LayersModel));
+    else out.push(l);
+  }
+  return out;
+}
+
+/** Makes every leaf layer of `model` follow withTraining(). Idempotent. */
+export function installTrainingSwitch(model: tf.LayersModel): void {
+  for (const layer of leaves(model)) {
+    const tagged = layer as unknown as { [SWITCHED]?: boolean; call: CallFn };
+    if (tagged[SWITCHED]) continue;
+    const inner = tagged.call.bind(layer) as CallFn;
+    tagged.call = (inputs, kwargs) => inner(inputs, current === undefined ? kwargs : { ...(kwargs ?? {}), training: current });
+    tagged[SWITCHED] = true;
+  }
+}
+
+/** Runs `fn` (synchronously) with every switched layer in training (true) or inference (false) mode. */
+export function withTraining<T>(training: boolean, fn: () => T): T {
+  const before = current;
+  current = training;
+  try {
+    return fn();
+  } finally {
+    current = before;
+  }
+}

@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { train, readTrainSummary, history, TrainingDivergedError, latestCheckpoint, readCheckpointState } from '../../src/train';
+import { syntheticData, testProfile, tempSession, tinyResnetLike, numbersOf } from './fixtures';
+import type { Phase } from '../../src/config';
+
+const headPhase: Phase = { name: 'head', trainable: 'head', optimizer: 'adam', lr: 0.05, epochs: 2 };
+const allPhase: Phase = { name: 'finetune-all', trainable: 'all', optimizer: 'adam', lr: 0.01, epochs: 2 };
+
+test('learns the synthetic task, writes history, summary and checkpoints', async () => {
+  const s = await tempSession(testProfile([{ ...allPhase, epochs: 4 }]));
+  const r = await train(s, { built: tinyResnetLike(), data: syntheticData(), progress: 'none' });
+  assert.equal(r.status, 'finished');
+  assert.equal(r.epochs, 4);
+  assert.ok(r.finalValAccuracy! > 0.6, `val accuracy ${r.finalValAccuracy} should beat chance (0.33) clearly`);
+  const df = history(s.runDir);
+  assert.deepEqual(df.getColumn('epoch').toArray(), [1, 2, 3, 4]);
+  for (const c of ['phase', 'epoch', 'loss', 'accuracy', 'val_loss', 'val_accuracy', 'lr', 'seconds']) assert.ok(df.columns.includes(c), c);
+  const batches = history(s.runDir, 'batches');
+  assert.equal(batches.height, 4 * 3); // 96 images / 32
+  assert.ok(fs.existsSync(path.join(s.runDir, 'history.csv')) && fs.existsSync(path.join(s.runDir, 'model', 'model.json')));
+  const summary = readTrainSummary(s.runDir)!;
+  assert.equal(summary.epochs, 4);
+  assert.equal(summary.backend, 'cpu');
+  assert.ok(summary.wallSeconds > 0);
+  // Finished run: a second call trains nothing.
+  const again = await train(s, { built: tinyResnetLike(), data: syntheticData(), progress: 'none' });
+  assert.equal(again.status, 'already-finished');
+  assert.equal(history(s.runDir).height, 4);
+});
+
+test('no tensor leaks: numTensors is the same after every epoch (3 epochs, full model and cached head)', async () => {
+  for (const phase of [{ ...allPhase, epochs: 3 }, { ...headPhase, epochs: 3 }]) {
+    const s = await tempSession(testProfile([phase]));
+    const counts: number[] = [];
+    await train(s, { built: tinyResnetLike(), data: syntheticData(), progress: 'none', saveModel: false, onEpoch: () => counts.push(tf.memory().numTensors) });
+    assert.equal(counts.length, 3);
+    assert.ok(counts.every((c) => c === counts[0]), `${phase.name}: numTensors per epoch ${counts.join(', ')}`);
+  }
+});
+
+test('resume after an interruption gives each epoch once, with the numbers of an uninterrupted run', async () => {
+  const phases: Phase[] = [
+    { ...allPhase, epochs: 2, schedule: { kind: 'cosine', warmupEpochs: 1 } },
+    { ...headPhase, epochs: 2 },
+  ];
+  const extra = { augment: true };
+  const a = await tempSession(testProfile(phases, extra));
+  await train(a, { built: tinyResnetLike(1, 0.3), data: syntheticData(), progress: 'none', saveModel: false });
+  const full = history(a.runDir).toRecords();
+
+  for (const stopAt of [1, 2, 3]) {
+    const b = await tempSession(testProfile(phases, extra));
+    const first = await train(b, { built: tinyResnetLike(1, 0.3), data: syntheticData(), progress: 'none', saveModel: false, stopAfterEpochs: stopAt });
+    assert.equal(first.status, 'interrupted');
+    // A new process would build a fresh model (different initial weights): the checkpoint must override them.
+    const second = await train(b, { built: tinyResnetLike(99, 0.3), data: syntheticData(), progress: 'none', saveModel: false });
+    assert.equal(second.status, 'finished');
+    assert.ok(second.resumedFrom?.endsWith(`epoch-000${stopAt}`));
+    const resumed = history(b.runDir).toRecords();
+    assert.deepEqual(resumed.map((r) => r.epoch), [1, 2, 3, 4]);
+    assert.deepEqual(numbersOf(resumed), numbersOf(full), `stopped after epoch ${stopAt}`);
+    assert.deepEqual(numbersOf(history(b.runDir, 'batches').toRecords()), numbersOf(history(a.runDir, 'batches').toRecords()));
+  }
+});
+
+test('a NaN loss stops the run with a clear message and keeps the last good checkpoint', async () => {
+  const s = await tempSession(testProfile([{ ...allPhase, epochs: 3 }]));
+  const { batches } = await import('../../src/preprocess');
+  let epochCalls = 0;
+  const poisoned = function* (set: Parameters<typeof batches>[0], o: { batchSize: number; shuffle: boolean; rng: import('../../src/random').Random; augment: boolean }) {
+    if (o.shuffle) epochCalls++;
+    for (const b of batches(set, { ...o, mode: 'unit', numClasses: 3 })) {
+      if (o.shuffle && epochCalls === 2) {
+        const bad = tf.mul(b.xs, NaN);
+        b.xs.dispose();
+        yield { xs: bad, ys: b.ys };
+      } else yield b;
+    }
+  };
+  await assert.rejects(
+    train(s, { built: tinyResnetLike(), data: syntheticData(), progress: 'none', saveModel: false, imageBatches: poisoned }),
+    (e: unknown) => e instanceof TrainingDivergedError && /loss is NaN at phase 'finetune-all' epoch 2 step 1/.test(e.message) && /epoch-0001/.test(e.message),
+  );
+  const last = latestCheckpoint(s.runDir)!;
+  assert.equal(path.basename(last), 'epoch-0001');
+  assert.equal(readCheckpointState(last).epoch, 1);
+  const st = JSON.parse(fs.readFileSync(path.join(s.runDir, 'train-state.json'), 'utf8'));
+  assert.equal(st.status, 'diverged');
+  assert.equal(history(s.runDir).height, 1);
+});
+
+test('early stopping ends a phase when the monitored metric stops improving', async () => {
+  const s = await tempSession(testProfile([{ ...headPhase, lr: 1e-9, epochs: 6 }], { earlyStopping: { monitor: 'val_accuracy', patience: 1 } }));
+  const r = await train(s, { built: tinyResnetLike(), data: syntheticData(), progress: 'none', saveModel: false });
+  assert.equal(r.status, 'finished');
+  assert.ok(r.epochs < 6, `stopped after ${r.epochs} epochs`);
+});
