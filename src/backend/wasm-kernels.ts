@@ -22,6 +22,11 @@ import * as tf from '@tensorflow/tfjs';
 type TensorInfo = tf.TensorInfo;
 type Attrs = Record<string, unknown>;
 type Backend = { disposeData(dataId: object): void };
+/** The parts of tfjs-backend-wasm's BackendWasm used to fill a tensor in place. */
+type WasmBackend = Backend & {
+  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
+  typedArrayFromHeap(info: TensorInfo): Float32Array;
+};
 type KernelArgs = { inputs: Record<string, TensorInfo> | TensorInfo[]; backend: Backend; attrs?: Attrs };
 
 const BACKEND = 'wasm';
@@ -43,6 +48,11 @@ class Scratch {
     const out = run(this.backend, name, inputs, attrs);
     this.infos.push(out);
     return out;
+  }
+  /** Takes ownership of a tensor made outside run(). */
+  adopt(info: TensorInfo): TensorInfo {
+    this.infos.push(info);
+    return info;
   }
   reshape(x: TensorInfo, shape: number[]): TensorInfo {
     return this.run('Reshape', { x }, { shape });
@@ -96,38 +106,105 @@ function zeroUpsample(s: Scratch, x: TensorInfo, sh: number, sw: number): Tensor
   return s.reshape(padded, [n, h * sh, w * sw, c]);
 }
 
+/** Largest transposed-im2col block built at once (floats); bigger problems run in offset groups. */
+const IM2COL_BLOCK_FLOATS = 16 * 1024 * 1024;
+
+/**
+ * Unstrided filter gradient over an input already padded so that every tap of every output pixel is
+ * inside it: xp [N, Hp, Wp, C] with Hp >= OH + KH - 1, Wp >= OW + KW - 1. With the pixels of xp as
+ * columns (n, h, w), tap (i, j) of output pixel (n, h, w) is column (n, h, w) + i·Wp + j, so
+ *   dW[i, j] = Xᵀ[:, shifted by i·Wp + j] · dY placed at (n, h, w)
+ * where dY is zero-padded to [N, Hp, Wp, Cout]: the shifted reads that wrap into the next row or image
+ * meet zeros. Every shifted block is a contiguous copy of whole rows of Xᵀ (the transposed im2col), and
+ * all offsets (in groups bounded by IM2COL_BLOCK_FLOATS) share one XNNPACK matmul and its packed dY.
+ */
+function filterGradStride1(s: Scratch, xp: TensorInfo, dy: TensorInfo, kh: number, kw: number): TensorInfo {
+  const backend = s.backend as WasmBackend;
+  const [n, hp, wp, cin] = xp.shape;
+  const [, oh, ow, cout] = dy.shape;
+  const columns = n * hp * wp;
+  const tail = (kh - 1) * wp + (kw - 1);
+  const xFlat = s.padCrop(s.reshape(xp, [columns, cin]), [[0, tail], [0, 0]]);
+  const xT = s.run('Transpose', { x: xFlat }, { perm: [1, 0] }); // [C, columns + tail]
+  const dyPlaced = s.padCrop(dy, [[0, 0], [0, hp - oh], [0, wp - ow], [0, 0]]);
+  const dyMatrix = s.reshape(dyPlaced, [1, columns, cout]);
+  const offsets: number[] = [];
+  for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) offsets.push(i * wp + j);
+  const perGroup = Math.max(1, Math.floor(IM2COL_BLOCK_FLOATS / (cin * columns)));
+  const parts: TensorInfo[] = [];
+  for (let g = 0; g < offsets.length; g += perGroup) {
+    const group = offsets.slice(g, g + perGroup);
+    const im2colT = s.adopt(backend.makeOutput([1, group.length * cin, columns], 'float32'));
+    // Views taken after the allocation: growing wasm memory detaches older ones.
+    const src = backend.typedArrayFromHeap(xT);
+    const dst = backend.typedArrayFromHeap(im2colT);
+    const srcRow = columns + tail;
+    for (let o = 0; o < group.length; o++) {
+      for (let c = 0; c < cin; c++) {
+        const from = c * srcRow + group[o];
+        dst.set(src.subarray(from, from + columns), (o * cin + c) * columns);
+      }
+    }
+    const product = s.run('BatchMatMul', { a: im2colT, b: dyMatrix }, { transposeA: false, transposeB: false });
+    parts.push(s.reshape(product, [group.length * cin, cout]));
+  }
+  const stacked = parts.length === 1 ? parts[0] : s.run('Concat', parts, { axis: 0 });
+  return s.reshape(stacked, [kh, kw, cin, cout]);
+}
+
 function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
-  const { backend } = args;
+  const backend = args.backend as WasmBackend;
   const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
   const attrs = args.attrs ?? {};
   const info = convInfoOf(x.shape, attrs.filterShape as number[], attrs);
   const { batchSize: n, inChannels: cin, outChannels: cout, filterHeight: kh, filterWidth: kw, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+  const { top, left } = info.padInfo;
   const s = new Scratch(backend);
   try {
-    // Padded input just large enough for every offset, rounded up to whole stride phases.
-    const hq = Math.ceil(((oh - 1) * sh + kh) / sh);
-    const wq = Math.ceil(((ow - 1) * sw + kw) / sw);
-    const top = info.padInfo.top;
-    const left = info.padInfo.left;
-    const xp = s.padCrop(x, [[0, 0], [top, hq * sh - x.shape[1] - top], [left, wq * sw - x.shape[2] - left], [0, 0]]);
-    // [N·Hq, sh, Wq, sw, Cin] -> [sh, sw, Cin, N·Hq, Wq]: one transpose (rank 5, which wasm supports).
-    const phased = s.run('Transpose', { x: s.reshape(xp, [n * hq, sh, wq, sw, cin]) }, { perm: [1, 3, 4, 0, 2] });
-    const phases = s.reshape(phased, [sh, sw, cin, n, hq, wq]);
-    const rows = n * oh * ow;
-    const dyMatrix = s.reshape(dy, [1, rows, cout]);
-    const perOffset: TensorInfo[] = [];
-    for (let i = 0; i < kh; i++) {
-      for (let j = 0; j < kw; j++) {
-        const patch = s.run('Slice', { x: phases }, {
-          begin: [i % sh, j % sw, 0, 0, Math.floor(i / sh), Math.floor(j / sw)],
-          size: [1, 1, cin, n, oh, ow],
-        });
-        const product = s.run('BatchMatMul', { a: s.reshape(patch, [1, cin, rows]), b: dyMatrix }, { transposeA: false, transposeB: false });
-        perOffset.push(s.reshape(product, [1, cin, cout]));
+    if (kh === 1 && kw === 1) {
+      // dW = X(strided)ᵀ · dY: subsample first, so a strided 1x1 costs no more than an unstrided one.
+      let xs = s.padCrop(x, [[0, 0], [-top, oh * sh - x.shape[1] + top], [-left, ow * sw - x.shape[2] + left], [0, 0]]);
+      if (sh > 1 || sw > 1) {
+        const grid = s.reshape(xs, [n * oh, sh, ow, sw * cin]);
+        xs = s.run('Slice', { x: grid }, { begin: [0, 0, 0, 0], size: [n * oh, 1, ow, cin] });
       }
+      const xT = s.run('Transpose', { x: s.reshape(xs, [n * oh * ow, cin]) }, { perm: [1, 0] });
+      const product = s.run('BatchMatMul', { a: s.reshape(xT, [1, cin, n * oh * ow]), b: s.reshape(dy, [1, n * oh * ow, cout]) }, { transposeA: false, transposeB: false });
+      return s.keep(s.reshape(product, [1, 1, cin, cout]));
     }
-    const stacked = perOffset.length === 1 ? perOffset[0] : s.run('Concat', perOffset, { axis: 0 });
-    return s.keep(s.reshape(stacked, [kh, kw, cin, cout]));
+    if (sh === 1 && sw === 1) {
+      const hp = Math.max(oh + kh - 1, x.shape[1] + top);
+      const wp = Math.max(ow + kw - 1, x.shape[2] + left);
+      const xp = s.padCrop(x, [[0, 0], [top, hp - x.shape[1] - top], [left, wp - x.shape[2] - left], [0, 0]]);
+      return s.keep(filterGradStride1(s, xp, dy, kh, kw));
+    }
+    // Strided: split the padded input into its sh row phases, with the sw column phases moved into
+    // channels. Each row phase is then an unstrided problem with kernel ceil(KH/sh) x ceil(KW/sw) over
+    // sw·Cin channels, whose taps map back to (qh·sh + ph, qw·sw + pw).
+    const khq = Math.ceil(kh / sh);
+    const kwq = Math.ceil(kw / sw);
+    const hq = oh + khq - 1;
+    const wq = ow + kwq - 1;
+    const hp = Math.max(hq * sh, x.shape[1] + top);
+    const wpad = Math.max(wq * sw, x.shape[2] + left);
+    const xp = s.padCrop(x, [[0, 0], [top, Math.ceil(hp / sh) * sh - x.shape[1] - top], [left, Math.ceil(wpad / sw) * sw - x.shape[2] - left], [0, 0]]);
+    const hAll = xp.shape[1] / sh;
+    const wAll = xp.shape[2] / sw;
+    const phased = s.run('Transpose', { x: s.reshape(xp, [n * hAll, sh, wAll, sw * cin]) }, { perm: [1, 0, 2, 3] });
+    const phaseBlock = n * hAll * wAll * sw * cin;
+    const flatPhases = s.reshape(phased, [sh, phaseBlock]);
+    const perPhase: TensorInfo[] = [];
+    for (let ph = 0; ph < sh; ph++) {
+      const rows = Math.ceil((kh - ph) / sh);
+      const block = s.run('Slice', { x: flatPhases }, { begin: [ph, 0], size: [1, phaseBlock] });
+      const image = s.padCrop(s.reshape(block, [n, hAll, wAll, sw * cin]), [[0, 0], [0, hq - hAll], [0, wq - wAll], [0, 0]]);
+      let grad = filterGradStride1(s, image, dy, rows, kwq); // [rows, kwq, sw·Cin, Cout]
+      if (rows < khq) grad = s.padCrop(grad, [[0, khq - rows], [0, 0], [0, 0], [0, 0]]);
+      perPhase.push(s.reshape(grad, [khq, 1, kwq * sw * cin * cout]));
+    }
+    const interleaved = sh === 1 ? perPhase[0] : s.run('Concat', perPhase, { axis: 1 }); // [khq, sh, kwq·sw·Cin·Cout]
+    const full = s.reshape(interleaved, [khq * sh, kwq * sw, cin, cout]);
+    return s.keep(s.run('Slice', { x: full }, { begin: [0, 0, 0, 0], size: [kh, kw, cin, cout] }));
   } finally {
     s.dispose();
   }
