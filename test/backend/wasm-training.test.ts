@@ -1,0 +1,85 @@
+/**
+ * A small convolutional network trains on wasm: its gradients (conv with bias, batch norm in training
+ * mode, relu, max pool, bilinear upsampling, ZeroPadding + strided valid conv, LeakyReLU, 1x1 conv,
+ * global pooling, dense, softmax cross-entropy) match the cpu backend's, and an SGD step on wasm
+ * lowers the loss. Tolerance: 1e-3 of each gradient's largest magnitude (a dozen float32 layers).
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { registerWasmTrainingKernels } from '../../src/backend/wasm-kernels';
+
+const TOLERANCE = 1e-3;
+
+before(async () => {
+  registerWasmTrainingKernels();
+  assert.ok(await tf.setBackend('cpu'));
+});
+
+function smallNet(): tf.LayersModel {
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  const input = tf.input({ shape: [12, 12, 3] });
+  let x = tf.layers.conv2d({ filters: 8, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(1) }).apply(input) as tf.SymbolicTensor;
+  x = tf.layers.batchNormalization({ axis: 3 }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.activation({ activation: 'relu' }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.maxPooling2d({ poolSize: 2, strides: 2 }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.upSampling2d({ size: [2, 2], interpolation: 'bilinear' }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.zeroPadding2d({ padding: [[1, 1], [1, 1]] }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.conv2d({ filters: 12, kernelSize: 3, strides: 2, useBias: false, kernelInitializer: init(2) }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.batchNormalization({ axis: 3 }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.leakyReLU({ alpha: 0.1 }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.conv2d({ filters: 16, kernelSize: 1, kernelInitializer: init(3) }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.globalAveragePooling2d({}).apply(x) as tf.SymbolicTensor;
+  const out = tf.layers.dense({ units: 4, activation: 'softmax', kernelInitializer: init(4) }).apply(x) as tf.SymbolicTensor;
+  return tf.model({ inputs: input, outputs: out });
+}
+
+function lossOf(model: tf.LayersModel, xs: tf.Tensor, ys: tf.Tensor): tf.Scalar {
+  const probs = model.apply(xs, { training: true }) as tf.Tensor;
+  return tf.losses.softmaxCrossEntropy(ys, tf.log(tf.clipByValue(probs, 1e-7, 1)));
+}
+
+async function gradients(backend: string, model: tf.LayersModel, xData: Float32Array, labels: number[]): Promise<{ loss: number; grads: Record<string, Float32Array> }> {
+  await tf.setBackend(backend);
+  const xs = tf.tensor4d(xData, [labels.length, 12, 12, 3]);
+  const ys = tf.oneHot(labels, 4);
+  const { value, grads } = tf.variableGrads(() => lossOf(model, xs, ys));
+  const out: Record<string, Float32Array> = {};
+  for (const [name, g] of Object.entries(grads)) out[name] = (await g.data()) as Float32Array;
+  const loss = (await value.data())[0];
+  tf.dispose([xs, ys, value, grads as never]);
+  return { loss, grads: out };
+}
+
+test('a small conv net: wasm gradients match cpu, and SGD on wasm lowers the loss', async () => {
+  const model = smallNet();
+  const xData = new Float32Array(6 * 12 * 12 * 3).map((_, i) => Math.sin(i * 0.37) + Math.cos(i * 0.011));
+  const labels = [0, 1, 2, 3, 1, 2];
+  const cpu = await gradients('cpu', model, xData, labels);
+  const wasm = await gradients('wasm', model, xData, labels);
+  assert.ok(Math.abs(cpu.loss - wasm.loss) < 1e-4 * (1 + Math.abs(cpu.loss)), `loss cpu ${cpu.loss} wasm ${wasm.loss}`);
+  assert.deepEqual(Object.keys(wasm.grads).sort(), Object.keys(cpu.grads).sort());
+  assert.ok(Object.keys(cpu.grads).length >= 10, 'all trainable weights have gradients');
+  for (const name of Object.keys(cpu.grads)) {
+    const a = wasm.grads[name];
+    const b = cpu.grads[name];
+    let scale = 0;
+    let worst = 0;
+    for (const v of b) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < b.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    assert.ok(scale > 0, `${name}: gradient is not all zeros`);
+    assert.ok(worst <= TOLERANCE * scale, `${name}: max |wasm - cpu| ${worst.toExponential(2)} > ${TOLERANCE} x ${scale.toExponential(2)}`);
+  }
+  // Training on wasm: a few SGD steps lower the loss on this batch.
+  const xs = tf.tensor4d(xData, [labels.length, 12, 12, 3]);
+  const ys = tf.oneHot(labels, 4);
+  const optimizer = tf.train.sgd(0.1);
+  const first = (await (tf.tidy(() => lossOf(model, xs, ys))).data())[0];
+  for (let step = 0; step < 5; step++) tf.dispose(optimizer.minimize(() => lossOf(model, xs, ys), true) ?? []);
+  const last = (await (tf.tidy(() => lossOf(model, xs, ys))).data())[0];
+  assert.ok(last < first * 0.9, `loss ${first} -> ${last} after 5 SGD steps on wasm`);
+  tf.dispose([xs, ys]);
+  optimizer.dispose();
+  model.dispose();
+});
