@@ -1,0 +1,97 @@
+/**
+ * The command line on real data (skipped without ../shared/data): kill a training process after
+ * its first checkpoint, resume it, and compare with an uninterrupted run. And the smoke profile's
+ * accuracy on a small real CIFAR-10 subset.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import pl from 'nodejs-polars';
+import { projectRoot } from '../../src/config';
+
+const cifar = process.env.CIFAR10_DIR ?? path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
+const darknet = path.resolve(projectRoot, '../shared/data/darknet-tiny');
+const missing = !fs.existsSync(path.join(cifar, 'data_batch_1.bin')) || !fs.existsSync(path.join(darknet, 'model.json'))
+  ? 'needs ../shared/data (CIFAR-10 binary and darknet-tiny)'
+  : false;
+const cli = path.join(projectRoot, 'dist/src/cli.js');
+
+function env(dataDir: string): NodeJS.ProcessEnv {
+  return { ...process.env, TLWB_DATA_DIR: dataDir, CIFAR10_DIR: cifar, TLWB_SET: '', TLWB_PROFILE: '', TLWB_RUN_DIR: '' };
+}
+
+// Slow enough epochs to kill in the middle: no feature cache, so the base runs in every epoch.
+const SETS = ['data.trainLimit=500', 'data.testLimit=10', 'model.inputSize=32', 'train.featureCache=false', 'train.phases.0.epochs=4', 'train.batchSize=50'];
+const setArgs = SETS.flatMap((s) => ['--set', s]);
+
+function records(runDir: string): Record<string, unknown>[] {
+  return pl.readCSV(path.join(runDir, 'history.csv')).toRecords().map(({ seconds: _s, ...r }) => r);
+}
+
+test('cli train: killed after the first checkpoint, resumed, equals an uninterrupted run', { skip: missing, timeout: 120_000 }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-cli-'));
+  const killedDir = path.join(dataDir, 'killed');
+  const child = spawn(process.execPath, [cli, 'train', '--profile', 'smoke', ...setArgs, '--run-dir', killedDir, '--json', '--progress', 'none'], {
+    env: env(dataDir),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const pointer = path.join(killedDir, 'checkpoints', 'latest.json');
+  const deadline = Date.now() + 90_000;
+  let state = 'running';
+  while (!fs.existsSync(pointer)) {
+    if (child.exitCode !== null) throw new Error(`train exited (${child.exitCode}) before a checkpoint: ${stderr}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error('no checkpoint within 90 s');
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  child.kill('SIGKILL');
+  await exited;
+  assert.ok(!fs.existsSync(path.join(killedDir, 'train-summary.json')), 'the run was killed before it finished');
+  state = JSON.parse(fs.readFileSync(path.join(killedDir, 'train-state.json'), 'utf8')).status;
+  assert.equal(state, 'running');
+
+  const resumed = spawnSync(process.execPath, [cli, 'train', '--resume', killedDir, '--json', '--progress', 'none'], { env: env(dataDir), encoding: 'utf8' });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  const out = JSON.parse(resumed.stdout.trim().split('\n').pop()!);
+  assert.equal(out.runDir, killedDir);
+  assert.equal(out.epochs, 4);
+  assert.equal(out.history, path.join(killedDir, 'history.csv'));
+
+  const fullDir = path.join(dataDir, 'full');
+  const full = spawnSync(process.execPath, [cli, 'train', '--profile', 'smoke', ...setArgs, '--run-dir', fullDir, '--json', '--progress', 'none'], { env: env(dataDir), encoding: 'utf8' });
+  assert.equal(full.status, 0, full.stderr);
+
+  const a = records(killedDir);
+  assert.deepEqual(a.map((r) => r.epoch), [1, 2, 3, 4], 'each epoch exactly once');
+  assert.deepEqual(a, records(fullDir), 'same numbers as the uninterrupted run');
+
+  // A finished run reports itself and trains no further.
+  const again = spawnSync(process.execPath, [cli, 'train', '--resume', killedDir, '--json', '--progress', 'none'], { env: env(dataDir), encoding: 'utf8' });
+  assert.equal(JSON.parse(again.stdout.trim()).status, 'already-finished');
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('smoke profile: well above chance on a small real CIFAR-10 subset, in about a minute', { skip: missing, timeout: 180_000 }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-smoke-'));
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, [cli, 'train', '--profile', 'smoke', '--json', '--progress', 'none'], { env: env(dataDir), encoding: 'utf8' });
+  const seconds = (Date.now() - t0) / 1000;
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim());
+  assert.ok(out.finalValAccuracy > 0.35, `val accuracy ${out.finalValAccuracy} (chance 0.10) after ${seconds.toFixed(0)} s`);
+  const summary = JSON.parse(fs.readFileSync(path.join(out.runDir, 'train-summary.json'), 'utf8'));
+  assert.equal(summary.profile, 'smoke');
+  assert.ok(summary.trainableByPhase.head > 0 && summary.trainableByPhase.head < 20_000, JSON.stringify(summary.trainableByPhase));
+  assert.ok(fs.existsSync(path.join(out.runDir, 'model', 'model.json')));
+  assert.ok(fs.readdirSync(path.join(dataDir, 'cache', 'features')).length === 1, 'features cached once');
+  process.stderr.write(`smoke: val accuracy ${out.finalValAccuracy} in ${seconds.toFixed(1)} s\n`);
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
