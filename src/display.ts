@@ -10,6 +10,12 @@ import type { TopLevelSpec } from 'vega-lite';
 import { PNG } from 'pngjs';
 
 export type { TopLevelSpec };
+/**
+ * What chart() takes: a Vega-Lite spec. Plain objects are accepted too, so that a spec built in a
+ * notebook variable (where TypeScript widens mark: "bar" to string) needs no `as const`;
+ * vega-lite validates it when compiling.
+ */
+export type ChartSpec = TopLevelSpec | Record<string, unknown>;
 
 /** A Jupyter mime bundle: mime type -> content (strings, or JSON for application/*+json). */
 export type MimeBundle = Record<string, unknown>;
@@ -65,7 +71,7 @@ export function escapeHtml(s: string): string {
 // Charts
 
 /** The chart's title as plain text, for the text fallback. */
-function specTitle(spec: TopLevelSpec): string {
+function specTitle(spec: ChartSpec): string {
   const t = (spec as { title?: unknown }).title;
   if (typeof t === 'string') return t;
   if (t && typeof t === 'object' && typeof (t as { text?: unknown }).text === 'string') return (t as { text: string }).text;
@@ -77,13 +83,13 @@ function specTitle(spec: TopLevelSpec): string {
  * Compiles a Vega-Lite 5 spec and renders it to an SVG string in Node (headless vega View).
  * Data must be inline or local files: the loader reads files only, so no network is ever touched.
  */
-export async function chartSvg(spec: TopLevelSpec): Promise<string> {
+export async function chartSvg(spec: ChartSpec): Promise<string> {
   // Loaded on first use: vega is sizeable and many callers never chart.
   const vega = require('vega') as typeof import('vega');
   const vl = require('vega-lite') as typeof import('vega-lite');
   let compiled;
   try {
-    compiled = vl.compile(spec).spec;
+    compiled = vl.compile(spec as TopLevelSpec).spec;
   } catch (e) {
     throw new Error(`chart '${specTitle(spec)}': not a valid Vega-Lite spec (${(e as Error).message})`);
   }
@@ -96,7 +102,7 @@ export async function chartSvg(spec: TopLevelSpec): Promise<string> {
 }
 
 /** The mime bundle of a chart: the SVG for every front end, the spec for JupyterLab's own renderer. */
-export async function chartBundle(spec: TopLevelSpec): Promise<MimeBundle> {
+export async function chartBundle(spec: ChartSpec): Promise<MimeBundle> {
   const svg = await chartSvg(spec);
   return {
     'image/svg+xml': svg,
@@ -106,7 +112,7 @@ export async function chartBundle(spec: TopLevelSpec): Promise<MimeBundle> {
 }
 
 /** Shows a Vega-Lite chart: SVG + application/vnd.vegalite.v5+json in tslab, a one-line note elsewhere. */
-export async function chart(spec: TopLevelSpec): Promise<void> {
+export async function chart(spec: ChartSpec): Promise<void> {
   const bundle = await chartBundle(spec);
   if (!emit(bundle)) fallback(`[chart] ${specTitle(spec)}`);
 }
@@ -289,7 +295,7 @@ export interface LiveDisplay {
   markdown(s: string): void;
   /** In a terminal the text is printed as one line; in a kernel it replaces the output. */
   text(s: string): void;
-  chart(spec: TopLevelSpec): Promise<void>;
+  chart(spec: ChartSpec): Promise<void>;
 }
 
 export interface LiveOptions {

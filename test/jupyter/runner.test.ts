@@ -30,8 +30,10 @@ test('runner executes real tslab notebooks in order and stops at the first faili
   const ok = writeNotebook(path.join(dir, '01-ok.ipynb'), [
     { markdown: '# A tiny notebook' },
     `import * as display from ${JSON.stringify(path.join(distSrc, 'display'))};\nconsole.log("env", process.env.TLWB_TEST_MARK);`,
-    `const spec = {data: {values: [{k: "a", n: 1}, {k: "b", n: 2}]}, mark: "bar" as const,\n  encoding: {x: {field: "k", type: "nominal" as const}, y: {field: "n", type: "quantitative" as const}}};\nawait display.chart(spec);`,
+    // A spec held in a variable (mark widened to string) must still be accepted.
+    `const spec = {data: {values: [{k: "a", n: 1}, {k: "b", n: 2}]}, mark: "bar",\n  encoding: {x: {field: "k", type: "nominal"}, y: {field: "n", type: "quantitative"}}};\nawait display.chart(spec);`,
     `display.table([{cls: "cat", count: 7}]);\nconsole.log(6 * 7);`,
+    `const progress = display.live();\nfor (const step of [1, 2, 3]) progress.html(\`<p>step \${step}</p>\`);`,
   ]);
   const bad = writeNotebook(path.join(dir, '02-bad.ipynb'), [
     { markdown: 'fails in its third cell' },
@@ -71,7 +73,11 @@ test('runner executes real tslab notebooks in order and stops at the first faili
   const table = cells[3].outputs?.find((o) => o.output_type === 'display_data');
   assert.match(String(table?.data?.['text/html']), /<td>cat<\/td>/);
   assert.match(streamText(cells[3].outputs), /^42$/m);
-  assert.deepEqual(cells.filter((c) => c.cell_type === 'code').map((c) => c.execution_count), [1, 2, 3]);
+  // A live display is one output, updated in place to its last content.
+  const live = cells[4].outputs ?? [];
+  assert.equal(live.length, 1, JSON.stringify(live));
+  assert.equal([live[0].data?.['text/html']].flat().join(''), '<p>step 3</p>');
+  assert.deepEqual(cells.filter((c) => c.cell_type === 'code').map((c) => c.execution_count), [1, 2, 3, 4]);
 
   // The failing notebook's executed copy stops at the failure; the next notebook never ran.
   const badCells = readCells(path.join(out, '02-bad.ipynb'));
