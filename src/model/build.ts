@@ -41,6 +41,11 @@ export interface BuildOptions {
   weightsFile?: string;
   /** No download messages. */
   quiet?: boolean;
+  /**
+   * Initial values of a Keras ResNet built without weights: 'keras' (default, random as in Keras) or
+   * 'zeros' (no random draws: for structure and parameter counts only). Loaded weights always skip the draws.
+   */
+  init?: 'keras' | 'zeros';
 }
 
 /** The .h5 to load for a Keras ResNet: local file/env/cache, else the official download (md5-checked). */
@@ -76,10 +81,13 @@ export async function resolveKerasWeights(preset: KerasResNetPreset, includeTop:
 
 async function buildKerasBase(preset: KerasResNetPreset, head: HeadKind, inputSize: number, weights: string, opts: BuildOptions) {
   const includeTop = head !== 'gap';
-  const base = RESNETS[preset.arch]({ includeTop, inputShape: [inputSize, inputSize, 3], pooling: includeTop ? null : 'avg' });
-  let weightsSource = 'random';
+  const loading = !!opts.weightsFile || weights !== 'none';
+  // Random draws for 25M values take seconds; skip them when the file overwrites every value anyway.
+  const init = loading ? 'zeros' : (opts.init ?? 'keras');
+  const base = RESNETS[preset.arch]({ includeTop, inputShape: [inputSize, inputSize, 3], pooling: includeTop ? null : 'avg', init });
+  let weightsSource = init === 'zeros' ? 'zeros' : 'random';
   let weightsReport: LoadH5Report | undefined;
-  if (opts.weightsFile || weights !== 'none') {
+  if (loading) {
     const file = opts.weightsFile ?? (await resolveKerasWeights(preset, includeTop, weights, opts));
     weightsReport = await loadWeightsH5(base, file);
     weightsSource = file;

@@ -54,7 +54,8 @@ export async function modelCommand(argv: string[]): Promise<void> {
   if (!['seed', 'gap', 'none'].includes(cfg.head)) throw new Error(`--head: expected seed, gap or none, got '${cfg.head}'`);
   await initBackend({ quiet: values.json });
   const storedSize = int(values['stored-size'], 'stored-size') ?? fromProfile?.data.imageSize ?? 32;
-  const built = await buildModel(cfg, int(values.classes, 'classes')!, { storedSize, quiet: values.json });
+  // Without weights only the structure matters here: skip the random draws (seconds for ResNet-50).
+  const built = await buildModel(cfg, int(values.classes, 'classes')!, { storedSize, quiet: values.json, init: 'zeros' });
   const counts = countParams(built.model);
   const summary = {
     arch: cfg.arch,

@@ -42,7 +42,16 @@ export interface ResNetOptions {
   pooling?: 'avg' | 'max' | null;
   classes?: number;
   classifierActivation?: 'softmax' | 'linear';
+  /**
+   * 'keras' (default): Keras' random initialisers. 'zeros': skip the random draws (seconds for 25M
+   * values) when weights are loaded right after, or only the structure and counts are wanted.
+   */
+  init?: 'keras' | 'zeros';
 }
+
+/** The initialiser options of every conv/dense/BN layer built while `init` is in force. */
+let zeroInit = false;
+const initArgs = () => (zeroInit ? { kernelInitializer: 'zeros' as const, biasInitializer: 'zeros' as const } : {});
 
 function batchNorm(name: string): tf.layers.Layer {
   return tf.layers.batchNormalization({ axis: 3, epsilon: BN_EPSILON, name });
@@ -60,16 +69,16 @@ export function block1(
 ): SymbolicTensor {
   let shortcut = x;
   if (convShortcut) {
-    shortcut = tf.layers.conv2d({ filters: 4 * filters, kernelSize: 1, strides: stride, name: `${name}_0_conv` }).apply(x) as SymbolicTensor;
+    shortcut = tf.layers.conv2d({ filters: 4 * filters, kernelSize: 1, strides: stride, name: `${name}_0_conv`, ...initArgs() }).apply(x) as SymbolicTensor;
     shortcut = batchNorm(`${name}_0_bn`).apply(shortcut) as SymbolicTensor;
   }
-  let y = tf.layers.conv2d({ filters, kernelSize: 1, strides: stride, name: `${name}_1_conv` }).apply(x) as SymbolicTensor;
+  let y = tf.layers.conv2d({ filters, kernelSize: 1, strides: stride, name: `${name}_1_conv`, ...initArgs() }).apply(x) as SymbolicTensor;
   y = batchNorm(`${name}_1_bn`).apply(y) as SymbolicTensor;
   y = tf.layers.activation({ activation: 'relu', name: `${name}_1_relu` }).apply(y) as SymbolicTensor;
-  y = tf.layers.conv2d({ filters, kernelSize, padding: 'same', name: `${name}_2_conv` }).apply(y) as SymbolicTensor;
+  y = tf.layers.conv2d({ filters, kernelSize, padding: 'same', name: `${name}_2_conv`, ...initArgs() }).apply(y) as SymbolicTensor;
   y = batchNorm(`${name}_2_bn`).apply(y) as SymbolicTensor;
   y = tf.layers.activation({ activation: 'relu', name: `${name}_2_relu` }).apply(y) as SymbolicTensor;
-  y = tf.layers.conv2d({ filters: 4 * filters, kernelSize: 1, name: `${name}_3_conv` }).apply(y) as SymbolicTensor;
+  y = tf.layers.conv2d({ filters: 4 * filters, kernelSize: 1, name: `${name}_3_conv`, ...initArgs() }).apply(y) as SymbolicTensor;
   y = batchNorm(`${name}_3_bn`).apply(y) as SymbolicTensor;
   y = tf.layers.add({ name: `${name}_add` }).apply([shortcut, y]) as SymbolicTensor;
   return tf.layers.activation({ activation: 'relu', name: `${name}_out` }).apply(y) as SymbolicTensor;
@@ -90,9 +99,28 @@ export type StackFn = (x: SymbolicTensor) => SymbolicTensor;
  */
 export function resnet(stackFn: StackFn, preact: boolean, useBias: boolean, name: string, opts: ResNetOptions = {}): tf.LayersModel {
   const { includeTop = true, inputShape = [224, 224, 3], pooling = null, classes = 1000, classifierActivation = 'softmax' } = opts;
+  zeroInit = opts.init === 'zeros';
+  try {
+    return build(stackFn, preact, useBias, name, includeTop, inputShape, pooling, classes, classifierActivation);
+  } finally {
+    zeroInit = false;
+  }
+}
+
+function build(
+  stackFn: StackFn,
+  preact: boolean,
+  useBias: boolean,
+  name: string,
+  includeTop: boolean,
+  inputShape: [number, number, number],
+  pooling: 'avg' | 'max' | null,
+  classes: number,
+  classifierActivation: 'softmax' | 'linear',
+): tf.LayersModel {
   const input = tf.input({ shape: inputShape, name: 'input_1' });
   let x = tf.layers.zeroPadding2d({ padding: [[3, 3], [3, 3]], name: 'conv1_pad' }).apply(input) as SymbolicTensor;
-  x = tf.layers.conv2d({ filters: 64, kernelSize: 7, strides: 2, useBias, name: 'conv1_conv' }).apply(x) as SymbolicTensor;
+  x = tf.layers.conv2d({ filters: 64, kernelSize: 7, strides: 2, useBias, name: 'conv1_conv', ...initArgs() }).apply(x) as SymbolicTensor;
   if (!preact) {
     x = batchNorm('conv1_bn').apply(x) as SymbolicTensor;
     x = tf.layers.activation({ activation: 'relu', name: 'conv1_relu' }).apply(x) as SymbolicTensor;
@@ -106,7 +134,7 @@ export function resnet(stackFn: StackFn, preact: boolean, useBias: boolean, name
   }
   if (includeTop) {
     x = tf.layers.globalAveragePooling2d({ name: 'avg_pool' }).apply(x) as SymbolicTensor;
-    x = tf.layers.dense({ units: classes, activation: classifierActivation, name: 'predictions' }).apply(x) as SymbolicTensor;
+    x = tf.layers.dense({ units: classes, activation: classifierActivation, name: 'predictions', ...initArgs() }).apply(x) as SymbolicTensor;
   } else if (pooling === 'avg') {
     x = tf.layers.globalAveragePooling2d({ name: 'avg_pool' }).apply(x) as SymbolicTensor;
   } else if (pooling === 'max') {
