@@ -19,7 +19,8 @@ export function learningRateAt(phase: Phase, epoch: number, step: number, stepsP
   const t = epoch * stepsPerEpoch + step; // steps already taken
   if (t < warmup) return (phase.lr * (t + 1)) / warmup;
   const minLr = schedule.minLr ?? 0;
-  const decaySteps = Math.max(1, total - warmup);
+  // The phase's last step runs at minLr.
+  const decaySteps = Math.max(1, total - warmup - 1);
   const progress = Math.min(1, (t - warmup) / decaySteps);
   return minLr + 0.5 * (phase.lr - minLr) * (1 + Math.cos(Math.PI * progress));
 }

@@ -1,0 +1,97 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { loadProfile } from '../../src/config';
+import { train, readTrainSummary, stableWeights, cacheRoot, learningRateAt, toFloat16, fromFloat16 } from '../../src/train';
+import { syntheticData, tempSession, tinyResnetLike, testProfile } from './fixtures';
+import type { TrainableModel } from '../../src/train';
+
+const params = (ws: tf.LayerVariable[]) => ws.reduce((s, w) => s + w.shape.reduce((p: number, d) => p * (d as number), 1), 0);
+const snapshot = (ws: tf.LayerVariable[]) => ws.map((w) => Array.from(w.read().dataSync()));
+const bnStats = (built: TrainableModel) => snapshot(stableWeights(built.base).filter((w) => /moving_(mean|variance)/.test(w.name)));
+
+test("seed profile: phase 1 trains every layer (BatchNorm in training mode), phase 2 only the head (base frozen, BN statistics fixed)", async () => {
+  const seed = loadProfile('seed', ['train.phases.0.epochs=1', 'train.phases.1.epochs=1', 'train.batchSize=32']);
+  assert.deepEqual(seed.train.phases.map((p) => [p.trainable, p.optimizer, p.lr]), [['all', 'adam', 1e-5], ['head', 'adam', 1e-3]]);
+  const profile = { ...seed, train: { ...seed.train, phases: seed.train.phases.map((p) => ({ ...p, lr: p.lr * 100 })) } };
+  const s = await tempSession(profile);
+  const built = tinyResnetLike();
+  const base0 = snapshot(stableWeights(built.base));
+  const bn0 = bnStats(built);
+  const afterEpoch: { base: number[][]; bn: number[][]; head: number[][] }[] = [];
+  await train(s, {
+    built,
+    data: syntheticData(),
+    progress: 'none',
+    saveModel: false,
+    onEpoch: () => afterEpoch.push({ base: snapshot(stableWeights(built.base)), bn: bnStats(built), head: snapshot(stableWeights(built.head)) }),
+  });
+  const summary = readTrainSummary(s.runDir)!;
+  const total = params(built.model.weights) - params(stableWeights(built.base).filter((w) => /moving_/.test(w.name)));
+  const headParams = params(stableWeights(built.head));
+  assert.deepEqual(summary.trainableByPhase, { 'finetune-all': total, head: headParams });
+  assert.equal(headParams, 4 * 3 + 3);
+  // Phase 1 moved the base, including the BatchNorm moving statistics (training mode reached the nested base).
+  assert.notDeepEqual(afterEpoch[0].base, base0);
+  assert.notDeepEqual(afterEpoch[0].bn, bn0);
+  // Phase 2 moved the head only.
+  assert.deepEqual(afterEpoch[1].base, afterEpoch[0].base);
+  assert.notDeepEqual(afterEpoch[1].head, afterEpoch[0].head);
+  // Phase 2 trained on features of the base as phase 1 left it: one cache entry, keyed by those weights.
+  const entries = fs.readdirSync(cacheRoot());
+  assert.equal(entries.length, 1);
+  assert.ok(entries[0].startsWith('tiny-resnet-like-8-unit-float32-'), entries[0]);
+});
+
+test('guide-style batchNorm frozen: the whole model trains except BatchNorm, whose statistics stay fixed', async () => {
+  const s = await tempSession(testProfile([{ name: 'finetune-all', trainable: 'all', batchNorm: 'frozen', optimizer: 'adam', lr: 0.01, epochs: 1 }]));
+  const built = tinyResnetLike();
+  const bn0 = bnStats(built);
+  const base0 = snapshot(stableWeights(built.base));
+  await train(s, { built, data: syntheticData(), progress: 'none', saveModel: false });
+  assert.deepEqual(bnStats(built), bn0);
+  assert.notDeepEqual(snapshot(stableWeights(built.base)), base0);
+  const bnParams = params(stableWeights(built.base).filter((w) => /_bn\//.test(w.name) || /gamma|beta|moving/.test(w.name)));
+  assert.equal(readTrainSummary(s.runDir)!.trainableByPhase['finetune-all'], params(built.model.weights) - bnParams);
+});
+
+test('runIf: a phase too slow for the backend is skipped with the measured reason', async () => {
+  const s = await tempSession(
+    testProfile([
+      { name: 'head', trainable: 'head', optimizer: 'adam', lr: 0.05, epochs: 1 },
+      { name: 'finetune-all', trainable: 'all', optimizer: 'adam', lr: 1e-3, epochs: 1, runIf: { nativeBackend: true, maxEstimatedMinutes: 1e-9 } },
+    ]),
+  );
+  const built = tinyResnetLike();
+  const r = await train(s, { built, data: syntheticData(), progress: 'none', saveModel: false });
+  assert.equal(r.epochs, 1);
+  const phase = r.summary!.phases[1];
+  assert.equal(phase.ran, false);
+  assert.match(phase.reason, /one training step of 32 images took .* s on cpu: about .* min for the phase \(limit 1e-9\)/);
+});
+
+test('warm-up + cosine schedule and constant rate', () => {
+  const p = { name: 'x', trainable: 'all' as const, optimizer: 'adam' as const, lr: 0.1, epochs: 4, schedule: { kind: 'cosine' as const, warmupEpochs: 1, minLr: 0.01 } };
+  assert.equal(learningRateAt(p, 0, 0, 10), 0.01); // warm-up starts at lr / warm-up steps
+  assert.equal(learningRateAt(p, 0, 9, 10), 0.1);
+  assert.ok(Math.abs(learningRateAt(p, 1, 0, 10) - 0.1) < 1e-12); // cosine starts at the peak
+  const decay = Array.from({ length: 30 }, (_, t) => learningRateAt(p, 1 + Math.floor(t / 10), t % 10, 10));
+  assert.ok(decay.every((lr, i) => i === 0 || lr < decay[i - 1]), 'decreasing');
+  assert.ok(Math.abs(learningRateAt(p, 3, 9, 10) - 0.01) < 1e-12); // the last step at minLr
+  assert.ok(Math.abs(decay[14] + decay[15] - 2 * (0.01 + 0.045)) < 1e-3); // symmetric about the middle
+  assert.equal(learningRateAt({ ...p, schedule: { kind: 'constant' } }, 3, 9, 10), 0.1);
+});
+
+test('float16 feature storage round-trips within half precision', () => {
+  const x = new Float32Array([0, 1, -2.5, 65504, 1e-8, 3.14159, -0.0001, 1e6]);
+  const y = fromFloat16(toFloat16(x));
+  assert.equal(y[0], 0);
+  assert.equal(y[1], 1);
+  assert.equal(y[2], -2.5);
+  assert.equal(y[3], 65504);
+  assert.ok(Math.abs(y[5] - 3.14159) < 2e-3);
+  assert.ok(Math.abs(y[6] + 0.0001) < 1e-6);
+  assert.equal(y[7], Infinity);
+});
