@@ -78,16 +78,18 @@ export function classCountTable(ds: Dataset, splits?: Record<string, ImageSet | 
 
 /** Vega-Lite spec: grouped bars of images per class, one colour per split. */
 export function classCountChart(ds: Dataset, splits?: Record<string, ImageSet | undefined>): TopLevelSpec {
+  const rows = classCountRows(ds, splits);
+  const splitOrder = [...new Set(rows.map((r) => r.split))];
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: `${ds.name}: images per class`,
-    data: { values: classCountRows(ds, splits) },
+    data: { values: rows },
     mark: { type: 'bar', tooltip: true },
     encoding: {
       x: { field: 'class', type: 'nominal', sort: ds.classes, title: null },
-      xOffset: { field: 'split', type: 'nominal' },
+      xOffset: { field: 'split', type: 'nominal', sort: splitOrder },
       y: { field: 'count', type: 'quantitative', title: 'images' },
-      color: { field: 'split', type: 'nominal' },
+      color: { field: 'split', type: 'nominal', sort: splitOrder },
     },
     width: 480,
     height: 220,

@@ -70,7 +70,7 @@ export async function preprocessHistogram(set: ImageSet, mode: PreprocessMode, c
 
 const CHANNEL_COLOURS = { domain: ['R', 'G', 'B'], range: ['#d62728', '#2ca02c', '#1f77b4'] };
 
-/** Vega-Lite: one panel per stage (own x scale), a step line per channel. */
+/** Vega-Lite: one panel per stage (own x scale), a step line per channel (overlaid bars would hide each other). */
 export function histogramSpec(rows: HistogramRow[], title = 'pixel values per channel'): TopLevelSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
@@ -80,11 +80,11 @@ export function histogramSpec(rows: HistogramRow[], title = 'pixel values per ch
     spec: {
       width: 260,
       height: 160,
-      mark: { type: 'bar', opacity: 0.45, binSpacing: 0 },
+      transform: [{ calculate: '(datum.from + datum.to) / 2', as: 'value' }],
+      mark: { type: 'line', interpolate: 'step', strokeWidth: 1.5 },
       encoding: {
-        x: { field: 'from', type: 'quantitative', title: 'value' },
-        x2: { field: 'to' },
-        y: { field: 'count', type: 'quantitative', stack: null, title: 'pixels' },
+        x: { field: 'value', type: 'quantitative', title: 'value' },
+        y: { field: 'count', type: 'quantitative', title: 'pixels' },
         color: { field: 'channel', type: 'nominal', scale: CHANNEL_COLOURS },
       },
     },
