@@ -72,8 +72,8 @@ function candidatePythons(): string[] {
 }
 
 /** The first Python that can import Jupyter's modules, or null. */
-export function findJupyterPython(): string | null {
-  for (const python of candidatePythons()) if (hasJupyter(python)) return python;
+export function findJupyterPython(candidates: string[] = candidatePythons()): string | null {
+  for (const python of candidates) if (fs.existsSync(python) && hasJupyter(python)) return python;
   return null;
 }
 
@@ -109,7 +109,7 @@ function kernelSpecCurrent(p: KernelPaths): boolean {
  * Idempotent: when the kernel spec points at this project's tslab and the remembered Python still
  * exists, it returns at once without starting any process. Throws INSTALL_HINT when no Python has Jupyter.
  */
-export function ensureKernel(opts: { force?: boolean; quiet?: boolean; root?: string } = {}): KernelInfo {
+export function ensureKernel(opts: { force?: boolean; quiet?: boolean; root?: string; pythons?: string[] } = {}): KernelInfo {
   const p = kernelPaths(opts.root);
   const log = (s: string) => {
     if (!opts.quiet) process.stderr.write(`${s}\n`);
@@ -118,7 +118,7 @@ export function ensureKernel(opts: { force?: boolean; quiet?: boolean; root?: st
   if (known && kernelSpecCurrent(p)) {
     return { python: known, jupyterPath: p.jupyterPath, kernelJson: p.kernelJson, installed: false };
   }
-  const python = known ?? findJupyterPython();
+  const python = known ?? findJupyterPython(opts.pythons);
   if (!python) throw new Error(INSTALL_HINT);
   if (!fs.existsSync(p.tslabBinary)) {
     throw new Error(`${p.tslabBinary} is missing: run \`npm ci\` (tslab is a dependency of this project)`);

@@ -25,6 +25,19 @@ test('ensureKernel registers tslab in the project .jupyter folder and is quick t
   assert.ok(ms < 200, `second call took ${ms} ms`);
 });
 
+test('without a Python that has Jupyter, ensureKernel says how to install it', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-nojupyter-'));
+  try {
+    assert.throws(
+      () => ensureKernel({ root, force: true, quiet: true, pythons: [path.join(root, 'no-python')] }),
+      (e: Error) => e.message === INSTALL_HINT && /apt-get install -y jupyter-nbconvert python3-nbclient python3-ipykernel jupyter-notebook/.test(e.message),
+    );
+    assert.equal(fs.existsSync(kernelPaths(root).kernelJson), false);
+  } finally {
+    fs.rmSync(root, { recursive: true });
+  }
+});
+
 test('jupyterEnv puts the project kernel folder first on JUPYTER_PATH and keeps the rest', () => {
   const saved = process.env.JUPYTER_PATH;
   process.env.JUPYTER_PATH = ['/elsewhere', kernelPaths().jupyterPath].join(path.delimiter);
