@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type pl from 'nodejs-polars';
 import type { Session } from '../session';
+import type { Profile } from '../config';
 import { writeJsonAtomic } from '../session';
 import type { Dataset, ImageSet } from '../data/types';
 import { Random } from '../random';
@@ -98,6 +99,27 @@ export function readTrainSummary(runDir: string): TrainSummary | undefined {
 /** The epoch history of a run as a polars DataFrame. */
 export function history(runDir: string, which: 'epochs' | 'batches' = 'epochs'): pl.DataFrame {
   return readHistory(runDir, which);
+}
+
+/** One row per phase of a profile: what trains, how, and for how long (for a table in the notebook). */
+export function phasesTable(profile: Profile): Record<string, string | number>[] {
+  return profile.train.phases.map((p, i) => ({
+    phase: `${i + 1}. ${p.name}`,
+    trains: p.trainable === 'all' ? 'whole model' : p.trainable === 'head' ? 'head only (base frozen)' : `base from ${p.trainable.from}, head`,
+    batchNorm: p.batchNorm === 'frozen' || p.trainable === 'head' ? 'inference' : 'training',
+    optimizer: `${p.optimizer}${p.momentum ? ` m=${p.momentum}` : ''}${p.weightDecay ? ` wd=${p.weightDecay}` : ''}`,
+    lr: p.schedule?.kind === 'cosine' ? `${p.lr} cosine (warm-up ${p.schedule.warmupEpochs ?? 0} ep)` : String(p.lr),
+    epochs: p.epochs,
+    batch: p.batchSize ?? profile.train.batchSize,
+    features: p.trainable === 'head' && profile.train.featureCache ? 'cached' : profile.train.augment ? 'augmented images' : 'images',
+    when: p.runIf ? `native backend${p.runIf.maxEstimatedMinutes ? ` or < ${p.runIf.maxEstimatedMinutes} min measured` : ''}` : 'always',
+  }));
+}
+
+/** Vega-Lite spec of a run's loss and accuracy curves (train and validation, phase boundaries marked). */
+export function curvesSpec(runDir: string): Record<string, unknown> {
+  const { readHistory: read, trainingCurvesSpec } = require('../results/charts') as typeof import('../results/charts');
+  return trainingCurvesSpec(read(runDir));
 }
 
 /** The profile's data: the training set split seeded into train/val, or the test set as validation when valFraction is 0. */
