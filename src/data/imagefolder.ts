@@ -4,11 +4,14 @@
  * resized (bilinear, aspect ratio not kept) to the working size. With train/ and test/ subfolders
  * each holds its own class folders; otherwise every image is training data.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { tf } from '../backend';
+import { paths } from '../config';
+import { writeFileAtomic } from '../session';
 import { Dataset, ImageSet } from './types';
 
 export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg'];
@@ -117,18 +120,20 @@ function listSplit(splitDir: string, classes: string[], required: boolean): stri
   });
 }
 
+type Item = { file: string; label: number };
+
 /**
  * Interleaves the classes (first file of each class, then the second, ...) so that the first N
  * images of a limited run cover every class.
  */
-function interleave(perClass: string[][]): { file: string; label: number }[] {
-  const out: { file: string; label: number }[] = [];
+function interleave(perClass: string[][]): Item[] {
+  const out: Item[] = [];
   const longest = Math.max(0, ...perClass.map((f) => f.length));
   for (let i = 0; i < longest; i++) perClass.forEach((files, label) => i < files.length && out.push({ file: files[i], label }));
   return out;
 }
 
-function decodeAll(items: { file: string; label: number }[], size: number): ImageSet {
+function decodeAll(items: Item[], size: number): ImageSet {
   const bytes = size * size * 3;
   const images = new Uint8Array(items.length * bytes);
   const labels = new Uint8Array(items.length);
@@ -143,6 +148,53 @@ export interface ImageFolderOptions {
   /** Only the first N images (in the interleaved order) of each split. 0/absent: all. */
   trainLimit?: number;
   testLimit?: number;
+  /**
+   * Keep the decoded, resized images in data/cache/imagefolder so that a rerun skips decoding.
+   * The key covers every file's path, size and modification time, so edits invalidate it. Default true.
+   */
+  cache?: boolean;
+}
+
+
+/** A cache key over the inputs of a load: size, limits and every file's path, size and mtime. */
+function cacheKey(root: string, size: number, train: Item[], test: Item[] | undefined): string {
+  const hash = crypto.createHash('sha1').update(JSON.stringify({ root, size, version: 1 }));
+  for (const [split, items] of [['train', train], ['test', test ?? []]] as const) {
+    for (const { file, label } of items) {
+      const st = fs.statSync(file);
+      hash.update(`${split}\0${label}\0${path.relative(root, file)}\0${st.size}\0${st.mtimeMs}\n`);
+    }
+  }
+  return hash.digest('hex').slice(0, 16);
+}
+
+/** Cache file layout: 4-byte header length, JSON header, then images and labels of train, then of test. */
+function writeCache(file: string, ds: Dataset): void {
+  const header = Buffer.from(JSON.stringify({ classes: ds.classes, size: ds.train.height, train: ds.train.count, test: ds.test?.count ?? -1 }));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(header.length);
+  const parts: Uint8Array[] = [len, header, ds.train.images, ds.train.labels];
+  if (ds.test) parts.push(ds.test.images, ds.test.labels);
+  writeFileAtomic(file, Buffer.concat(parts));
+}
+
+function readCache(file: string, root: string): Dataset {
+  const buf = fs.readFileSync(file);
+  const len = buf.readUInt32LE(0);
+  const header = JSON.parse(buf.subarray(4, 4 + len).toString('utf8')) as { classes: string[]; size: number; train: number; test: number };
+  const bytes = header.size * header.size * 3;
+  let at = 4 + len;
+  const take = (count: number): ImageSet => {
+    const images = new Uint8Array(buf.subarray(at, at + count * bytes));
+    at += count * bytes;
+    const labels = new Uint8Array(buf.subarray(at, at + count));
+    at += count;
+    return { images, labels, count, height: header.size, width: header.size };
+  };
+  const ds: Dataset = { name: path.basename(root), classes: header.classes, train: take(header.train), source: root };
+  if (header.test >= 0) ds.test = take(header.test);
+  if (at !== buf.length) throw new Error(`${file}: ${buf.length} bytes, expected ${at}`);
+  return ds;
 }
 
 /** Loads an image-folder data set at size x size. */
@@ -156,23 +208,32 @@ export async function loadImageFolder(dir: string, size: number, opts: ImageFold
   const classes = subfolders(trainDir);
   if (classes.length === 0) throw new Error(`${trainDir}: no class subfolders (expected one folder of images per class)`);
   if (classes.length > 256) throw new Error(`${trainDir}: ${classes.length} class folders; at most 256 are supported`);
-  let testItems: { file: string; label: number }[] | undefined;
+  const limit = <T>(a: T[], n?: number) => (n && n > 0 ? a.slice(0, n) : a);
+  let testItems: Item[] | undefined;
   if (split) {
     const testDir = path.join(root, 'test');
     const unknown = subfolders(testDir).filter((c) => !classes.includes(c));
     if (unknown.length) throw new Error(`${testDir}: class folders ${unknown.join(', ')} are not in ${trainDir}`);
     testItems = interleave(listSplit(testDir, classes, false));
     if (testItems.length === 0) throw new Error(`${testDir}: no PNG or JPEG images`);
+    testItems = limit(testItems, opts.testLimit);
   }
-  const trainItems = interleave(listSplit(trainDir, classes, true));
-  const limit = <T>(a: T[], n?: number) => (n && n > 0 ? a.slice(0, n) : a);
+  const trainItems = limit(interleave(listSplit(trainDir, classes, true)), opts.trainLimit);
+
+  const useCache = opts.cache !== false;
+  const cacheFile = useCache
+    ? path.join(paths().cache, 'imagefolder', `${path.basename(root)}-${size}-${cacheKey(root, size, trainItems, testItems)}.bin`)
+    : '';
+  if (useCache && fs.existsSync(cacheFile)) {
+    try {
+      return readCache(cacheFile, root);
+    } catch {
+      fs.rmSync(cacheFile, { force: true }); // unreadable cache: decode again below
+    }
+  }
   await tf.ready();
-  const dataset: Dataset = {
-    name: path.basename(root),
-    classes,
-    train: decodeAll(limit(trainItems, opts.trainLimit), size),
-    source: root,
-  };
-  if (testItems) dataset.test = decodeAll(limit(testItems, opts.testLimit), size);
+  const dataset: Dataset = { name: path.basename(root), classes, train: decodeAll(trainItems, size), source: root };
+  if (testItems) dataset.test = decodeAll(testItems, size);
+  if (useCache) writeCache(cacheFile, dataset);
   return dataset;
 }

@@ -9,7 +9,7 @@ import { syntheticLabel, tempDir, writeCifarFolder, writeSolidImage } from './fi
 
 const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
 const run = (args: string[], env: Record<string, string> = {}) =>
-  execFileSync(process.execPath, [cli, ...args], { env: { ...process.env, TLWB_BACKEND: 'cpu', ...env }, encoding: 'utf8' });
+  execFileSync(process.execPath, [cli, ...args], { env: { ...process.env, TLWB_BACKEND: 'cpu', TLWB_DATA_DIR: tempDir('tlwb-cli-'), ...env }, encoding: 'utf8' });
 
 test('cli data --json prints exactly {classes, train, test, source} for CIFAR10_DIR', () => {
   const dir = writeCifarFolder(path.join(tempDir(), 'cifar'), 3, 4);

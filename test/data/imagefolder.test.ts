@@ -7,6 +7,10 @@ import { decodeImage, loadImageFolder, resizeImage } from '../../src/data/imagef
 import { loadDataset } from '../../src/data/dataset';
 import { tempDir, writeSolidImage } from './fixtures';
 
+// Decoded folders are cached under TLWB_DATA_DIR: keep that out of the project's data/.
+const dataDir = tempDir('tlwb-cache-');
+process.env.TLWB_DATA_DIR = dataDir;
+
 before(async () => {
   await initBackend({ force: 'cpu', quiet: true });
 });
@@ -102,4 +106,31 @@ test('empty or unreadable folders and files are errors naming them', async () =>
   await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message.includes(path.join(root, 'full', 'y.jpg')) && /cannot decode JPEG/.test(e.message));
   await assert.rejects(loadImageFolder(path.join(root, 'absent'), 8), /absent: no such folder of images/);
   await assert.rejects(loadDataset({ source: 'folder', valFraction: 0, imageSize: 8 }), /data\.dir/);
+});
+
+test('decoded folders are cached; a changed file invalidates the cache', async () => {
+  const root = tempDir();
+  writeSolidImage(path.join(root, 'a', '1.png'), 9, 9, RED);
+  writeSolidImage(path.join(root, 'b', '1.jpg'), 9, 9, GREEN);
+  const first = await loadImageFolder(root, 6);
+  const cacheDir = path.join(dataDir, 'cache', 'imagefolder');
+  const cached = fs.readdirSync(cacheDir).filter((f) => f.startsWith(`${path.basename(root)}-6-`));
+  assert.equal(cached.length, 1);
+  const again = await loadImageFolder(root, 6);
+  assert.deepEqual(again, first, 'the cached copy gives the same data set');
+  // Same size and mtime but different pixels would be missed; a real edit changes the mtime.
+  writeSolidImage(path.join(root, 'a', '1.png'), 9, 9, BLUE);
+  fs.utimesSync(path.join(root, 'a', '1.png'), new Date(), new Date(Date.now() + 5000));
+  const edited = await loadImageFolder(root, 6);
+  assert.deepEqual(pixel(edited.train.images, 6, 0), BLUE);
+  // A corrupt cache file is dropped and rebuilt.
+  fs.rmSync(cacheDir, { recursive: true });
+  await loadImageFolder(root, 6);
+  const [file] = fs.readdirSync(cacheDir);
+  fs.writeFileSync(path.join(cacheDir, file), 'junk');
+  assert.deepEqual(pixel((await loadImageFolder(root, 6)).train.images, 6, 0), BLUE);
+  assert.deepEqual(fs.readdirSync(cacheDir), [file]);
+  assert.notEqual(fs.readFileSync(path.join(cacheDir, file)).subarray(0, 4).toString(), 'junk');
+  const uncached = await loadImageFolder(root, 6, { cache: false });
+  assert.deepEqual(uncached.train.images, edited.train.images);
 });
