@@ -8,10 +8,12 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { listRuns } from '../session';
 
-const REPORT_USAGE = `usage: npm run -s cli -- report [--run <runDir>] [--json]
+const REPORT_USAGE = `usage: npm run -s cli -- report [--run <runDir>] [--check] [--json]
   Writes <runDir>/report.html: the run's executed notebooks in one self-contained page
   (charts and images embedded, nothing fetched). Default run: the newest in data/runs.
   Prints the path of the report.
+  --check  also open it in headless Chromium, save <runDir>/report.png and fail if a chart
+           or image did not render or the page requested anything.
 `;
 
 const PREDICT_USAGE = `usage: npm run -s cli -- predict [--run <runDir>] [--top 3] [--json] <image>...
@@ -34,7 +36,7 @@ export function chooseRun(option: string | undefined, want: (dir: string) => boo
 export async function reportCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { run: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { run: { type: 'string' }, check: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help) {
     process.stdout.write(REPORT_USAGE);
@@ -43,7 +45,19 @@ export async function reportCommand(argv: string[]): Promise<void> {
   const runDir = chooseRun(values.run, (d) => fs.existsSync(path.join(d, 'notebooks')), 'executed notebooks');
   const { writeReport } = await import('./report');
   const out = await writeReport(runDir);
-  process.stdout.write(values.json ? `${JSON.stringify({ runDir, report: out })}\n` : `${out}\n`);
+  let check: { screenshot: string; charts: number; images: number; problems: string[] } | undefined;
+  if (values.check) {
+    const { inspectPage, reportProblems } = await import('./browser');
+    const screenshot = path.join(runDir, 'report.png');
+    const r = await inspectPage(out, { screenshot });
+    check = { screenshot, charts: r.charts.length, images: r.images.length, problems: reportProblems(r) };
+    if (!values.json) {
+      process.stderr.write(`checked in Chromium: ${check.charts} charts, ${check.images} images, ${r.requests.length} request(s); screenshot ${screenshot}\n`);
+      for (const p of check.problems) process.stderr.write(`problem: ${p}\n`);
+    }
+    if (check.problems.length) process.exitCode = 1;
+  }
+  process.stdout.write(values.json ? `${JSON.stringify({ runDir, report: out, ...(check ? { check } : {}) })}\n` : `${out}\n`);
 }
 
 export async function predictCommand(argv: string[]): Promise<void> {

@@ -6,3 +6,4 @@ export * from './runs';
 export * from './report';
 export * from './predict';
 export { reportCommand, predictCommand } from './command';
+export * from './browser';

@@ -171,8 +171,11 @@ function stripXmlProlog(svg: string): string {
   return svg.replace(/<\?xml[^>]*\?>/g, '').replace(/<!DOCTYPE[^>]*>/gi, '').trim();
 }
 
-/** Jupyter's order of preference among the mime types of one output. */
-const MIME_ORDER = ['text/html', 'image/svg+xml', 'image/png', 'image/jpeg', 'image/gif', 'text/markdown', 'text/latex', 'application/json', 'text/plain'];
+/**
+ * Preference among the mime types of one output: Jupyter's order, except that an SVG wins over
+ * HTML, so a chart that also carries an HTML form (for Jupyter's own export) stays inline SVG.
+ */
+const MIME_ORDER = ['image/svg+xml', 'text/html', 'image/png', 'image/jpeg', 'image/gif', 'text/markdown', 'text/latex', 'application/json', 'text/plain'];
 
 function mimeText(v: unknown): string {
   return Array.isArray(v) ? v.join('') : typeof v === 'string' ? v : JSON.stringify(v, null, 2);

@@ -19,10 +19,12 @@ const HISTORY = [
   { phase: 'finetune', epoch: 1, loss: 1.1, accuracy: 0.6, val_loss: 1.2, val_accuracy: 0.58 },
 ];
 
+let cellId = 0;
 function cell(type: 'markdown' | 'code', source: string, outputs: unknown[] = [], n?: number): Record<string, unknown> {
+  const id = `cell-${++cellId}`;
   return type === 'markdown'
-    ? { cell_type: 'markdown', metadata: {}, source }
-    : { cell_type: 'code', metadata: {}, source, execution_count: n ?? null, outputs };
+    ? { id, cell_type: 'markdown', metadata: {}, source }
+    : { id, cell_type: 'code', metadata: {}, source, execution_count: n ?? null, outputs };
 }
 
 function notebook(cells: unknown[]): string {

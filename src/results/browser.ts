@@ -1,0 +1,112 @@
+/**
+ * Looking at a page the way a reader would: headless Chromium (the system's, driven by
+ * playwright-core) opens it, and we record what rendered (SVG charts and their marks, images and
+ * whether they decoded) and every request the page made.
+ */
+import * as fs from 'node:fs';
+import type { Browser, Page } from 'playwright-core';
+
+/** Flags for a quiet, offline, unprivileged headless Chromium (containers have no sandbox or GPU). */
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+];
+
+/** The Chromium to drive: CHROMIUM_PATH, else Debian's /usr/bin/chromium, else other usual places; null if none. */
+export function findChromium(): string | null {
+  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
+  return candidates.find((p): p is string => !!p && fs.existsSync(p)) ?? null;
+}
+
+export async function launchChromium(): Promise<Browser> {
+  const executablePath = findChromium();
+  if (!executablePath) throw new Error('no Chromium found (install Debian\'s chromium, or set CHROMIUM_PATH)');
+  const { chromium } = require('playwright-core') as typeof import('playwright-core');
+  return chromium.launch({ executablePath, args: CHROMIUM_ARGS, timeout: 60_000 });
+}
+
+export interface PageInspection {
+  url: string;
+  title: string;
+  /** Every request the page made, in order (the page itself first). */
+  requests: string[];
+  /** Requests to anything but the page itself and data: URIs. */
+  externalRequests: string[];
+  /** Each <svg> that draws a chart (has role-mark groups), with how many marks it drew. */
+  charts: { marks: number; markTypes: string[] }[];
+  images: { src: string; naturalWidth: number; complete: boolean }[];
+  /** Console errors and uncaught exceptions. */
+  errors: string[];
+  screenshot?: string;
+}
+
+/** What rendered in the page now: chart SVGs (with their mark counts) and images. */
+export async function inspectRendered(page: Page, root = 'body'): Promise<Pick<PageInspection, 'charts' | 'images'>> {
+  return page.evaluate((sel) => {
+    const scope = document.querySelector(sel) ?? document.body;
+    const charts = Array.from(scope.querySelectorAll('svg'))
+      .filter((svg) => svg.querySelector('.role-mark') !== null)
+      .map((svg) => {
+        const groups = Array.from(svg.querySelectorAll('g.role-mark'));
+        const marks = groups.reduce((n, g) => n + g.querySelectorAll(':scope > path, :scope > text, :scope > line, :scope > rect, :scope > g > path').length, 0);
+        const markTypes = [...new Set(groups.map((g) => (Array.from(g.classList).find((c) => c.startsWith('mark-')) ?? 'mark-?').slice(5)))];
+        return { marks, markTypes };
+      });
+    const images = Array.from(scope.querySelectorAll('img')).map((img) => ({
+      src: img.currentSrc.slice(0, 64),
+      naturalWidth: img.naturalWidth,
+      complete: img.complete,
+    }));
+    return { charts, images };
+  }, root);
+}
+
+/**
+ * Opens `url` (a file path or URL) in a fresh page, waits for it to load, and reports what it
+ * rendered and requested; with `screenshot`, saves a full-page PNG there.
+ */
+export async function inspectPage(url: string, opts: { screenshot?: string; browser?: Browser; width?: number } = {}): Promise<PageInspection> {
+  const target = /^[a-z]+:/i.test(url) ? url : `file://${require('node:path').resolve(url)}`;
+  const browser = opts.browser ?? (await launchChromium());
+  try {
+    const context = await browser.newContext({ viewport: { width: opts.width ?? 1280, height: 900 }, offline: true });
+    const page = await context.newPage();
+    const requests: string[] = [];
+    const errors: string[] = [];
+    page.on('request', (r) => requests.push(r.url()));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(target, { waitUntil: 'load', timeout: 60_000 });
+    const rendered = await inspectRendered(page);
+    const title = await page.title();
+    if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
+    await context.close();
+    const externalRequests = requests.filter((r) => r !== target && !r.startsWith('data:'));
+    return { url: target, title, requests, externalRequests, ...rendered, errors, screenshot: opts.screenshot };
+  } finally {
+    if (!opts.browser) await browser.close();
+  }
+}
+
+/** Problems a reader would see in an inspected report: no charts, empty charts, broken images, fetches. */
+export function reportProblems(r: PageInspection): string[] {
+  const problems: string[] = [];
+  if (r.charts.length === 0) problems.push('no chart rendered');
+  r.charts.forEach((c, i) => {
+    if (c.marks === 0) problems.push(`chart ${i + 1} has no marks`);
+  });
+  r.images.forEach((img, i) => {
+    if (!(img.complete && img.naturalWidth > 0)) problems.push(`image ${i + 1} did not load (${img.src})`);
+  });
+  if (r.externalRequests.length) problems.push(`the page requested ${r.externalRequests.length} resource(s): ${r.externalRequests.slice(0, 3).join(', ')}`);
+  if (r.errors.length) problems.push(`console errors: ${r.errors.slice(0, 3).join('; ')}`);
+  return problems;
+}

@@ -1,0 +1,187 @@
+/**
+ * The report and a notebook as a reader sees them: headless Chromium (Debian's, via playwright-core)
+ * opens the report offline, and the classic Jupyter Notebook server shows an executed results
+ * notebook. Skipped, with the reason, where Chromium or Jupyter is not installed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as crypto from 'node:crypto';
+import { spawn, spawnSync, ChildProcess } from 'node:child_process';
+import { projectRoot } from '../../src/config';
+import { findChromium, inspectPage, inspectRendered, launchChromium, reportProblems } from '../../src/results/browser';
+import { writeReport } from '../../src/results/report';
+import { makeFixtureRun } from './fixtures';
+
+const chromium = findChromium();
+const noChromium = chromium ? false : 'no Chromium (apt-get install chromium chromium-driver, or set CHROMIUM_PATH)';
+
+test('the report renders offline in Chromium: every chart drawn, every image decoded, no request', { skip: noChromium, timeout: 60_000 }, async () => {
+  const run = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-browser-'));
+  await makeFixtureRun(run);
+  const report = await writeReport(run);
+  const screenshot = path.join(run, 'report.png');
+  const r = await inspectPage(report, { screenshot });
+  assert.deepEqual(r.requests, [r.url], 'only the page itself was loaded');
+  assert.deepEqual(r.externalRequests, []);
+  assert.equal(r.charts.length, 2, 'training curves and confusion matrix');
+  assert.ok(r.charts[0].markTypes.includes('line') && r.charts[0].markTypes.includes('rule'), JSON.stringify(r.charts[0]));
+  assert.ok(r.charts[1].markTypes.includes('rect') && r.charts[1].marks >= 9 + 9, JSON.stringify(r.charts[1]));
+  assert.equal(r.images.length, 5);
+  for (const img of r.images) assert.ok(img.complete && img.naturalWidth > 0, `image ${img.src} decoded`);
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(reportProblems(r), []);
+  assert.ok(fs.statSync(screenshot).size > 10_000, 'a full-page screenshot was saved in the run folder');
+  assert.equal(r.title, `Run ${path.basename(run)}`);
+
+  // the command line does the same check on demand
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  fs.rmSync(screenshot);
+  const c = spawnSync(process.execPath, [cli, 'report', '--run', run, '--check', '--json'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(c.status, 0, c.stderr);
+  const out = JSON.parse(c.stdout);
+  assert.deepEqual(out.check, { screenshot, charts: 2, images: 5, problems: [] });
+  assert.ok(fs.existsSync(screenshot));
+  fs.rmSync(run, { recursive: true });
+});
+
+test('reportProblems names what a reader would miss', () => {
+  const base = { url: 'file:///r.html', title: '', requests: [], externalRequests: [], errors: [] };
+  assert.deepEqual(reportProblems({ ...base, charts: [{ marks: 3, markTypes: ['line'] }], images: [] }), []);
+  assert.deepEqual(
+    reportProblems({ ...base, externalRequests: ['https://cdn/x.js'], charts: [{ marks: 0, markTypes: [] }], images: [{ src: 'data:x', naturalWidth: 0, complete: true }] }),
+    ['chart 1 has no marks', 'image 1 did not load (data:x)', 'the page requested 1 resource(s): https://cdn/x.js'],
+  );
+  assert.deepEqual(reportProblems({ ...base, charts: [], images: [] }), ['no chart rendered']);
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+async function waitForServer(url: string, child: ChildProcess, log: () => string, seconds: number): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`the notebook server exited (${child.exitCode}):\n${log()}`);
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`the notebook server did not answer ${url} within ${seconds} s:\n${log()}`);
+}
+
+function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    // SIGTERM lets the server shut its kernels down before it exits.
+    child.kill('SIGTERM');
+  });
+}
+
+const python = '/usr/bin/python3';
+const SIGN = 'import sys, nbformat\nfrom nbformat.sign import NotebookNotary\nnb = nbformat.read(sys.argv[1], as_version=4)\nNotebookNotary().sign(nb)';
+const hasNotebook = fs.existsSync(python) && spawnSync(python, ['-c', 'import notebook, nbconvert'], { stdio: 'ignore' }).status === 0;
+const noJupyter = noChromium || (hasNotebook ? false : `${python} cannot import notebook and nbconvert (apt-get install jupyter-notebook jupyter-nbconvert)`);
+
+test('an executed, trusted results notebook shows its charts in the classic Notebook server', { skip: noJupyter, timeout: 90_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-jupyter-'));
+  const files = await makeFixtureRun(path.join(dir, 'run'));
+  const nbDir = path.join(dir, 'notebooks');
+  fs.mkdirSync(nbDir);
+  fs.copyFileSync(files[1], path.join(nbDir, '05-results.ipynb'));
+  const port = await freePort();
+  const token = crypto.randomBytes(16).toString('hex');
+  // The project's kernel folder on JUPYTER_PATH (the JUPYTER stage's ensureKernel registers tslab there);
+  // config and runtime folders of our own so nothing of the user's is read or written.
+  const { ensureKernel, jupyterEnv } = require('../../src/jupyter/kernel') as typeof import('../../src/jupyter/kernel');
+  try {
+    ensureKernel({ quiet: true });
+  } catch {
+    // without the kernel spec the page still renders the saved outputs (it says the kernel is missing)
+  }
+  const env = jupyterEnv({ JUPYTER_CONFIG_DIR: path.join(dir, 'config'), JUPYTER_RUNTIME_DIR: path.join(dir, 'runtime'), JUPYTER_DATA_DIR: path.join(dir, 'data') });
+  // The classic Notebook ignores SVG outputs of untrusted notebooks; a notebook the user (or the
+  // headless runner) executed is trusted by signing it into the data folder the server reads.
+  const signed = spawnSync(python, ['-c', SIGN, path.join(nbDir, '05-results.ipynb')], { env, encoding: 'utf8' });
+  assert.equal(signed.status, 0, signed.stderr);
+  let log = '';
+  const server = spawn(
+    python,
+    ['-m', 'notebook', ...(process.getuid?.() === 0 ? ['--allow-root'] : []), '--no-browser', '--ip=127.0.0.1', `--port=${port}`, '--port-retries=0', `--NotebookApp.token=${token}`, `--notebook-dir=${nbDir}`],
+    { env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  server.stdout!.on('data', (d) => (log += d));
+  server.stderr!.on('data', (d) => (log += d));
+  const browser = await launchChromium();
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    await waitForServer(`${base}/api/status?token=${token}`, server, () => log, 45);
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    // Only the local server may be reached: anything else (CDNs) is answered as failed at once.
+    await context.route((url) => !url.href.startsWith(base), (route) => route.abort());
+    const page = await context.newPage();
+    await page.goto(`${base}/notebooks/05-results.ipynb?token=${token}`, { waitUntil: 'domcontentloaded', timeout: 45_000 });
+    await page.waitForSelector('#notebook .output_area svg .role-mark', { state: 'attached', timeout: 45_000 });
+    const inNotebook = await inspectRendered(page, '#notebook');
+    await page.screenshot({ path: path.join(dir, 'run', 'notebook-05.png') });
+    assert.equal(inNotebook.charts.length, 2, 'both charts render in the Notebook UI');
+    for (const c of inNotebook.charts) assert.ok(c.marks > 0);
+    // (the fixture's deliberately broken file:// image is the one image expected not to load)
+    assert.deepEqual(inNotebook.images.filter((i) => i.src.startsWith('data:') && i.naturalWidth === 0), []);
+
+    await context.close();
+  } finally {
+    await browser.close();
+    await stopServer(server);
+  }
+  fs.rmSync(dir, { recursive: true });
+});
+
+/**
+ * Debian's nbconvert 6.5 passes image/svg+xml outputs through its HTML cleaner, which strips every
+ * SVG element (jupyter/nbconvert#1849, fixed upstream in 7.x by #2018), so a chart survives
+ * `jupyter nbconvert --to html` only when its bundle also has a text/html form. Until display.chart
+ * emits one, this test is a to-do, not a failure.
+ */
+const bundleHasHtml = async (): Promise<boolean> => {
+  const { chartBundle } = require('../../src/display') as typeof import('../../src/display');
+  const b = await chartBundle({ data: { values: [{ a: 1 }] }, mark: 'point', encoding: { x: { field: 'a', type: 'quantitative' } } });
+  return 'text/html' in b;
+};
+
+test('charts survive `jupyter nbconvert --to html` (Jupyter\'s own export) and render in Chromium', { skip: noJupyter, timeout: 60_000 }, async (t) => {
+  if (!(await bundleHasHtml())) t.todo('display.chart emits no text/html form; nbconvert 6.5 strips inline SVG outputs');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-nbconvert-'));
+  const files = await makeFixtureRun(path.join(dir, 'run'));
+  const r = spawnSync(python, ['-m', 'nbconvert', '--to', 'html', files[1], '--output-dir', dir], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const browser = await launchChromium();
+  try {
+    const page = await (await browser.newContext({ offline: true })).newPage();
+    await page.goto(`file://${path.join(dir, '05-results.html')}`, { waitUntil: 'domcontentloaded', timeout: 30_000 });
+    const exported = await inspectRendered(page);
+    assert.equal(exported.charts.length, 2, 'both charts are drawn (with marks) in the nbconvert HTML');
+  } finally {
+    await browser.close();
+  }
+  fs.rmSync(dir, { recursive: true });
+});
