@@ -171,7 +171,11 @@ export async function fetchCifar10(opts: FetchOptions = {}): Promise<string> {
   const dir = path.join(extracted, CIFAR10_FOLDER);
   if (isCompleteCifarFolder(dir)) return dir;
   const archive = path.join(downloads, 'cifar-10-binary.tar.gz');
-  await download(url, archive, { md5: md5 || undefined, quiet: opts.quiet });
+  try {
+    await download(url, archive, { md5: md5 || undefined, quiet: opts.quiet });
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n(to use a local copy instead, set CIFAR10_DIR to an extracted ${CIFAR10_FOLDER} folder)`);
+  }
   // The extraction renames a finished temp folder into place, so an existing folder is complete;
   // one without the batches came from another archive and is replaced.
   if (fs.existsSync(extracted)) fs.rmSync(extracted, { recursive: true, force: true });
