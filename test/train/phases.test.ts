@@ -95,3 +95,11 @@ test('float16 feature storage round-trips within half precision', () => {
   assert.ok(Math.abs(y[6] + 0.0001) < 1e-6);
   assert.equal(y[7], Infinity);
 });
+
+test('ETA formatting never shows 60 seconds or 60 minutes', async () => {
+  const { formatSeconds } = await import('../../src/train');
+  assert.equal(formatSeconds(119.6), '2m00s');
+  assert.equal(formatSeconds(59.7), '1m00s');
+  assert.equal(formatSeconds(7199), '2h00m');
+  assert.equal(formatSeconds(NaN), '?');
+});
