@@ -21,6 +21,12 @@ for (const f of files) {
     assert.deepEqual(nb.metadata?.kernelspec, { name: 'tslab', display_name: 'TypeScript', language: 'typescript' }, `${f}: kernelspec`);
     assert.equal(nb.metadata?.language_info?.name, 'typescript', `${f}: language_info.name`);
     assert.ok(Array.isArray(nb.cells) && nb.cells.length > 0, `${f}: has cells`);
+    if (nb.nbformat_minor >= 5) {
+      // nbformat 4.5 requires cell ids (Jupyter warns now and will refuse later).
+      const ids = nb.cells.map((c: { id?: string }) => c.id);
+      ids.forEach((id: unknown, i: number) => assert.ok(typeof id === 'string' && /^[a-zA-Z0-9-_]{1,64}$/.test(id), `${f}: cell ${i + 1} lacks a valid id (nbformat 4.5)`));
+      assert.equal(new Set(ids).size, ids.length, `${f}: duplicate cell ids`);
+    }
     nb.cells.forEach((c: { cell_type: string; outputs?: unknown[]; execution_count?: number | null }, i: number) => {
       if (c.cell_type !== 'code') return;
       assert.deepEqual(c.outputs ?? [], [], `${f}: cell ${i + 1} has committed outputs`);
