@@ -106,6 +106,9 @@ function zeroUpsample(s: Scratch, x: TensorInfo, sh: number, sw: number): Tensor
   return s.reshape(padded, [n, h * sh, w * sw, c]);
 }
 
+/** Formulation overrides, for tests and measurements ('auto' picks by estimated cost). */
+export const wasmKernelOptions: { inputGrad: 'auto' | 'conv' | 'col2im' } = { inputGrad: 'auto' };
+
 /** Largest transposed-im2col block built at once (floats); bigger problems run in offset groups. */
 const IM2COL_BLOCK_FLOATS = 16 * 1024 * 1024;
 
@@ -168,8 +171,19 @@ function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
         const grid = s.reshape(xs, [n * oh, sh, ow, sw * cin]);
         xs = s.run('Slice', { x: grid }, { begin: [0, 0, 0, 0], size: [n * oh, 1, ow, cin] });
       }
-      const xT = s.run('Transpose', { x: s.reshape(xs, [n * oh * ow, cin]) }, { perm: [1, 0] });
-      const product = s.run('BatchMatMul', { a: s.reshape(xT, [1, cin, n * oh * ow]), b: s.reshape(dy, [1, n * oh * ow, cout]) }, { transposeA: false, transposeB: false });
+      const rows = n * oh * ow;
+      const xMatrix = s.reshape(xs, [rows, cin]);
+      const dyMatrix = s.reshape(dy, [rows, cout]);
+      // XNNPACK repacks the right-hand operand on every call (~30 ns a float, as much as ~100 rows of
+      // multiply-adds): pack X instead of dY when that saves more than transposing the result costs.
+      if (27 * rows * (cout - cin) > 30 * cin * cout) {
+        const dyT = s.run('Transpose', { x: dyMatrix }, { perm: [1, 0] });
+        const product = s.run('BatchMatMul', { a: s.reshape(dyT, [1, cout, rows]), b: s.reshape(xMatrix, [1, rows, cin]) }, { transposeA: false, transposeB: false });
+        const dW = s.run('Transpose', { x: s.reshape(product, [cout, cin]) }, { perm: [1, 0] });
+        return s.keep(s.reshape(dW, [1, 1, cin, cout]));
+      }
+      const xT = s.run('Transpose', { x: xMatrix }, { perm: [1, 0] });
+      const product = s.run('BatchMatMul', { a: s.reshape(xT, [1, cin, rows]), b: s.reshape(dyMatrix, [1, rows, cout]) }, { transposeA: false, transposeB: false });
       return s.keep(s.reshape(product, [1, 1, cin, cout]));
     }
     if (sh === 1 && sw === 1) {
@@ -210,6 +224,58 @@ function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
   }
 }
 
+/** The filter with its taps in reverse order (a 180° rotation): whole [Cin, Cout] blocks copied in JS (wasm's Reverse is elementwise and slow). */
+function reverseTaps(s: Scratch, filter: TensorInfo): TensorInfo {
+  const backend = s.backend as WasmBackend;
+  const [kh, kw, cin, cout] = filter.shape;
+  const out = s.adopt(backend.makeOutput(filter.shape, 'float32'));
+  const src = backend.typedArrayFromHeap(filter);
+  const dst = backend.typedArrayFromHeap(out);
+  const block = cin * cout;
+  const taps = kh * kw;
+  for (let t = 0; t < taps; t++) dst.set(src.subarray(t * block, (t + 1) * block), (taps - 1 - t) * block);
+  return out;
+}
+
+/**
+ * Input gradient as col2im, for small outputs: Gᵀ = W [KH·KW·Cin, Cout] · dYᵀ [Cout, P] packs only dYᵀ
+ * (the filter is used as it lies), then each column of Gᵀ is added into dX at the pixel its tap reads.
+ */
+function inputGradCol2im(s: Scratch, dy: TensorInfo, filter: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo {
+  const backend = s.backend as WasmBackend;
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: cin, outChannels: cout, filterHeight: kh, filterWidth: kw, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+  const { top, left } = info.padInfo;
+  const rows = n * oh * ow;
+  const dyT = s.run('Transpose', { x: s.reshape(dy, [rows, cout]) }, { perm: [1, 0] });
+  const gT = s.run('BatchMatMul', { a: s.reshape(filter, [1, kh * kw * cin, cout]), b: s.reshape(dyT, [1, cout, rows]) }, { transposeA: false, transposeB: false });
+  const dx = backend.makeOutput([n, h, w, cin], 'float32');
+  const g = backend.typedArrayFromHeap(gT);
+  const out = backend.typedArrayFromHeap(dx);
+  out.fill(0);
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      for (let c = 0; c < cin; c++) {
+        let p = ((i * kw + j) * cin + c) * rows;
+        for (let b = 0; b < n; b++) {
+          for (let y = 0; y < oh; y++) {
+            const hi = y * sh + i - top;
+            if (hi < 0 || hi >= h) {
+              p += ow;
+              continue;
+            }
+            const rowBase = (b * h + hi) * w;
+            for (let x = 0; x < ow; x++, p++) {
+              const wi = x * sw + j - left;
+              if (wi >= 0 && wi < w) out[(rowBase + wi) * cin + c] += g[p];
+            }
+          }
+        }
+      }
+    }
+  }
+  return dx;
+}
+
 function conv2DBackpropInput(args: KernelArgs): TensorInfo {
   const { backend } = args;
   const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
@@ -222,17 +288,35 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
   try {
     let upsampled: TensorInfo;
     if (kh === 1 && kw === 1) {
-      // dX = dY · Wᵀ at the strided positions, zeros elsewhere.
-      const wT = s.reshape(s.run('Transpose', { x: filter }, { perm: [0, 1, 3, 2] }), [1, 1, cout, cin]);
-      const product = s.run('Conv2D', { x: dy, filter: wT }, { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1] });
+      // dX = dY · Wᵀ at the strided positions, zeros elsewhere. The matmul packs its right operand on
+      // every call: Wᵀ (Cout x Cin), or dYᵀ (Cout x P) via dXᵀ = W · dYᵀ when that is cheaper.
+      const [n, oh, ow] = dy.shape;
+      const rows = n * oh * ow;
+      let product: TensorInfo;
+      if (rows * (33 * cout + 3 * cin) < 33 * cout * cin) {
+        const dyT = s.run('Transpose', { x: s.reshape(dy, [rows, cout]) }, { perm: [1, 0] });
+        const dxT = s.run('BatchMatMul', { a: s.reshape(filter, [1, cin, cout]), b: s.reshape(dyT, [1, cout, rows]) }, { transposeA: false, transposeB: false });
+        product = s.reshape(s.run('Transpose', { x: s.reshape(dxT, [cin, rows]) }, { perm: [1, 0] }), [n, oh, ow, cin]);
+      } else {
+        const wT = s.run('Transpose', { x: s.reshape(filter, [cin, cout]) }, { perm: [1, 0] });
+        product = s.reshape(s.run('BatchMatMul', { a: s.reshape(dy, [1, rows, cout]), b: s.reshape(wT, [1, cout, cin]) }, { transposeA: false, transposeB: false }), [n, oh, ow, cin]);
+      }
       upsampled = zeroUpsample(s, product, sh, sw);
       // Row r of `upsampled` is padded-input row r, i.e. input row r - top.
       const out = s.padCrop(upsampled, [[0, 0], [-top, h + top - upsampled.shape[1]], [-left, w + left - upsampled.shape[2]], [0, 0]]);
       return s.keep(out);
     }
+    const [n, oh, ow] = dy.shape;
+    const rows = n * oh * ow;
+    const taps = kh * kw;
+    // Two formulations; their costs differ in what XNNPACK packs (~30 ns a float) and what is copied.
+    const filterPathCost = taps * cin * cout * 55;
+    const col2imCost = rows * (33 * cout + 4 * taps * cin);
+    const choice = wasmKernelOptions.inputGrad;
+    if (choice === 'col2im' || (choice === 'auto' && col2imCost < filterPathCost)) return s.keep(inputGradCol2im(s, dy, filter, info));
     // Full correlation of the zero-upsampled dY with the rotated filter, [KH, KW, Cout, Cin].
-    const rotated = s.run('Reverse', { x: filter }, { dims: [0, 1] });
-    const swapped = s.run('Transpose', { x: rotated }, { perm: [0, 1, 3, 2] });
+    const rotated = reverseTaps(s, filter);
+    const swapped = s.reshape(s.run('Transpose', { x: s.reshape(rotated, [taps, cin, cout]) }, { perm: [0, 2, 1] }), [kh, kw, cout, cin]);
     upsampled = zeroUpsample(s, dy, sh, sw);
     const padTop = kh - 1 - top;
     const padLeft = kw - 1 - left;
