@@ -17,7 +17,10 @@ function main(): void {
   if (!app) {
     throw new Error(`${python} has neither JupyterLab nor the classic Notebook: sudo apt-get install -y jupyter-notebook (or pip install jupyterlab)`);
   }
-  const args = ['-m', app, `--notebook-dir=${projectRoot}`, ...process.argv.slice(2)];
+  const extra = process.argv.slice(2);
+  // Containers often run as root, where Jupyter refuses to start without this flag.
+  const asRoot = process.getuid?.() === 0 && !extra.includes('--allow-root') ? ['--allow-root'] : [];
+  const args = ['-m', app, `--notebook-dir=${projectRoot}`, ...asRoot, ...extra];
   process.stderr.write(`starting ${app === 'jupyterlab' ? 'JupyterLab' : 'the Notebook server'}: ${python} ${args.join(' ')}\n` +
     `open notebooks/01-fetch.ipynb; the kernel is "TypeScript" (tslab)\n`);
   const child = spawn(python, args, { stdio: 'inherit', env: jupyterEnv(), cwd: projectRoot });
