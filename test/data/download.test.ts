@@ -115,6 +115,13 @@ test('fetchCifar10 downloads the archive, verifies it, extracts it once; a rerun
     assert.equal(hits.get('/cifar-10-binary.tar.gz'), 1, 'one download for three loads');
     assert.deepEqual(fs.readdirSync(path.join(work, 'data', 'cache')), ['cifar-10'], 'no temporary extraction folder left');
 
+    // A corrupt cached archive (and no extracted folder) is fetched again.
+    fs.rmSync(path.join(work, 'data', 'cache', 'cifar-10'), { recursive: true });
+    fs.writeFileSync(path.join(work, 'data', 'downloads', 'cifar-10-binary.tar.gz'), archive.subarray(0, 100));
+    const refetched = await fetchCifar10({ md5: md5(archive), quiet: true });
+    assert.equal(loadCifar10(refetched).train.count, 10);
+    assert.equal(hits.get('/cifar-10-binary.tar.gz'), 2, 'the corrupt archive was downloaded again');
+
     // The official md5 does not match our small archive: with the default md5 a fresh cache fails loudly.
     process.env.TLWB_DATA_DIR = path.join(work, 'data2');
     await assert.rejects(fetchCifar10({ quiet: true }), /md5 mismatch.*c32a1d4ab5d03f1284b67883e8d87530/);
@@ -154,4 +161,27 @@ test('fetchCifar10 with an undecodable archive and no md5 drops the cached archi
     if (saved === undefined) delete process.env.TLWB_DATA_DIR;
     else process.env.TLWB_DATA_DIR = saved;
   }
+});
+
+test('progress off a terminal: a line per 10% step reached, on stderr', async () => {
+  await ready;
+  const dest = path.join(tempDir(), 'p.bin');
+  const written: string[] = [];
+  const original = process.stderr.write.bind(process.stderr);
+  const wasTTY = process.stderr.isTTY;
+  (process.stderr as { isTTY?: boolean }).isTTY = false;
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    written.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    await download(`${base}/payload.bin`, dest, { md5: md5(payload) });
+  } finally {
+    process.stderr.write = original;
+    (process.stderr as { isTTY?: boolean }).isTTY = wasTTY;
+  }
+  const text = written.join('');
+  assert.match(text, /p\.bin: downloading 200 kB/);
+  assert.match(text, /p\.bin: 100% \(200 kB\)/);
+  assert.match(text, /downloaded, md5 ok/);
 });
