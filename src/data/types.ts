@@ -40,14 +40,6 @@ export function subset(set: ImageSet, indices: ArrayLike<number>): ImageSet {
   return { images, labels, count: indices.length, height: set.height, width: set.width };
 }
 
-/** The first `limit` images (all when limit is 0, absent, or larger than the set); no copy. */
-export function head(set: ImageSet, limit?: number): ImageSet {
-  if (!limit || limit >= set.count) return set;
-  const n = Math.max(0, Math.floor(limit));
-  const size = imageBytes(set);
-  return { ...set, images: set.images.subarray(0, n * size), labels: set.labels.subarray(0, n), count: n };
-}
-
 /** Images per class, index = class. */
 export function countPerClass(set: ImageSet, numClasses: number): number[] {
   const counts = new Array<number>(numClasses).fill(0);

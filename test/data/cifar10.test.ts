@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { projectRoot } from '../../src/config';
 import { CIFAR10_CLASSES, loadCifar10, readCifarBatches } from '../../src/data/cifar10';
 import { countPerClass } from '../../src/data/types';
+import { loadDataset } from '../../src/data/dataset';
 import { cifarBatchBytes, syntheticLabel, syntheticPixel, tempDir, writeCifarFolder } from './fixtures';
 
 const sharedDir = process.env.CIFAR10_DIR || path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
@@ -93,4 +94,20 @@ test('class names: standard ones without batches.meta.txt, an error for a wrong 
   assert.deepEqual(loadCifar10(dir).classes, CIFAR10_CLASSES);
   fs.writeFileSync(path.join(dir, 'batches.meta.txt'), 'a\nb\n');
   assert.throws(() => loadCifar10(dir), /batches\.meta\.txt: expected 10 class names/);
+});
+
+test('loadDataset: CIFAR10_DIR is used when the profile names no folder; limits apply; the stored size must be 32', async () => {
+  const dir = writeCifarFolder(path.join(tempDir(), 'cifar'), 4, 4);
+  const saved = process.env.CIFAR10_DIR;
+  process.env.CIFAR10_DIR = dir;
+  try {
+    const ds = await loadDataset({ source: 'cifar10', valFraction: 0.1, imageSize: 32, trainLimit: 7, testLimit: 3 });
+    assert.equal(ds.source, dir);
+    assert.equal(ds.train.count, 7);
+    assert.equal(ds.test!.count, 3);
+    await assert.rejects(loadDataset({ source: 'cifar10', valFraction: 0, imageSize: 64 }), /data\.imageSize: CIFAR-10 images are stored at 32/);
+  } finally {
+    if (saved === undefined) delete process.env.CIFAR10_DIR;
+    else process.env.CIFAR10_DIR = saved;
+  }
 });
