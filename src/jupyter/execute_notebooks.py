@@ -15,6 +15,7 @@ Exit status: 0 all ran, 1 a cell failed, 2 the driver could not run (message on 
 import json
 import os
 import re
+import signal
 import sys
 import time
 
@@ -29,6 +30,19 @@ except ImportError as e:  # pragma: no cover - reported to the user by runner.ts
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Stack frames of the kernel's own machinery: noise under a notebook error.
 KERNEL_FRAMES = re.compile(r"^\s+at .*(node:vm|node:internal|[/\\]tslab[/\\]dist[/\\]|sigintHandlersWrap).*$\n?", re.M)
+
+
+# The client of the notebook being run, so that an interrupt can stop its kernel.
+current = {"client": None}
+
+
+def kill_kernel():
+    """Kills the running kernel process: nbclient does not shut it down when interrupted."""
+    km = getattr(current["client"], "km", None)
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait(10)
 
 
 def emit(**event):
@@ -86,6 +100,7 @@ def run_one(spec, job):
         kernel_name=kernel,
         resources={"metadata": {"path": spec["cwd"]}},
     )
+    current["client"] = client
     emit(event="start", notebook=path)
     began = time.time()
     code_index = 0
@@ -124,7 +139,13 @@ def run_one(spec, job):
     return True
 
 
+def interrupted(signum, _frame):
+    # Unwind through setup_kernel() so the kernel is shut down, not orphaned.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main():
+    signal.signal(signal.SIGTERM, interrupted)
     if len(sys.argv) != 2:
         sys.stderr.write("usage: execute_notebooks.py <job.json>\n")
         return 2
@@ -139,6 +160,10 @@ def main():
 if __name__ == "__main__":
     try:
         sys.exit(main())
+    except KeyboardInterrupt as e:
+        kill_kernel()
+        sys.stderr.write(f"notebook driver: interrupted ({e})\n")
+        sys.exit(130)
     except Exception as e:  # kernel failed to start, unreadable notebook, ...
         sys.stderr.write(f"notebook driver: {type(e).__name__}: {e}\n")
         sys.exit(2)

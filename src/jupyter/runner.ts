@@ -154,8 +154,20 @@ export async function runNotebooks(notebooks: string[], opts: RunNotebooksOption
         if (opts.echo) process.stderr.write(chunk);
         stderrTail = (stderrTail + chunk).slice(-8000);
       });
-      child.on('error', reject);
-      child.on('close', resolve);
+      // A terminal's Ctrl-C reaches the whole process group; a SIGTERM sent to us alone is passed
+      // on, so the driver shuts its kernel down instead of leaving it running.
+      const forward = (sig: NodeJS.Signals) => {
+        child.kill(sig);
+        process.exitCode = 128 + (sig === 'SIGINT' ? 2 : 15);
+      };
+      process.on('SIGTERM', forward);
+      process.on('SIGINT', forward);
+      const detach = () => {
+        process.off('SIGTERM', forward);
+        process.off('SIGINT', forward);
+      };
+      child.on('error', (e) => (detach(), reject(e)));
+      child.on('close', (code) => (detach(), resolve(code)));
     });
     if (failure) throw failure;
     if (code !== 0) {
