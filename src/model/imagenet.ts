@@ -1,8 +1,7 @@
 /**
  * ImageNet class names for a backbone's 1000 outputs, and top-k predictions as a sanity check.
  * The label lists are downloaded (and cached in data/downloads) like weights: Keras order for the
- * Keras ResNets, Darknet's order (its imagenet.shortnames.list, the list ml5 ships for Darknet) for
- * Darknet. Offline without a cached copy, labels are undefined and callers show indices.
+ * Keras ResNets, Darknet's order (the list ml5's darknet.js maps the outputs with) for Darknet. Offline without a cached copy, labels are undefined and callers show indices.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -19,18 +18,21 @@ export const IMAGENET_LABEL_SOURCES: Record<ClassOrder, { url: string; file: str
     env: 'IMAGENET_LABELS_KERAS',
   },
   darknet: {
-    // Darknet's label list: its first 1000 lines are the classes of the 1000-way classifiers.
-    url: 'https://raw.githubusercontent.com/pjreddie/darknet/master/data/imagenet.shortnames.list',
-    file: 'imagenet.shortnames.list',
+    // The list ml5 ships for its Darknet classifiers (the source of the Darknet-Tiny files): output i is entry i.
+    url: 'https://cdn.jsdelivr.net/gh/ml5js/ml5-library@v0.12.2/src/utils/IMAGENET_CLASSES_DARKNET.js',
+    file: 'IMAGENET_CLASSES_DARKNET.js',
     env: 'IMAGENET_LABELS_DARKNET',
   },
 };
 
-/** Parses a label file: Keras' class-index JSON ({"0": ["n01440764", "tench"], ...}) or one name per line. */
+/** Parses a label file: Keras' class-index JSON ({"0": ["n01440764", "tench"], ...}), a JS module exporting an array, or one name per line. */
 export function parseLabels(text: string, origin: string): string[] {
   const trimmed = text.trim();
   let labels: string[];
-  if (trimmed.startsWith('{')) {
+  if (/export\s+default\s*\[/.test(trimmed)) {
+    // A JavaScript module exporting an array of strings (ml5's label files).
+    labels = [...trimmed.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => JSON.parse(`"${m[1]}"`) as string);
+  } else if (trimmed.startsWith('{')) {
     const index = JSON.parse(trimmed) as Record<string, [string, string]>;
     labels = Object.keys(index)
       .sort((a, b) => Number(a) - Number(b))

@@ -12,3 +12,4 @@ export * from './io';
 export * from './summary';
 export * from './imagenet';
 export { modelCommand } from './command';
+export * from './inspect';

@@ -95,3 +95,11 @@ export function readModelMetadata(dir: string): Record<string, unknown> {
   if (!fs.existsSync(file)) throw new Error(`${dir}: no model.json`);
   return (JSON.parse(fs.readFileSync(file, 'utf8')).userDefinedMetadata ?? {}) as Record<string, unknown>;
 }
+
+/** The files of a saved model folder with their sizes. */
+export function modelFolderFiles(dir: string): { file: string; bytes: number }[] {
+  return fs
+    .readdirSync(dir)
+    .sort()
+    .map((file) => ({ file, bytes: fs.statSync(path.join(dir, file)).size }));
+}

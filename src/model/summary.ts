@@ -66,3 +66,18 @@ export function layerTable(model: tf.LayersModel, opts: { expand?: boolean } = {
     trainable: rows.map((r) => r.trainable),
   });
 }
+
+/** Parameters and layer counts per layer type (nested models expanded), largest first. */
+export function paramsByType(model: tf.LayersModel): DataFrame {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const pl = require('nodejs-polars') as typeof import('nodejs-polars');
+  const byType = new Map<string, { layers: number; params: number }>();
+  for (const r of layerRows(model, { expand: true })) {
+    const t = byType.get(r.type) ?? { layers: 0, params: 0 };
+    t.layers++;
+    t.params += r.params;
+    byType.set(r.type, t);
+  }
+  const rows = [...byType.entries()].sort((a, b) => b[1].params - a[1].params || b[1].layers - a[1].layers);
+  return pl.DataFrame({ type: rows.map((r) => r[0]), layers: rows.map((r) => r[1].layers), params: rows.map((r) => r[1].params) });
+}

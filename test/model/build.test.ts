@@ -16,6 +16,7 @@ import { loadModel, readModelMetadata, saveModel } from '../../src/model/io';
 import { presetFor, PRESETS } from '../../src/model/presets';
 import { layerRows, layerTable } from '../../src/model/summary';
 import { parseLabels, topK } from '../../src/model/imagenet';
+import { imagenetCheck, paramRows } from '../../src/model/inspect';
 
 const darknetDir = process.env.DARKNET_TINY_DIR || path.resolve(projectRoot, '../shared/data/darknet-tiny');
 const skip = fs.existsSync(path.join(darknetDir, 'model.json')) ? false : `no Darknet-Tiny at ${darknetDir}`;
@@ -120,6 +121,10 @@ test('ImageNet label files: Keras class index JSON and one-name-per-line lists',
   assert.equal(parseLabels(json, 'x')[999], 'class999');
   assert.equal(parseLabels(Array.from({ length: 1200 }, (_, i) => `l${i}`).join('\n'), 'y').length, 1000);
   assert.throws(() => parseLabels('a\nb', 'short.list'), /short\.list: expected at least 1000/);
+  const js = `// ml5\nexport default [\n${Array.from({ length: 1000 }, (_, i) => `    "name \\"${i}\\""`).join(',\n')},\n]`;
+  const parsed = parseLabels(js, 'labels.js');
+  assert.equal(parsed.length, 1000);
+  assert.equal(parsed[7], 'name "7"');
 });
 
 test('cli: model --arch darknet-tiny --head gap --json prints the counts', { skip }, () => {
@@ -133,4 +138,22 @@ test('cli: model --arch darknet-tiny --head gap --json prints the counts', { ski
   assert.equal(j.params, j.trainableParams + j.nonTrainableParams);
   assert.equal(j.params - 1290, 917_488, 'Darknet-Tiny up to leaky_re_lu_15 + Dense(128->10)');
   assert.ok(j.layers > 40);
+});
+
+test('imagenetCheck: the backbone with its ImageNet top ranks 5 classes per image; paramRows per part', { skip }, async () => {
+  const images = new Uint8Array(3 * 32 * 32 * 3).map((_, i) => (i * 37) % 256);
+  const set = { images, labels: Uint8Array.from([3, 8, 0]), count: 3, height: 32, width: 32 };
+  const cfg = { arch: 'darknet-tiny', head: 'gap' as const, inputSize: 64, weights: 'imagenet' };
+  const check = await imagenetCheck(cfg, set, [0, 2], { inputSize: 64, downloadLabels: false, classNames: ['a', 'b', 'c', 'cat', 'd', 'e', 'f', 'g', 'ship', 'h'] });
+  assert.equal(check.rows.length, 2);
+  assert.equal(check.rows[0].class, 'cat');
+  assert.match(String(check.rows[1].top5), /^.+ \(0\.\d\d\)$/);
+  assert.equal(check.items.length, 2);
+  assert.match(check.note, /labels|indices/);
+  await assert.rejects(imagenetCheck({ ...cfg, weights: 'none' }, set, [0]), /weights=none/);
+  const built = await buildModel(cfg, 10);
+  const rows = paramRows(built);
+  assert.deepEqual(rows.map((r) => r.part), ['model', 'base', 'head']);
+  assert.equal(rows[0].params, rows[1].params + rows[2].params);
+  built.model.dispose();
 });
