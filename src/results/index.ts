@@ -7,3 +7,4 @@ export * from './report';
 export * from './predict';
 export { reportCommand, predictCommand } from './command';
 export * from './browser';
+export * from './run';

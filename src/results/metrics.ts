@@ -74,14 +74,14 @@ export function confusionMatrix(labels: IndexArray, predictions: IndexArray, num
   return m;
 }
 
-export interface ClassMetrics {
+export type ClassMetrics = {
   class: string;
   precision: number;
   recall: number;
   f1: number;
   /** Test examples whose true class this is. */
   support: number;
-}
+};
 
 /**
  * Precision, recall and F1 for each class from a confusion matrix. A class never predicted has
@@ -119,11 +119,11 @@ export function round(x: number, digits: number): number {
   return Math.round(x * f) / f;
 }
 
-export interface ConfusedPair {
+export type ConfusedPair = {
   actual: string;
   predicted: string;
   count: number;
-}
+};
 
 /** Off-diagonal cells, largest first (ties: by actual then predicted index), as fastai's most_confused. */
 export function mostConfused(matrix: number[][], classes: string[], top = 10, minCount = 1): ConfusedPair[] {

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import pl from 'nodejs-polars';
 import { paths } from '../config';
 
-export interface RunRow {
+export type RunRow = {
   run: string;
   profile: string | null;
   backbone: string | null;
@@ -18,7 +18,7 @@ export interface RunRow {
   test_accuracy: number | null;
   first1000_accuracy: number | null;
   tta_accuracy: number | null;
-}
+};
 
 function readJson(file: string): Record<string, unknown> | null {
   if (!fs.existsSync(file)) return null;
