@@ -3,15 +3,16 @@
  * counts), the article's seed model, and a full-size .h5 round trip. One ResNet-50 is built and
  * shared (building 25.6M parameters costs seconds).
  */
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { initBackend, tf } from '../../src/backend';
 import { BN_EPSILON, resnet, stack1 } from '../../src/model/resnet';
-import { buildModel, BuiltModel } from '../../src/model/build';
-import { countParams } from '../../src/model/freeze';
+import { buildModel, BuiltModel, resolveKerasWeights } from '../../src/model/build';
+import { countParams, setBaseTrainable } from '../../src/model/freeze';
+import { PRESETS, KerasResNetPreset } from '../../src/model/presets';
 import { h5wasm } from '../../src/model/h5';
 import { loadWeightsH5, saveWeightsH5 } from '../../src/model/weights-h5';
 
@@ -28,11 +29,14 @@ const keras = JSON.parse(fs.readFileSync(path.join(__dirname, '../../../test/mod
 };
 
 let seed: BuiltModel;
+let dir: string;
 
 before(async () => {
   await initBackend({ force: 'cpu', quiet: true });
   seed = await buildModel({ arch: 'resnet50', head: 'seed', inputSize: 224, weights: 'none' }, 10);
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-r50-'));
 });
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 test('the seed model has exactly the article parameter count (ResNet50 with top + Dense(10))', () => {
   const c = countParams(seed.model);
@@ -95,9 +99,8 @@ test('the generic builder makes other depths from a stack function (tiny, fast)'
 });
 
 test('a full-size ResNet-50 .h5 (random values) round-trips in Keras layout', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-r50-'));
   const file = path.join(dir, 'resnet50.h5');
-  try {
+  {
     const base = seed.base;
     const probe = ['conv1_conv/kernel', 'conv4_block6_3_bn/moving_variance', 'conv5_block3_2_conv/bias', 'predictions/kernel'];
     const pick = () => probe.map((n) => base.weights.find((w) => w.originalName === n)!);
@@ -119,7 +122,40 @@ test('a full-size ResNet-50 .h5 (random values) round-trips in Keras layout', as
     assert.equal(report.values, 25_636_712);
     const after = await Promise.all(pick().map((w) => w.read().data()));
     probe.forEach((n, i) => assert.deepEqual(after[i], before[i], n));
+  }
+});
+
+test("freezing the seed model's base leaves Dense(10) trainable: 10,010 parameters, as in the article's second phase", () => {
+  setBaseTrainable(seed, false);
+  assert.equal(countParams(seed.model).trainableParams, 10_010);
+  setBaseTrainable(seed, { from: 'conv5_block1_1_conv' });
+  const c = countParams(seed.model);
+  assert.ok(c.trainableParams > 10_010 && c.trainableParams < 25_593_602);
+  setBaseTrainable(seed, true);
+  assert.equal(countParams(seed.model).trainableParams, 25_593_602);
+});
+
+test("a local .h5 serves buildModel (a with-top file also fills a no-top 'gap' base); RESNET50_WEIGHTS is honoured", async () => {
+  const file = path.join(dir, 'resnet50.h5');
+  assert.ok(fs.existsSync(file), 'written by the round-trip test');
+  const gap = await buildModel({ arch: 'resnet50', head: 'gap', inputSize: 64, weights: file, dropout: 0.5 }, 10);
+  assert.equal(gap.weightsSource, file);
+  assert.deepEqual(gap.weightsReport!.unused, ['predictions']);
+  assert.deepEqual(gap.base.outputs[0].shape, [null, 2048]);
+  const ours = await gap.base.getLayer('conv4_block6_3_bn').weights[3].read().data();
+  const src = await seed.base.getLayer('conv4_block6_3_bn').weights[3].read().data();
+  assert.deepEqual(ours, src);
+  gap.model.dispose();
+  const preset = PRESETS.resnet50 as KerasResNetPreset;
+  const saved = { ...process.env };
+  try {
+    process.env.RESNET50_WEIGHTS = file;
+    assert.equal(await resolveKerasWeights(preset, true, 'imagenet'), file);
+    assert.equal(await resolveKerasWeights(preset, false, 'imagenet'), file, 'no-top base from the with-top file');
+    process.env.RESNET50_WEIGHTS = path.join(dir, 'absent.h5');
+    await assert.rejects(resolveKerasWeights(preset, true, 'imagenet'), /RESNET50_WEIGHTS=.*absent\.h5: no such file/);
+    await assert.rejects(resolveKerasWeights(preset, true, path.join(dir, 'nope.h5')), /model\.weights '.*nope\.h5': no such file/);
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    process.env = saved;
   }
 });
