@@ -135,3 +135,39 @@ test('testSubsets: the first 1,000 CIFAR-10 test records, flagged when the copy 
   }
   fs.rmSync(dir, { recursive: true });
 });
+
+const sharedCifar = path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
+const noShared = fs.existsSync(path.join(sharedCifar, 'test_batch.bin')) ? false : `no shared CIFAR-10 copy at ${sharedCifar}`;
+
+test('evaluateRun + saveEvaluation on a run folder with a saved model and the real test set', { skip: noShared, timeout: 60_000 }, async () => {
+  const { saveModel } = await import('../../src/model/io');
+  const { evaluateRun, saveEvaluation } = await import('../../src/results/run');
+  const { readRunRow } = await import('../../src/results/runs');
+  const run = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-evalrun-'));
+  const profile = {
+    name: 'tiny', description: '',
+    data: { source: 'cifar10', dir: sharedCifar, trainLimit: 10, testLimit: 1200, valFraction: 0, imageSize: 32 },
+    model: { arch: 'darknet-tiny', head: 'gap', inputSize: 64, weights: 'none' },
+    train: { batchSize: 300, seed: 1, labelSmoothing: 0, augment: false, featureCache: false, phases: [] },
+    results: { tta: true, galleryCount: 4 },
+  };
+  fs.writeFileSync(path.join(run, 'profile.json'), JSON.stringify(profile));
+  const model = tf.sequential({ layers: [tf.layers.globalAveragePooling2d({ inputShape: [32, 32, 3] }), tf.layers.dense({ units: 10, activation: 'softmax' })] });
+  await saveModel(model, path.join(run, 'model'));
+  model.dispose();
+  const r = await evaluateRun({ profile: profile as never, runDir: run }, { progress: false });
+  assert.equal(r.testSource, 'test');
+  assert.equal(r.mode, 'unit', "darknet-tiny's preprocessing, from its preset");
+  assert.equal(r.summary.count, 1200);
+  assert.equal(r.summary.classes[0], 'airplane');
+  assert.ok(r.summary.tta && r.evaluation.tta, 'the profile asked for TTA');
+  assert.equal(r.summary.subsets[0].count, 1000);
+  assert.match(r.summary.subsets[0].description, /JPEG copies/);
+  assert.equal(r.summary.confusion.flat().reduce((a, b) => a + b, 0), 1200);
+  const file = saveEvaluation(run, r.summary);
+  const saved = JSON.parse(fs.readFileSync(file, 'utf8'));
+  assert.equal(saved.accuracy, r.summary.accuracy);
+  assert.equal(readRunRow(run).test_accuracy, r.summary.accuracy);
+  assert.equal(readRunRow(run).first1000_accuracy, r.summary.subsets[0].accuracy);
+  fs.rmSync(run, { recursive: true });
+});
