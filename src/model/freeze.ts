@@ -12,8 +12,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BuiltModel } from './build';
 
-const KERAS_BN = Symbol.for('tlwb.kerasBatchNorm');
-
 type Kwargs = Record<string, unknown>;
 type CallFn = (inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs) => tf.Tensor | tf.Tensor[];
 
@@ -31,18 +29,38 @@ export function isModel(layer: tf.layers.Layer): layer is tf.LayersModel {
   return Array.isArray((layer as unknown as { layers?: unknown }).layers);
 }
 
-/** Makes every BatchNormalization in `model` run in inference mode while it is frozen. Returns how many it patched. */
+/** The models each patched BatchNormalization sits in (a layer can be shared, e.g. a cut backbone). */
+const containersOf = new WeakMap<tf.layers.Layer, Set<tf.layers.Layer>>();
+
+/**
+ * Makes every BatchNormalization in `model` run in inference mode while it is frozen: when the layer
+ * or any model around it has trainable=false (so `base.trainable = false` set directly works too,
+ * as Keras' recursive setter would). Returns how many layers it newly patched.
+ */
 export function applyKerasBatchNormSemantics(model: tf.LayersModel): number {
   let patched = 0;
-  for (const layer of leafLayers(model)) {
-    if (layer.getClassName() !== 'BatchNormalization') continue;
-    const tagged = layer as unknown as { [KERAS_BN]?: boolean; call: CallFn };
-    if (tagged[KERAS_BN]) continue;
-    const original = tagged.call.bind(layer) as CallFn;
-    tagged.call = (inputs, kwargs) => original(inputs, layer.trainable ? kwargs : { ...kwargs, training: false });
-    tagged[KERAS_BN] = true;
-    patched++;
-  }
+  const visit = (m: tf.LayersModel, ancestors: tf.layers.Layer[]) => {
+    for (const layer of m.layers) {
+      if (isModel(layer)) {
+        visit(layer, [...ancestors, layer]);
+        continue;
+      }
+      if (layer.getClassName() !== 'BatchNormalization') continue;
+      let containers = containersOf.get(layer);
+      if (!containers) {
+        const set = new Set<tf.layers.Layer>();
+        containers = set;
+        containersOf.set(layer, set);
+        const tagged = layer as unknown as { call: CallFn };
+        const original = tagged.call.bind(layer) as CallFn;
+        const frozen = () => !layer.trainable || [...set].some((c) => !c.trainable);
+        tagged.call = (inputs, kwargs) => original(inputs, frozen() ? { ...kwargs, training: false } : kwargs);
+        patched++;
+      }
+      ancestors.forEach((a) => containers!.add(a));
+    }
+  };
+  visit(model, [model]);
   return patched;
 }
 

@@ -131,3 +131,17 @@ test('the frozen state and its BatchNormalization semantics survive saveModel/lo
   built.model.dispose();
   loaded.dispose();
 });
+
+test('setting base.trainable = false directly (without setBaseTrainable) also freezes its BatchNormalization', async () => {
+  const built = tinyBuilt();
+  setBaseTrainable(built, true);
+  built.base.trainable = false;
+  const before = await snapshot(built.model);
+  await oneStep(built.model);
+  const afterStep = await snapshot(built.model);
+  assert.ok(!changed(before, afterStep, 'bn/moving_mean') && !changed(before, afterStep, 'bn2/moving_variance'));
+  assert.ok(!changed(before, afterStep, 'conv/kernel'));
+  assert.ok(changed(before, afterStep, 'dense/kernel'));
+  assert.equal(await trainVsInference(built.base), 0);
+  built.model.dispose();
+});
