@@ -6,7 +6,7 @@
  * ignores `trainable` for this: in training it normalises with batch statistics and keeps updating
  * its moving mean/variance (tfjs-layers normalization.ts, call(): only kwargs.training decides).
  * So every BatchNormalization gets an instance-level call() that forces training=false while the
- * layer is not trainable. `trainable` is part of the saved layer config, and buildModel / loadModel /
+ * layer, or a model around it, is not trainable. `trainable` is part of the saved layer config, and buildModel / loadModel /
  * loadTfjsModel apply this again, so the behaviour survives save and load.
  */
 import * as tf from '@tensorflow/tfjs';

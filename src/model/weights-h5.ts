@@ -161,6 +161,23 @@ function writeStringList(group: H5Group, name: string, values: string[]): void {
   }
 }
 
+/** Leaf layers of a nested model, in order. */
+function leaves(m: tf.LayersModel): tf.layers.Layer[] {
+  return m.layers.flatMap((l) => (isContainer(l) ? leaves(l) : [l]));
+}
+
+/**
+ * A layer's weights in the order Keras' legacy .h5 loader zips them with the file: a layer's own
+ * order, and for a nested model all trainable-kind weights of its layers, then all non-trainable-kind
+ * ones (moving statistics), whatever is currently frozen.
+ */
+function kerasWeightOrder(layer: tf.layers.Layer): tf.LayerVariable[] {
+  if (!isContainer(layer)) return layer.weights;
+  type Internal = { _trainableWeights: tf.LayerVariable[]; _nonTrainableWeights: tf.LayerVariable[] };
+  const ls = leaves(layer) as unknown as Internal[];
+  return [...ls.flatMap((l) => l._trainableWeights), ...ls.flatMap((l) => l._nonTrainableWeights)];
+}
+
 /**
  * Writes the model's weights in Keras' save_weights .h5 layout (all top-level layers in layer_names,
  * a nested model as one group holding its sublayers' weights), atomically (temp file + rename).
@@ -177,7 +194,7 @@ export async function saveWeightsH5(model: tf.LayersModel, file: string): Promis
     f.create_attribute('keras_version', '2.15.0');
     for (const layer of model.layers) {
       const group = f.create_group(layer.name);
-      const weights = layer.weights;
+      const weights = kerasWeightOrder(layer);
       writeStringList(group, 'weight_names', weights.map(kerasWeightName));
       if (weights.length === 0) continue;
       const values = await Promise.all(weights.map((w) => w.read().data()));

@@ -199,3 +199,29 @@ test('not HDF5 at all, truncated, absent: errors name the file', async () => {
   await assert.rejects(loadWeightsH5(model, tmp('absent.h5')), /absent\.h5: no such file/);
   model.dispose();
 });
+
+test('a nested model is written in Keras order (trainable weights first, then moving statistics) and reads back', async () => {
+  const base = tinyResNet();
+  const input = tf.input({ shape: [16, 16, 3], name: 'input_2' });
+  const out = tf.layers.dense({ units: 2, name: 'dense' }).apply(base.apply(input) as tf.SymbolicTensor) as tf.SymbolicTensor;
+  const outer = tf.model({ inputs: input, outputs: out });
+  base.trainable = false; // the order must not depend on what is frozen
+  await saveWeightsH5(outer, tmp('outer.h5'));
+  const h5 = await h5wasm();
+  const f = new h5.File(tmp('outer.h5'), 'r');
+  const names = (f.get('resnet_tiny') as Group).attrs['weight_names'].value as string[];
+  f.close();
+  const firstMoving = names.findIndex((n) => /moving_/.test(n));
+  assert.ok(firstMoving > 0 && names.slice(firstMoving).every((n) => /moving_/.test(n)), 'moving statistics last');
+  assert.equal(names.length, base.weights.length);
+  assert.deepEqual(names.slice(0, 2), ['conv1_conv/kernel:0', 'conv1_conv/bias:0']);
+  const copy = tinyResNet();
+  const input2 = tf.input({ shape: [16, 16, 3], name: 'input_2' });
+  const outer2 = tf.model({ inputs: input2, outputs: tf.layers.dense({ units: 2, name: 'dense' }).apply(copy.apply(input2) as tf.SymbolicTensor) as tf.SymbolicTensor });
+  await loadWeightsH5(outer2, tmp('outer.h5'));
+  const a = await base.getLayer('conv2_block2_3_bn').weights[2].read().data();
+  const b = await copy.getLayer('conv2_block2_3_bn').weights[2].read().data();
+  assert.deepEqual(b, a);
+  outer.dispose();
+  outer2.dispose();
+});
