@@ -101,17 +101,29 @@ export async function chartSvg(spec: ChartSpec): Promise<string> {
   }
 }
 
-/** The mime bundle of a chart: the SVG for every front end, the spec for JupyterLab's own renderer. */
+/** An <img> showing an SVG through a data URI: survives every HTML sanitizer that keeps data images. */
+export function svgImgHtml(svg: string, alt = 'chart'): string {
+  return `<img src="data:image/svg+xml;base64,${Buffer.from(svg, 'utf8').toString('base64')}" alt="${escapeHtml(alt)}"/>`;
+}
+
+/**
+ * The mime bundle of a chart: the SVG, the spec for JupyterLab's Vega-Lite renderer, and the SVG
+ * again as an <img> data URI in text/html - because nbconvert 6.5 to 7.6 (Debian ships 6.5) runs
+ * image/svg+xml outputs through an HTML cleaner that strips every SVG element, so an HTML export
+ * of an SVG-only output shows no chart (jupyter/nbconvert#1894, fixed in 7.7 the same way).
+ */
 export async function chartBundle(spec: ChartSpec): Promise<MimeBundle> {
   const svg = await chartSvg(spec);
+  const title = specTitle(spec);
   return {
+    'text/html': svgImgHtml(svg, title),
     'image/svg+xml': svg,
     'application/vnd.vegalite.v5+json': spec,
-    'text/plain': `<${specTitle(spec)}: Vega-Lite chart>`,
+    'text/plain': `<${title}: Vega-Lite chart>`,
   };
 }
 
-/** Shows a Vega-Lite chart: SVG + application/vnd.vegalite.v5+json in tslab, a one-line note elsewhere. */
+/** Shows a Vega-Lite chart: one display_data with SVG, Vega-Lite JSON and HTML in tslab; a one-line note elsewhere. */
 export async function chart(spec: ChartSpec): Promise<void> {
   const bundle = await chartBundle(spec);
   if (!emit(bundle)) fallback(`[chart] ${specTitle(spec)}`);

@@ -25,6 +25,10 @@ test('chartBundle carries both the SVG and the Vega-Lite spec', async () => {
   const b = await display.chartBundle(barSpec as display.TopLevelSpec);
   assert.match(String(b['image/svg+xml']), /<svg/);
   assert.deepEqual(b['application/vnd.vegalite.v5+json'], barSpec);
+  // text/html holds the same SVG as a data-URI image (what survives nbconvert's HTML export).
+  const m = String(b['text/html']).match(/^<img src="data:image\/svg\+xml;base64,([A-Za-z0-9+/=]+)" alt="counts"\/>$/);
+  assert.ok(m, String(b['text/html']).slice(0, 80));
+  assert.equal(Buffer.from(m[1], 'base64').toString('utf8'), b['image/svg+xml']);
 });
 
 test('an invalid spec is reported by its title', async () => {
@@ -119,7 +123,7 @@ test('inside a kernel one display_data carries every mime type, and live() updat
     assert.equal(display.inKernel(), true);
     await display.chart(barSpec as display.TopLevelSpec);
     assert.equal(sent.length, 1);
-    assert.deepEqual(Object.keys(sent[0].msg.data).sort(), ['application/vnd.vegalite.v5+json', 'image/svg+xml', 'text/plain']);
+    assert.deepEqual(Object.keys(sent[0].msg.data).sort(), ['application/vnd.vegalite.v5+json', 'image/svg+xml', 'text/html', 'text/plain']);
     display.table(pl.DataFrame({ a: [1, 2] }));
     assert.match(String(sent[1].msg.data['text/html']), /<table/);
     const l = display.live();

@@ -51,8 +51,9 @@ test('jupyterEnv puts the project kernel folder first on JUPYTER_PATH and keeps 
   }
 });
 
-test('cli run: a new run folder for the profile, notebooks executed into it with TLWB_RUN_DIR set', { skip: noJupyter }, () => {
+test('cli run: a new run folder for the profile, notebooks executed into it with TLWB_RUN_DIR set', { skip: noJupyter }, (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-cmd-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const nbs = path.join(dir, 'notebooks');
   writeNotebook(path.join(nbs, '01-env.ipynb'), [
     `import * as wb from ${JSON.stringify(distSrc)};\nconsole.log([process.env.TLWB_PROFILE, process.env.TLWB_RUN_DIR].join("|"));`,
@@ -73,7 +74,6 @@ test('cli run: a new run folder for the profile, notebooks executed into it with
   const cells = readCells(executed);
   assert.equal(streamText(cells[0].outputs).trim(), `smoke|${res.runDir}`);
   assert.equal(streamText(cells[1].outputs).trim(), 'function function');
-  fs.rmSync(dir, { recursive: true });
 });
 
 test('cli run names the missing notebooks folder', () => {

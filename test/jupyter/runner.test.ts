@@ -3,19 +3,20 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { findJupyterPython, INSTALL_HINT } from '../../src/jupyter/kernel';
+import { spawnSync } from 'node:child_process';
+import { ensureKernel, findJupyterPython, INSTALL_HINT, jupyterEnv } from '../../src/jupyter/kernel';
 import { NotebookCellError, RunnerEvent, runNotebooks, listNotebooks, cellTimeout } from '../../src/jupyter/runner';
 import { distSrc, readCells, streamText, writeNotebook } from './helpers';
 
 // Without a Python that has Jupyter these tests cannot run; in CI (.ci/run installs it) that is a failure.
 const noJupyter = process.env.CI ? false : findJupyterPython() === null && INSTALL_HINT;
 
-test('listNotebooks finds NN-name.ipynb in numeric order only', () => {
+test('listNotebooks finds NN-name.ipynb in numeric order only', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-list-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   for (const f of ['02-b.ipynb', '01-a.ipynb', 'scratch.ipynb', '10-z.ipynb', '03-c.txt']) fs.writeFileSync(path.join(dir, f), '{}');
   assert.deepEqual(listNotebooks(dir).map((f) => path.basename(f)), ['01-a.ipynb', '02-b.ipynb', '10-z.ipynb']);
   assert.deepEqual(listNotebooks(path.join(dir, 'absent')), []);
-  fs.rmSync(dir, { recursive: true });
 });
 
 test('cellTimeout: option, then TLWB_CELL_TIMEOUT, 0 = none, junk rejected', () => {
@@ -24,8 +25,9 @@ test('cellTimeout: option, then TLWB_CELL_TIMEOUT, 0 = none, junk rejected', () 
   assert.throws(() => cellTimeout('soon'), /expected seconds >= 0.*'soon'/);
 });
 
-test('runner executes real tslab notebooks in order and stops at the first failing cell', { skip: noJupyter }, async () => {
+test('runner executes real tslab notebooks in order and stops at the first failing cell', { skip: noJupyter }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-nb-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const out = path.join(dir, 'out');
   const ok = writeNotebook(path.join(dir, '01-ok.ipynb'), [
     { markdown: '# A tiny notebook' },
@@ -70,6 +72,7 @@ test('runner executes real tslab notebooks in order and stops at the first faili
   assert.ok(chart?.data, 'chart display_data');
   assert.match(String(chart.data['image/svg+xml']), /<svg[\s\S]*role-mark/);
   assert.ok(chart.data['application/vnd.vegalite.v5+json'], 'vega-lite mime');
+  assert.match([chart.data['text/html']].flat().join(''), /^<img src="data:image\/svg\+xml;base64,/);
   const table = cells[3].outputs?.find((o) => o.output_type === 'display_data');
   assert.match(String(table?.data?.['text/html']), /<td>cat<\/td>/);
   assert.match(streamText(cells[3].outputs), /^42$/m);
@@ -78,6 +81,18 @@ test('runner executes real tslab notebooks in order and stops at the first faili
   assert.equal(live.length, 1, JSON.stringify(live));
   assert.equal([live[0].data?.['text/html']].flat().join(''), '<p>step 3</p>');
   assert.deepEqual(cells.filter((c) => c.cell_type === 'code').map((c) => c.execution_count), [1, 2, 3, 4]);
+
+  // Its HTML export carries the chart as inline SVG and the table as HTML: nothing to fetch.
+  const exported = spawnSync(ensureKernel({ quiet: true }).python, ['-m', 'nbconvert', '--to', 'html', '--stdout', path.join(out, '01-ok.ipynb')], {
+    encoding: 'utf8',
+    env: jupyterEnv(),
+    maxBuffer: 64 << 20,
+  });
+  assert.equal(exported.status, 0, exported.stderr);
+  const svgUri = exported.stdout.match(/<img src="data:image\/svg\+xml;base64,([A-Za-z0-9+/=]+)"/);
+  assert.ok(svgUri, 'the chart as an SVG data-URI image');
+  assert.match(Buffer.from(svgUri[1], 'base64').toString('utf8'), /^<svg[\s\S]*role-mark[\s\S]*<\/svg>$/);
+  assert.match(exported.stdout, /<td>cat<\/td>/);
 
   // The failing notebook's executed copy stops at the failure; the next notebook never ran.
   const badCells = readCells(path.join(out, '02-bad.ipynb'));
@@ -88,5 +103,4 @@ test('runner executes real tslab notebooks in order and stops at the first faili
     events.filter((e) => e.event !== 'cell').map((e) => `${e.event} ${path.basename(e.notebook)}`),
     ['start 01-ok.ipynb', 'done 01-ok.ipynb', 'start 02-bad.ipynb', 'failed 02-bad.ipynb'],
   );
-  fs.rmSync(dir, { recursive: true });
 });
