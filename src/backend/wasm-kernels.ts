@@ -332,9 +332,103 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
   }
 }
 
+type HeapArray = Float32Array | Int32Array | Uint8Array;
+
+/** The kernels replaced here, for the cases they keep handling (string tensors). */
+const originals = new Map<string, tf.KernelConfig>();
+
+function fallback(kernelName: string, args: KernelArgs): TensorInfo {
+  const original = originals.get(kernelName);
+  if (!original) throw new Error(`wasm training kernels: no original '${kernelName}' kernel to fall back to`);
+  return original.kernelFunc(args as never) as TensorInfo;
+}
+
+/**
+ * Tile by block copies. Training needs it on whole activations (tfjs' batch-norm gradient tiles the
+ * per-channel 1/sqrt(variance) to the input's shape), where wasm's elementwise Tile took ~20% of a
+ * ResNet-50 training step.
+ */
+function tile(args: KernelArgs): TensorInfo {
+  const backend = args.backend as WasmBackend & { makeOutput(shape: number[], dtype: string): TensorInfo; typedArrayFromHeap(info: TensorInfo): HeapArray };
+  const { x } = args.inputs as { x: TensorInfo };
+  const reps = (args.attrs?.reps as number[]) ?? [];
+  if (x.dtype === 'string') return fallback('Tile', args);
+  const rank = x.shape.length;
+  const outShape = x.shape.map((d, i) => d * reps[i]);
+  const out = backend.makeOutput(outShape, x.dtype);
+  const src = backend.typedArrayFromHeap(x);
+  const dst = backend.typedArrayFromHeap(out);
+  if (dst.length === 0) return out;
+  if (rank === 0) {
+    dst.set(src);
+    return out;
+  }
+  const srcStrides = tf.util.computeStrides(x.shape);
+  const dstStrides = tf.util.computeStrides(outShape);
+  const fill = (axis: number, from: number, to: number): void => {
+    const n = x.shape[axis];
+    if (axis === rank - 1) {
+      const row = src.subarray(from, from + n);
+      for (let r = 0; r < reps[axis]; r++) dst.set(row, to + r * n);
+      return;
+    }
+    for (let i = 0; i < n; i++) fill(axis + 1, from + i * srcStrides[axis], to + i * dstStrides[axis]);
+    // The first copy of this axis' block is complete: double it until all reps are there.
+    const block = n * dstStrides[axis];
+    const total = block * reps[axis];
+    for (let filled = block; filled < total; ) {
+      const count = Math.min(filled, total - filled);
+      dst.copyWithin(to + filled, to, to + count);
+      filled += count;
+    }
+  };
+  fill(0, 0, 0);
+  return out;
+}
+
+/**
+ * Sum / Mean over leading axes (per-channel reductions of NHWC activations in batch norm and bias
+ * gradients) as one sequential pass; wasm's kernels transpose the whole input first.
+ */
+function reduceLeading(kernelName: 'Sum' | 'Mean', args: KernelArgs): TensorInfo {
+  const backend = args.backend as WasmBackend;
+  const { x } = args.inputs as { x: TensorInfo };
+  const rank = x.shape.length;
+  const axes = tf.util.parseAxisParam((args.attrs?.axis as number | number[]) ?? null, x.shape).sort((a, b) => a - b);
+  const leading = axes.length > 0 && axes.length < rank && axes.every((a, i) => a === i);
+  if (x.dtype !== 'float32' || !leading) return fallback(kernelName, args);
+  const rows = tf.util.sizeFromShape(x.shape.slice(0, axes.length));
+  const cols = tf.util.sizeFromShape(x.shape.slice(axes.length));
+  const keptShape = x.shape.slice(axes.length);
+  const outShape = args.attrs?.keepDims ? [...axes.map(() => 1), ...keptShape] : keptShape;
+  const out = backend.makeOutput(outShape, 'float32');
+  const src = backend.typedArrayFromHeap(x);
+  const dst = backend.typedArrayFromHeap(out);
+  const acc = new Float64Array(cols);
+  for (let r = 0, base = 0; r < rows; r++, base += cols) {
+    for (let c = 0; c < cols; c++) acc[c] += src[base + c];
+  }
+  const scale = kernelName === 'Mean' ? 1 / rows : 1;
+  for (let c = 0; c < cols; c++) dst[c] = acc[c] * scale;
+  return out;
+}
+
+/** Identity shares the data (reference-counted, as Reshape does) instead of copying it. */
+function identity(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend & { incRef(dataId: object): void };
+  const { x } = args.inputs as { x: TensorInfo };
+  if (x.dtype === 'string') return fallback('Identity', args);
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
 const KERNELS: { kernelName: string; kernelFunc: (args: KernelArgs) => TensorInfo }[] = [
   { kernelName: 'Conv2DBackpropFilter', kernelFunc: conv2DBackpropFilter },
   { kernelName: 'Conv2DBackpropInput', kernelFunc: conv2DBackpropInput },
+  { kernelName: 'Tile', kernelFunc: tile },
+  { kernelName: 'Identity', kernelFunc: identity },
+  { kernelName: 'Sum', kernelFunc: (args) => reduceLeading('Sum', args) },
+  { kernelName: 'Mean', kernelFunc: (args) => reduceLeading('Mean', args) },
 ];
 
 /**
@@ -345,11 +439,15 @@ export function registerWasmTrainingKernels(): void {
   for (const { kernelName, kernelFunc } of KERNELS) {
     const existing = tf.getKernel(kernelName, BACKEND) as (tf.KernelConfig & { [MARK]?: true }) | undefined;
     if (existing?.[MARK]) continue;
-    if (existing) tf.unregisterKernel(kernelName, BACKEND);
-    const config = { kernelName, backendName: BACKEND, kernelFunc: kernelFunc as unknown as tf.KernelFunc, [MARK]: true as const };
+    if (existing) {
+      originals.set(kernelName, existing);
+      tf.unregisterKernel(kernelName, BACKEND);
+    }
+    // The original setup (its cwrap) still runs, so the original stays callable as a fallback.
+    const config = { kernelName, backendName: BACKEND, setupFunc: existing?.setupFunc, kernelFunc: kernelFunc as unknown as tf.KernelFunc, [MARK]: true as const };
     tf.registerKernel(config);
   }
 }
 
 /** The formulations above as plain functions, for tests and benchmarks. */
-export const wasmTrainingKernels = { conv2DBackpropFilter, conv2DBackpropInput };
+export const wasmTrainingKernels = { conv2DBackpropFilter, conv2DBackpropInput, tile, identity, reduceLeading };

@@ -98,3 +98,43 @@ for (const c of cases) {
     assert.equal(tf.memory().numTensors, before, 'no tensors leaked');
   });
 }
+
+test('Tile on wasm matches cpu (block copies on every axis)', async () => {
+  const rng = new Random(7);
+  const shapes: [number[], number[]][] = [[[1, 1, 1, 5], [2, 3, 4, 1]], [[2, 3], [3, 2]], [[3, 1, 2], [1, 4, 1]], [[4], [3]], [[2, 2, 2, 2], [1, 2, 1, 3]]];
+  for (const [shape, reps] of shapes) {
+    const data = randomArray(rng, tf.util.sizeFromShape(shape));
+    const run = () => tf.tidy(() => tf.tile(tf.tensor(data, shape), reps));
+    assertClose(await onBackend('wasm', run), await onBackend('cpu', run), `tile ${shape} x ${reps}`);
+  }
+  await tf.setBackend('wasm');
+  const ints = tf.tile(tf.tensor1d([1, 2], 'int32'), [3]);
+  assert.deepEqual(Array.from(await ints.data()), [1, 2, 1, 2, 1, 2]);
+  ints.dispose();
+  await tf.setBackend('cpu');
+});
+
+test('Identity on wasm shares data safely: a clone outlives its source', async () => {
+  await tf.setBackend('wasm');
+  const a = tf.tensor1d([1, 2, 3]);
+  const b = a.clone();
+  a.dispose();
+  assert.deepEqual(Array.from(await b.data()), [1, 2, 3]);
+  b.dispose();
+  await tf.setBackend('cpu');
+});
+
+test('Sum and Mean on wasm match cpu (leading axes by the JS pass, others by the original kernels)', async () => {
+  const rng = new Random(11);
+  const shape = [3, 5, 4, 6];
+  const data = randomArray(rng, tf.util.sizeFromShape(shape));
+  const cases: [number[] | number, boolean][] = [[[0, 1, 2], false], [[0, 1, 2], true], [[2, 0, 1], false], [0, true], [[1, 2], false], [[0, 1, 2, 3], false], [3, true]];
+  for (const [axis, keepDims] of cases) {
+    for (const op of ['sum', 'mean'] as const) {
+      const run = () => tf.tidy(() => tf[op](tf.tensor(data, shape), axis, keepDims));
+      const wasm = await onBackend('wasm', () => { const t = run(); assert.deepEqual(t.shape, tf.tidy(() => tf[op](tf.zeros(shape), axis, keepDims)).shape); return t; });
+      assertClose(wasm, await onBackend('cpu', run), `${op} axis ${JSON.stringify(axis)} keepDims ${keepDims}`);
+    }
+  }
+  await tf.setBackend('cpu');
+});

@@ -1,0 +1,206 @@
+/**
+ * `npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,cpu] [--models resnet50,darknet-tiny] [--no-torch]`
+ *
+ * Images per second for ResNet-50 (random weights: speed only) and Darknet-Tiny (../shared/data/darknet-tiny):
+ * inference at 224 and 128, one Adam training step at 224 (batch 16) and at 32x32 (batch 64), on every
+ * TensorFlow.js backend that loads; the same networks and steps in PyTorch when /usr/bin/python3 has torch
+ * (channels_last, 2 threads, tcmalloc preloaded when installed). Ratios are TensorFlow.js images/s divided
+ * by PyTorch images/s (keys ending in "RatioVsTorch": 1 = parity, 0.1 = ten times slower).
+ * `--quick` uses small batches and one timed repetition (about a minute); the cpu backend is measured on
+ * Darknet-Tiny only (ResNet-50 on it takes minutes per image batch).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { registerWasmTrainingKernels } from '../src/backend/wasm-kernels';
+import { measureConv, resnetConvShapes, type ConvRate } from './conv-kernels';
+
+export type TaskName = 'inference224' | 'inference128' | 'train224' | 'train32';
+export interface TaskSpec { size: number; batch: number; train: boolean }
+export type ModelName = 'resnet50' | 'darknet-tiny';
+
+const projectRoot = path.resolve(__dirname, '..', '..');
+const darknetDir = path.resolve(projectRoot, '../shared/data/darknet-tiny');
+
+export function taskSpecs(quick: boolean): Record<TaskName, TaskSpec> {
+  return {
+    inference224: { size: 224, batch: quick ? 2 : 8, train: false },
+    inference128: { size: 128, batch: quick ? 4 : 16, train: false },
+    train224: { size: 224, batch: quick ? 2 : 16, train: true },
+    train32: { size: 32, batch: quick ? 16 : 64, train: true },
+  };
+}
+
+/** Which tasks each backend runs: the cpu backend's convolutions are ~10x slower and its filter gradient ~1000x. */
+function tasksFor(backend: string, model: ModelName, quick: boolean): TaskName[] {
+  if (backend === 'cpu') {
+    if (model !== 'darknet-tiny') return [];
+    return quick ? ['inference128'] : ['inference224', 'inference128', 'train32'];
+  }
+  return ['inference224', 'inference128', 'train224', 'train32'];
+}
+
+async function buildModel(name: ModelName, size: number): Promise<tf.LayersModel> {
+  if (name === 'resnet50') {
+    const { ResNet50 } = await import('../src/model/resnet');
+    return ResNet50({ inputShape: [size, size, 3], classes: 1000 });
+  }
+  if (!fs.existsSync(path.join(darknetDir, 'model.json'))) throw new Error(`${darknetDir}/model.json not found`);
+  const { loadTfjsModel } = await import('../src/model/tfjs-backbone');
+  return loadTfjsModel(darknetDir, { inputSize: size });
+}
+
+async function imagesPerSecond(fn: () => Promise<void>, batch: number, minSeconds: number, minReps: number): Promise<number> {
+  await fn(); // warm-up: XNNPACK operators, weight packing, optimizer slots
+  let reps = 0;
+  const start = performance.now();
+  while (reps < minReps || (performance.now() - start) / 1000 < minSeconds) {
+    await fn();
+    reps++;
+  }
+  return (batch * reps) / ((performance.now() - start) / 1000);
+}
+
+async function measureTask(model: ModelName, spec: TaskSpec, quick: boolean): Promise<number> {
+  const net = await buildModel(model, spec.size);
+  const classes = (net.outputs[0].shape[net.outputs[0].shape.length - 1] ?? 1000) as number;
+  const xs = tf.randomNormal([spec.batch, spec.size, spec.size, 3]);
+  const ys = tf.tidy(() => tf.oneHot(tf.randomUniform([spec.batch], 0, classes, 'int32') as tf.Tensor1D, classes));
+  const optimizer = tf.train.adam(1e-4);
+  try {
+    const fn = spec.train
+      ? async () => {
+          const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(ys, net.apply(xs, { training: true }) as tf.Tensor), true);
+          await loss?.data();
+          loss?.dispose();
+        }
+      : async () => {
+          const y = net.predict(xs) as tf.Tensor;
+          await y.data();
+          y.dispose();
+        };
+    return await imagesPerSecond(fn, spec.batch, quick ? 0 : 3, quick ? 1 : 2);
+  } finally {
+    tf.dispose([xs, ys]);
+    optimizer.dispose();
+    net.dispose();
+  }
+}
+
+async function useBackend(name: string): Promise<boolean> {
+  try {
+    if (name === 'wasm') {
+      require('@tensorflow/tfjs-backend-wasm');
+      registerWasmTrainingKernels();
+    }
+    return await tf.setBackend(name);
+  } catch {
+    return false;
+  }
+}
+
+interface TorchResult { version?: string; threads?: number; results?: Record<string, Record<string, number>>; error?: string; tcmalloc?: string | null }
+
+function tcmallocPath(): string | null {
+  for (const dir of ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib']) {
+    const file = path.join(dir, 'libtcmalloc_minimal.so.4');
+    if (fs.existsSync(file)) return file;
+  }
+  return null;
+}
+
+function runTorch(models: ModelName[], quick: boolean, python: string): TorchResult | undefined {
+  if (!fs.existsSync(python)) return undefined;
+  const probe = spawnSync(python, ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
+  if (probe.status !== 0) return undefined;
+  const specs = taskSpecs(quick);
+  const tasks: Record<string, Record<string, TaskSpec>> = {};
+  for (const m of models) tasks[m] = { ...specs };
+  const tcmalloc = tcmallocPath();
+  const env = { ...process.env, OMP_NUM_THREADS: '2', ...(tcmalloc ? { LD_PRELOAD: tcmalloc } : {}) };
+  const args = [path.join(projectRoot, 'bench', 'torch_bench.py'), '--tasks', JSON.stringify(tasks), '--min-seconds', quick ? '0' : '3', '--min-reps', quick ? '1' : '2'];
+  if (fs.existsSync(path.join(darknetDir, 'model.json'))) args.push('--darknet', path.join(darknetDir, 'model.json'));
+  const run = spawnSync(python, args, { encoding: 'utf8', env, maxBuffer: 1 << 24 });
+  if (run.status !== 0) return { error: (run.stderr || `exit ${run.status}`).trim().split('\n').slice(-3).join(' | '), tcmalloc };
+  return { ...(JSON.parse(run.stdout) as TorchResult), tcmalloc };
+}
+
+export async function benchCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      json: { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      kernels: { type: 'boolean', default: false },
+      'no-torch': { type: 'boolean', default: false },
+      backends: { type: 'string', default: 'wasm,cpu' },
+      models: { type: 'string', default: 'resnet50,darknet-tiny' },
+      python: { type: 'string', default: '/usr/bin/python3' },
+    },
+  });
+  const quick = values.quick!;
+  const models = values.models!.split(',').filter(Boolean) as ModelName[];
+  for (const m of models) if (m !== 'resnet50' && m !== 'darknet-tiny') throw new Error(`--models: unknown model '${m}'; expected resnet50, darknet-tiny`);
+  const log = (msg: string) => { if (!values.json) console.log(msg); else process.stderr.write(`${msg}\n`); };
+  const started = new Date();
+  const report: Record<string, unknown> = {
+    date: started.toISOString(),
+    command: `npm run -s cli -- bench ${argv.join(' ')}`.trim(),
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, loadAverageAtStart: os.loadavg().map((v) => Math.round(v * 100) / 100) },
+    tasks: taskSpecs(quick),
+    quick,
+  };
+  const results: Record<string, Record<string, Record<string, number | string>>> = {};
+  const kernels: Record<string, ConvRate[]> = {};
+  for (const backend of values.backends!.split(',').filter(Boolean)) {
+    if (!(await useBackend(backend))) {
+      results[backend] = { error: { message: 'backend did not load' } };
+      continue;
+    }
+    if (values.kernels && backend === 'wasm') {
+      kernels[backend] = resnetConvShapes(quick ? 2 : 8).map((shape) => measureConv(shape, quick ? 0.2 : 1));
+      for (const k of kernels[backend]) log(`${backend} ${k.name}: forward ${k.forward} / input-grad ${k.inputGrad} / filter-grad ${k.filterGrad} GFLOP/s`);
+    }
+    for (const model of models) {
+      for (const task of tasksFor(backend, model, quick)) {
+        const spec = taskSpecs(quick)[task];
+        const entry = ((results[backend] ??= {})[model] ??= {});
+        try {
+          const ips = await measureTask(model, spec, quick);
+          entry[task] = Math.round(ips * 1000) / 1000;
+          log(`${backend} ${model} ${task} (batch ${spec.batch}): ${entry[task]} images/s`);
+        } catch (e) {
+          entry[`${task}Error`] = (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200);
+          log(`${backend} ${model} ${task}: failed: ${entry[`${task}Error`]}`);
+        }
+      }
+    }
+  }
+  report.results = results;
+  if (Object.keys(kernels).length) report.convGflops = kernels;
+  if (!values['no-torch']) {
+    log('pytorch: running bench/torch_bench.py ...');
+    const torch = runTorch(models, quick, values.python!);
+    if (!torch) report.torch = { available: false };
+    else {
+      report.torch = { available: !torch.error, ...torch };
+      for (const [backend, byModel] of Object.entries(results)) {
+        for (const [model, entry] of Object.entries(byModel)) {
+          for (const task of Object.keys(taskSpecs(quick)) as TaskName[]) {
+            const ours = entry[task];
+            const theirs = torch.results?.[model]?.[task];
+            if (typeof ours === 'number' && typeof theirs === 'number' && theirs > 0) entry[`${task}RatioVsTorch`] = Math.round((ours / theirs) * 10000) / 10000;
+          }
+        }
+      }
+      if (torch.results) for (const [model, r] of Object.entries(torch.results)) log(`pytorch ${model}: ${JSON.stringify(r)}`);
+    }
+  }
+  (report.machine as Record<string, unknown>).loadAverageAtEnd = os.loadavg().map((v) => Math.round(v * 100) / 100);
+  report.seconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
+  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else log(`done in ${report.seconds} s`);
+}
