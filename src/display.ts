@@ -329,7 +329,7 @@ export function live(opts: LiveOptions = {}): LiveDisplay {
     id,
     rich,
     html: (s) => void put({ 'text/html': s, 'text/plain': stripTags(s) }),
-    svg: (s) => void put({ 'image/svg+xml': s, 'text/plain': '<svg>' }),
+    svg: (s) => void put({ 'text/html': svgImgHtml(s, 'figure'), 'image/svg+xml': s, 'text/plain': '<svg>' }),
     markdown: (s) => void put({ 'text/markdown': s, 'text/plain': s }),
     text: (s) => {
       if (!put({ 'text/plain': s }) && opts.terminalText !== false) fallback(s);
