@@ -33,7 +33,8 @@ export function layerRows(model: tf.LayersModel, opts: { expand?: boolean } = {}
   const rows: LayerRow[] = [];
   const visit = (m: tf.LayersModel, parent: string, parentTrainable: boolean) => {
     for (const layer of m.layers) {
-      const trainable = parentTrainable && layer.trainable;
+      // TF.js marks InputLayers non-trainable; they have nothing to train, so they follow their model.
+      const trainable = parentTrainable && (layer.trainable || layer.getClassName() === 'InputLayer');
       if (opts.expand && isModel(layer)) {
         visit(layer, parent ? `${parent}/${layer.name}` : layer.name, trainable);
         continue;
