@@ -7,7 +7,7 @@ import { tf } from '../backend';
 import { PreprocessMode } from '../config';
 import { ImageSet, imageBytes } from '../data/types';
 import { Random } from '../random';
-import { oneHot, preprocess } from './preprocess';
+import { oneHot, preprocessPixels } from './preprocess';
 
 /** Zero padding on each side before the random crop (the CIFAR-10 ResNet recipe). */
 export const AUGMENT_PAD = 4;
@@ -79,7 +79,7 @@ export function gatherImages(set: ImageSet, indices: ArrayLike<number>, augmentR
 export function imagesToTensor(set: ImageSet, indices?: ArrayLike<number>, augmentRng?: Random): tf.Tensor4D {
   const idx = indices ?? Uint32Array.from({ length: set.count }, (_, i) => i);
   const bytes = gatherImages(set, idx, augmentRng);
-  return tf.tensor4d(Float32Array.from(bytes), [idx.length, set.height, set.width, 3], 'float32');
+  return tf.tensor4d(new Float32Array(bytes), [idx.length, set.height, set.width, 3], 'float32');
 }
 
 function checkOptions(set: ImageSet, opts: BatchOptions): void {
@@ -106,10 +106,8 @@ export function* batches(set: ImageSet, opts: BatchOptions): Generator<Batch, vo
     const indices = order.slice(b * opts.batchSize, Math.min(set.count, (b + 1) * opts.batchSize));
     const labels = new Uint8Array(indices.length);
     for (let i = 0; i < indices.length; i++) labels[i] = set.labels[indices[i]];
-    const xs = tf.tidy(() => {
-      const raw = imagesToTensor(set, indices, opts.augment ? opts.rng : undefined);
-      return preprocess(raw, opts.mode);
-    });
+    const pixels = gatherImages(set, indices, opts.augment ? opts.rng : undefined);
+    const xs = tf.tensor4d(preprocessPixels(pixels, opts.mode), [indices.length, set.height, set.width, 3], 'float32');
     const ys = oneHot(labels, opts.numClasses, opts.labelSmoothing ?? 0);
     yield { xs, ys, indices };
   }

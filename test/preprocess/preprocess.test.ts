@@ -1,7 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { initBackend, tf } from '../../src/backend';
-import { CAFFE_MEAN_BGR, channelNames, oneHot, preprocess } from '../../src/preprocess/preprocess';
+import { CAFFE_MEAN_BGR, channelNames, oneHot, preprocess, preprocessPixels } from '../../src/preprocess/preprocess';
 
 before(async () => {
   await initBackend({ force: 'cpu', quiet: true });
@@ -58,4 +58,21 @@ test('oneHot: rows of 0/1, label smoothing as Keras does it, bad labels rejected
   assert.throws(() => oneHot([3], 3), /label 3 at 0 is outside 0\.\.2/);
   assert.throws(() => oneHot([0], 3, 1), /labelSmoothing/);
   tf.dispose([y, s]);
+});
+
+test('preprocessPixels (the batch pipeline path) matches preprocess on tensors for every mode', () => {
+  const bytes = new Uint8Array(4 * 5 * 3);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 37 + 11) % 256;
+  bytes[0] = 0;
+  bytes[1] = 255;
+  for (const mode of ['caffe', 'unit', 'torch', 'none'] as const) {
+    const x = tf.tensor4d(new Float32Array(bytes), [1, 4, 5, 3]);
+    const y = preprocess(x, mode);
+    const js = preprocessPixels(bytes, mode);
+    const ref = y.dataSync();
+    if (mode === 'caffe' || mode === 'none') assert.deepEqual(js, ref, mode);
+    else close(js, Array.from(ref), 1e-6);
+    tf.dispose([x, y]);
+  }
+  assert.throws(() => preprocessPixels(bytes, 'rgb' as never), /unknown mode 'rgb'/);
 });
