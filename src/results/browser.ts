@@ -38,32 +38,45 @@ export interface PageInspection {
   requests: string[];
   /** Requests to anything but the page itself and data: URIs. */
   externalRequests: string[];
-  /** Each <svg> that draws a chart (has role-mark groups), with how many marks it drew. */
-  charts: { marks: number; markTypes: string[] }[];
+  /** Each chart (a Vega SVG inline or as an <img>): how many marks it drew, their types, whether it is on screen. */
+  charts: { kind: 'svg' | 'img'; marks: number; markTypes: string[]; rendered: boolean }[];
   images: { src: string; naturalWidth: number; complete: boolean }[];
   /** Console errors and uncaught exceptions. */
   errors: string[];
   screenshot?: string;
 }
 
-/** What rendered in the page now: chart SVGs (with their mark counts) and images. */
+/**
+ * What rendered in the page now: the charts (inline Vega SVGs, and <img>s showing a Vega SVG through
+ * a data URI, as Jupyter's HTML forms of a chart do), with the marks each drew, and every image.
+ */
 export async function inspectRendered(page: Page, root = 'body'): Promise<Pick<PageInspection, 'charts' | 'images'>> {
   return page.evaluate((sel) => {
     const scope = document.querySelector(sel) ?? document.body;
-    const charts = Array.from(scope.querySelectorAll('svg'))
+    const describe = (svg: Element) => {
+      const groups = Array.from(svg.querySelectorAll('g.role-mark'));
+      const marks = groups.reduce((n, g) => n + g.querySelectorAll(':scope > path, :scope > text, :scope > line, :scope > rect, :scope > g > path').length, 0);
+      const markTypes = [...new Set(groups.map((g) => (Array.from(g.classList).find((c) => c.startsWith('mark-')) ?? 'mark-?').slice(5)))];
+      return { marks, markTypes };
+    };
+    const inline = Array.from(scope.querySelectorAll('svg'))
       .filter((svg) => svg.querySelector('.role-mark') !== null)
-      .map((svg) => {
-        const groups = Array.from(svg.querySelectorAll('g.role-mark'));
-        const marks = groups.reduce((n, g) => n + g.querySelectorAll(':scope > path, :scope > text, :scope > line, :scope > rect, :scope > g > path').length, 0);
-        const markTypes = [...new Set(groups.map((g) => (Array.from(g.classList).find((c) => c.startsWith('mark-')) ?? 'mark-?').slice(5)))];
-        return { marks, markTypes };
-      });
+      .map((svg) => ({ kind: 'svg' as const, ...describe(svg), rendered: svg.getBoundingClientRect().width > 0 }));
+    const prefix = 'data:image/svg+xml;base64,';
+    const pictured = Array.from(scope.querySelectorAll('img'))
+      .filter((img) => img.getAttribute('src')?.startsWith(prefix))
+      .map((img) => {
+        const bytes = Uint8Array.from(atob(img.getAttribute('src')!.slice(prefix.length)), (c) => c.charCodeAt(0));
+        const svg = new DOMParser().parseFromString(new TextDecoder().decode(bytes), 'image/svg+xml').documentElement;
+        return { kind: 'img' as const, ...describe(svg), rendered: img.complete && img.naturalWidth > 0 };
+      })
+      .filter((c) => c.markTypes.length > 0);
     const images = Array.from(scope.querySelectorAll('img')).map((img) => ({
       src: img.currentSrc.slice(0, 64),
       naturalWidth: img.naturalWidth,
       complete: img.complete,
     }));
-    return { charts, images };
+    return { charts: [...inline, ...pictured], images };
   }, root);
 }
 
@@ -102,6 +115,7 @@ export function reportProblems(r: PageInspection): string[] {
   if (r.charts.length === 0) problems.push('no chart rendered');
   r.charts.forEach((c, i) => {
     if (c.marks === 0) problems.push(`chart ${i + 1} has no marks`);
+    else if (!c.rendered) problems.push(`chart ${i + 1} is not displayed`);
   });
   r.images.forEach((img, i) => {
     if (!(img.complete && img.naturalWidth > 0)) problems.push(`image ${i + 1} did not load (${img.src})`);
