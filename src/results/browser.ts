@@ -4,6 +4,7 @@
  * whether they decoded) and every request the page made.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 
 /** Flags for a quiet, offline, unprivileged headless Chromium (containers have no sandbox or GPU). */
@@ -85,7 +86,7 @@ export async function inspectRendered(page: Page, root = 'body'): Promise<Pick<P
  * rendered and requested; with `screenshot`, saves a full-page PNG there.
  */
 export async function inspectPage(url: string, opts: { screenshot?: string; browser?: Browser; width?: number } = {}): Promise<PageInspection> {
-  const target = /^[a-z]+:/i.test(url) ? url : `file://${require('node:path').resolve(url)}`;
+  const target = /^[a-z]+:/i.test(url) ? url : `file://${path.resolve(url)}`;
   const browser = opts.browser ?? (await launchChromium());
   try {
     const context = await browser.newContext({ viewport: { width: opts.width ?? 1280, height: 900 }, offline: true });
