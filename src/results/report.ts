@@ -331,12 +331,12 @@ header.report .meta { color:var(--muted); font-size:13px; }
 nav.toc { position:sticky; top:0; flex:0 0 250px; max-height:100vh; overflow:auto; padding:16px; border-right:1px solid var(--line); font-size:13px; }
 nav.toc ol { padding-left:18px; margin:4px 0; } nav.toc a { color:var(--accent); text-decoration:none; }
 nav.toc .errors { color:#cf222e; }
-main { flex:1; min-width:0; padding:8px 28px 60px; }
+main { flex:1; min-width:0; padding:8px 28px 60px; overflow-wrap:anywhere; }
 section.notebook { border-top:3px solid var(--line); margin-top:24px; padding-top:8px; }
 .cell { margin:10px 0; }
 .input { display:flex; gap:8px; } .prompt { color:var(--muted); font:12px monospace; padding-top:8px; min-width:40px; }
-.input pre { flex:1; margin:0; background:var(--code); border:1px solid var(--line); border-radius:6px; padding:8px 10px; overflow:auto; font-size:13px; }
-.outputs { margin-left:48px; }
+.input pre { flex:1; min-width:0; margin:0; background:var(--code); border:1px solid var(--line); border-radius:6px; padding:8px 10px; overflow:auto; font-size:13px; }
+.outputs { margin-left:48px; overflow-x:auto; }
 pre.output { margin:6px 0; padding:6px 10px; overflow:auto; font-size:12.5px; max-height:480px; }
 pre.stderr { background:#fff8e6; } pre.error { background:#ffebe9; color:#82071e; }
 .output.svg svg, .output.image img { max-width:100%; height:auto; }
