@@ -1,9 +1,10 @@
 /**
- * `npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,cpu] [--models resnet50,darknet-tiny] [--no-torch]`
+ * `npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu] [--threads N] [--models resnet50,darknet-tiny] [--no-torch]`
  *
  * Images per second for ResNet-50 (random weights: speed only) and Darknet-Tiny (../shared/data/darknet-tiny):
  * inference at 224 and 128, one Adam training step at 224 (batch 16) and at 32x32 (batch 64), on every
- * TensorFlow.js backend that loads; the same networks and steps in PyTorch when /usr/bin/python3 has torch
+ * TensorFlow.js backend that loads ('wasm' one thread, 'wasm-mt' the threaded binary on all cores, run in
+ * a child process since threads must be chosen before wasm starts); the same networks and steps in PyTorch when /usr/bin/python3 has torch
  * (channels_last, 2 threads, tcmalloc preloaded when installed). Ratios are TensorFlow.js images/s divided
  * by PyTorch images/s (keys ending in "RatioVsTorch": 1 = parity, 0.1 = ten times slower).
  * `--quick` uses small batches and one timed repetition (about a minute); the cpu backend is measured on
@@ -16,6 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { registerWasmTrainingKernels } from '../src/backend/wasm-kernels';
+import { initWasmThreaded } from '../src/backend/wasm/threads';
 import { measureConv, resnetConvShapes, type ConvRate } from './conv-kernels';
 
 export type TaskName = 'inference224' | 'inference128' | 'train224' | 'train32';
@@ -82,7 +84,7 @@ async function measureTask(model: ModelName, spec: TaskSpec, quick: boolean): Pr
           await y.data();
           y.dispose();
         };
-    return await imagesPerSecond(fn, spec.batch, quick ? 0 : 3, quick ? 1 : 2);
+    return await imagesPerSecond(fn, spec.batch, quick ? 0 : 3, 1);
   } finally {
     tf.dispose([xs, ys]);
     optimizer.dispose();
@@ -90,16 +92,27 @@ async function measureTask(model: ModelName, spec: TaskSpec, quick: boolean): Pr
   }
 }
 
-async function useBackend(name: string): Promise<boolean> {
+async function useBackend(name: string, threads: number): Promise<boolean> {
   try {
     if (name === 'wasm') {
       require('@tensorflow/tfjs-backend-wasm');
       registerWasmTrainingKernels();
+      if (threads > 1) return (await initWasmThreaded(threads)) === threads;
     }
     return await tf.setBackend(name);
   } catch {
     return false;
   }
+}
+
+/** 'wasm-mt': the threaded binary must start before any other wasm use, so it runs in a child process. */
+function runThreadedChild(argv: string[], threads: number): { results?: Record<string, Record<string, number | string>>; convGflops?: ConvRate[]; error?: string } {
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const keep = argv.filter((a, i) => !['--backends', '--threads'].includes(a) && !['--backends', '--threads'].includes(argv[i - 1] ?? '') && !a.startsWith('--backends=') && !a.startsWith('--threads='));
+  const run = spawnSync(process.execPath, [cli, 'bench', ...keep, '--json', '--no-torch', '--backends', 'wasm', '--threads', String(threads)], { encoding: 'utf8', maxBuffer: 1 << 24, stdio: ['ignore', 'pipe', 'inherit'] });
+  if (run.status !== 0) return { error: `child exited ${run.status}` };
+  const report = JSON.parse(run.stdout) as { results: Record<string, Record<string, Record<string, number | string>>>; convGflops?: Record<string, ConvRate[]> };
+  return { results: report.results.wasm, convGflops: report.convGflops?.wasm };
 }
 
 interface TorchResult { version?: string; threads?: number; results?: Record<string, Record<string, number>>; error?: string; tcmalloc?: string | null }
@@ -121,7 +134,7 @@ function runTorch(models: ModelName[], quick: boolean, python: string): TorchRes
   for (const m of models) tasks[m] = { ...specs };
   const tcmalloc = tcmallocPath();
   const env = { ...process.env, OMP_NUM_THREADS: '2', ...(tcmalloc ? { LD_PRELOAD: tcmalloc } : {}) };
-  const args = [path.join(projectRoot, 'bench', 'torch_bench.py'), '--tasks', JSON.stringify(tasks), '--min-seconds', quick ? '0' : '3', '--min-reps', quick ? '1' : '2'];
+  const args = [path.join(projectRoot, 'bench', 'torch_bench.py'), '--tasks', JSON.stringify(tasks), '--min-seconds', quick ? '0' : '3', '--min-reps', '1'];
   if (fs.existsSync(path.join(darknetDir, 'model.json'))) args.push('--darknet', path.join(darknetDir, 'model.json'));
   const run = spawnSync(python, args, { encoding: 'utf8', env, maxBuffer: 1 << 24 });
   if (run.status !== 0) return { error: (run.stderr || `exit ${run.status}`).trim().split('\n').slice(-3).join(' | '), tcmalloc };
@@ -136,7 +149,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
       quick: { type: 'boolean', default: false },
       kernels: { type: 'boolean', default: false },
       'no-torch': { type: 'boolean', default: false },
-      backends: { type: 'string', default: 'wasm,cpu' },
+      backends: { type: 'string', default: 'wasm,wasm-mt,cpu' },
+      threads: { type: 'string', default: '1' },
       models: { type: 'string', default: 'resnet50,darknet-tiny' },
       python: { type: 'string', default: '/usr/bin/python3' },
     },
@@ -155,12 +169,24 @@ export async function benchCommand(argv: string[]): Promise<void> {
   };
   const results: Record<string, Record<string, Record<string, number | string>>> = {};
   const kernels: Record<string, ConvRate[]> = {};
+  const threads = Number(values.threads);
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads: expected a positive integer, got '${values.threads}'`);
+  const mtThreads = Math.max(2, os.cpus().length);
+  report.threads = { wasm: threads, 'wasm-mt': mtThreads };
   for (const backend of values.backends!.split(',').filter(Boolean)) {
-    if (!(await useBackend(backend))) {
+    if (backend === 'wasm-mt') {
+      log(`wasm-mt: threaded SIMD binary with ${mtThreads} threads, in a child process ...`);
+      const child = runThreadedChild(argv, mtThreads);
+      results[backend] = child.results ?? { error: { message: child.error ?? 'no results' } };
+      if (child.convGflops) kernels[backend] = child.convGflops;
+      continue;
+    }
+    if (!(await useBackend(backend, threads))) {
       results[backend] = { error: { message: 'backend did not load' } };
       continue;
     }
     if (values.kernels && backend === 'wasm') {
+      log(`${backend}: convolution GFLOP/s on ResNet-50 shapes (batch ${quick ? 2 : 8}, ${threads} thread${threads > 1 ? 's' : ''})`);
       kernels[backend] = resnetConvShapes(quick ? 2 : 8).map((shape) => measureConv(shape, quick ? 0.2 : 1));
       for (const k of kernels[backend]) log(`${backend} ${k.name}: forward ${k.forward} / input-grad ${k.inputGrad} / filter-grad ${k.filterGrad} GFLOP/s`);
     }
