@@ -19,8 +19,9 @@ import { makeFixtureRun } from './fixtures';
 const chromium = findChromium();
 const noChromium = chromium ? false : 'no Chromium (apt-get install chromium chromium-driver, or set CHROMIUM_PATH)';
 
-test('the report renders offline in Chromium: every chart drawn, every image decoded, no request', { skip: noChromium, timeout: 60_000 }, async () => {
+test('the report renders offline in Chromium: every chart drawn, every image decoded, no request', { skip: noChromium, timeout: 60_000 }, async (t) => {
   const run = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-browser-'));
+  t.after(() => fs.rmSync(run, { recursive: true, force: true }));
   await makeFixtureRun(run);
   const report = await writeReport(run);
   const screenshot = path.join(run, 'report.png');
@@ -46,7 +47,6 @@ test('the report renders offline in Chromium: every chart drawn, every image dec
   const out = JSON.parse(c.stdout);
   assert.deepEqual(out.check, { screenshot, charts: 2, images: 5, problems: [] });
   assert.ok(fs.existsSync(screenshot));
-  fs.rmSync(run, { recursive: true });
 });
 
 test('reportProblems names what a reader would miss', () => {
@@ -102,8 +102,9 @@ const python = '/usr/bin/python3';
 const hasNotebook = fs.existsSync(python) && spawnSync(python, ['-c', 'import notebook, nbconvert'], { stdio: 'ignore' }).status === 0;
 const noJupyter = noChromium || (hasNotebook ? false : `${python} cannot import notebook and nbconvert (apt-get install jupyter-notebook jupyter-nbconvert)`);
 
-test('an executed (unsigned) results notebook shows its charts in the classic Notebook server', { skip: noJupyter, timeout: 90_000 }, async () => {
+test('an executed (unsigned) results notebook shows its charts in the classic Notebook server', { skip: noJupyter, timeout: 90_000 }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-jupyter-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const files = await makeFixtureRun(path.join(dir, 'run'));
   const nbDir = path.join(dir, 'notebooks');
   fs.mkdirSync(nbDir);
@@ -153,7 +154,6 @@ test('an executed (unsigned) results notebook shows its charts in the classic No
     await browser.close();
     await stopServer(server);
   }
-  fs.rmSync(dir, { recursive: true });
 });
 
 /**
@@ -161,8 +161,9 @@ test('an executed (unsigned) results notebook shows its charts in the classic No
  * SVG element (jupyter/nbconvert#1849, #1894), so a chart survives `jupyter nbconvert --to html`
  * only through the text/html form (an <img> of the SVG) that display.chart adds to its bundle.
  */
-test('charts survive `jupyter nbconvert --to html` (Jupyter\'s own export) and render in Chromium', { skip: noJupyter, timeout: 60_000 }, async () => {
+test('charts survive `jupyter nbconvert --to html` (Jupyter\'s own export) and render in Chromium', { skip: noJupyter, timeout: 60_000 }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-nbconvert-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const files = await makeFixtureRun(path.join(dir, 'run'));
   const r = spawnSync(python, ['-m', 'nbconvert', '--to', 'html', files[1], '--output-dir', dir], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.status, 0, r.stderr);
@@ -176,5 +177,4 @@ test('charts survive `jupyter nbconvert --to html` (Jupyter\'s own export) and r
   } finally {
     await browser.close();
   }
-  fs.rmSync(dir, { recursive: true });
 });

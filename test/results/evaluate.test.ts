@@ -139,11 +139,12 @@ test('testSubsets: the first 1,000 CIFAR-10 test records, flagged when the copy 
 const sharedCifar = path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
 const noShared = fs.existsSync(path.join(sharedCifar, 'test_batch.bin')) ? false : `no shared CIFAR-10 copy at ${sharedCifar}`;
 
-test('evaluateRun + saveEvaluation on a run folder with a saved model and the real test set', { skip: noShared, timeout: 60_000 }, async () => {
+test('evaluateRun + saveEvaluation on a run folder with a saved model and the real test set', { skip: noShared, timeout: 60_000 }, async (t) => {
   const { saveModel } = await import('../../src/model/io');
   const { evaluateRun, saveEvaluation } = await import('../../src/results/run');
   const { readRunRow } = await import('../../src/results/runs');
   const run = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-evalrun-'));
+  t.after(() => fs.rmSync(run, { recursive: true, force: true }));
   const profile = {
     name: 'tiny', description: '',
     data: { source: 'cifar10', dir: sharedCifar, trainLimit: 10, testLimit: 1200, valFraction: 0, imageSize: 32 },
@@ -169,5 +170,4 @@ test('evaluateRun + saveEvaluation on a run folder with a saved model and the re
   assert.equal(saved.accuracy, r.summary.accuracy);
   assert.equal(readRunRow(run).test_accuracy, r.summary.accuracy);
   assert.equal(readRunRow(run).first1000_accuracy, r.summary.subsets[0].accuracy);
-  fs.rmSync(run, { recursive: true });
 });

@@ -12,8 +12,9 @@ function tmp(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-report-'));
 }
 
-test('writeReport: one page with every notebook in order, a table of contents, charts and images inline', async () => {
+test('writeReport: one page with every notebook in order, a table of contents, charts and images inline', async (t) => {
   const run = tmp();
+  t.after(() => fs.rmSync(run, { recursive: true, force: true }));
   await makeFixtureRun(run);
   const out = await writeReport(run);
   assert.equal(out, path.join(run, 'report.html'));
@@ -47,7 +48,6 @@ test('writeReport: one page with every notebook in order, a table of contents, c
   assert.match(html, /Error: boom/);
   assert.doesNotMatch(html, /\u001b/);
   assert.doesNotThrow(() => assertSelfContained(html));
-  fs.rmSync(run, { recursive: true });
 });
 
 test('writeReport refuses a run without executed notebooks, naming the folder', async () => {
@@ -103,8 +103,9 @@ test('renderNotebook inlines markdown attachments', () => {
   fs.rmSync(dir, { recursive: true });
 });
 
-test('cli report writes the newest run\'s report and prints its path', async () => {
+test('cli report writes the newest run\'s report and prints its path', async (t) => {
   const data = tmp();
+  t.after(() => fs.rmSync(data, { recursive: true, force: true }));
   const older = path.join(data, 'runs', '20260101-000000-fixture');
   const newer = path.join(data, 'runs', '20260102-000000-fixture');
   await makeFixtureRun(older);
@@ -120,5 +121,4 @@ test('cli report writes the newest run\'s report and prints its path', async () 
   const r3 = spawnSync(process.execPath, [cli, 'report', '--run', path.join(data, 'nope')], { encoding: 'utf8' });
   assert.equal(r3.status, 1);
   assert.match(r3.stderr, /--run .*nope: no such folder/);
-  fs.rmSync(data, { recursive: true });
 });
