@@ -49,15 +49,15 @@ test('resume after an interruption gives each epoch once, with the numbers of an
   ];
   const extra = { augment: true };
   const a = await tempSession(testProfile(phases, extra));
-  await train(a, { built: tinyResnetLike(1, 0.3), data: syntheticData(), progress: 'none', saveModel: false });
+  await train(a, { built: tinyResnetLike(1, 0.3), data: syntheticData(64, 32), progress: 'none', saveModel: false });
   const full = history(a.runDir).toRecords();
 
   for (const stopAt of [1, 2, 3]) {
     const b = await tempSession(testProfile(phases, extra));
-    const first = await train(b, { built: tinyResnetLike(1, 0.3), data: syntheticData(), progress: 'none', saveModel: false, stopAfterEpochs: stopAt });
+    const first = await train(b, { built: tinyResnetLike(1, 0.3), data: syntheticData(64, 32), progress: 'none', saveModel: false, stopAfterEpochs: stopAt });
     assert.equal(first.status, 'interrupted');
     // A new process would build a fresh model (different initial weights): the checkpoint must override them.
-    const second = await train(b, { built: tinyResnetLike(99, 0.3), data: syntheticData(), progress: 'none', saveModel: false });
+    const second = await train(b, { built: tinyResnetLike(99, 0.3), data: syntheticData(64, 32), progress: 'none', saveModel: false });
     assert.equal(second.status, 'finished');
     assert.ok(second.resumedFrom?.endsWith(`epoch-000${stopAt}`));
     const resumed = history(b.runDir).toRecords();
