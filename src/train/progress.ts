@@ -207,6 +207,7 @@ class Live extends Base {
     this.draw(true);
   }
   end(): void {
+    this.status = this.log.length ? this.log[this.log.length - 1] : 'done';
     this.draw(true);
   }
 }
