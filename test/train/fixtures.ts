@@ -70,10 +70,14 @@ export function testProfile(phases: Profile['train']['phases'], extra: Partial<P
   };
 }
 
+const made: string[] = [];
+process.on('exit', () => made.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
 /** A session on the cpu backend in a fresh temporary run folder (TLWB_DATA_DIR redirected there too). */
 export async function tempSession(profile: Profile): Promise<Session> {
   const backend = await initBackend({ force: 'cpu', quiet: true });
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-train-'));
+  made.push(root);
   process.env.TLWB_DATA_DIR = path.join(root, 'data');
   const runDir = path.join(root, 'run');
   fs.mkdirSync(runDir, { recursive: true });
