@@ -7,7 +7,7 @@
  * a child process since threads must be chosen before wasm starts); the same networks and steps in PyTorch when /usr/bin/python3 has torch
  * (channels_last, 2 threads, tcmalloc preloaded when installed). Ratios are TensorFlow.js images/s divided
  * by PyTorch images/s (keys ending in "RatioVsTorch": 1 = parity, 0.1 = ten times slower).
- * `--quick` uses small batches and one timed repetition (about a minute); the cpu backend is measured on
+ * `--quick` uses small batches, one timed repetition and no wasm-mt (about a minute on an idle machine); the cpu backend is measured on
  * Darknet-Tiny only (ResNet-50 on it takes minutes per image batch).
  */
 import * as fs from 'node:fs';
@@ -161,7 +161,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
       quick: { type: 'boolean', default: false },
       kernels: { type: 'boolean', default: false },
       'no-torch': { type: 'boolean', default: false },
-      backends: { type: 'string', default: 'wasm,wasm-mt,cpu' },
+      backends: { type: 'string' },
       threads: { type: 'string', default: '1' },
       models: { type: 'string', default: 'resnet50,darknet-tiny' },
       python: { type: 'string', default: '/usr/bin/python3' },
@@ -185,7 +185,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads: expected a positive integer, got '${values.threads}'`);
   const mtThreads = Math.max(2, os.cpus().length);
   report.threads = { wasm: threads, 'wasm-mt': mtThreads };
-  for (const backend of values.backends!.split(',').filter(Boolean)) {
+  // --quick leaves out the threaded child (it repeats every wasm task) unless asked for.
+  const backends = (values.backends ?? (quick ? 'wasm,cpu' : 'wasm,wasm-mt,cpu')).split(',').filter(Boolean);
+  for (const backend of backends) {
     if (backend === 'wasm-mt') {
       log(`wasm-mt: threaded SIMD binary with ${mtThreads} threads, in a child process ...`);
       const child = runThreadedChild(argv, mtThreads);
