@@ -4,18 +4,20 @@
  * tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter (so nothing with a convolution can train on it)
  * and a naive Conv2DBackpropInput (about a quarter of the forward convolution's speed). Both are
  * rebuilt here from Conv2D, BatchMatMul (XNNPACK fully-connected when neither side is transposed),
- * Transpose, Slice, PadV2, Reverse and Concat, called through their registered kernel functions so
- * no tensor leaves wasm memory.
+ * Transpose, Slice, PadV2 and Concat, called through their registered kernel functions, plus a few
+ * copies in JS on the wasm heap, so no tensor leaves wasm memory.
  *
- * Filter gradient, for each kernel offset (kh, kw):
- *   dW[kh, kw] = X(kh, kw)ᵀ · dY        X(kh, kw): the input pixels that offset touches, [P, Cin]
- * where P = N·OH·OW. The padded input is transposed once into stride phases
- * [s, s, Cin, N, Hp/s, Wp/s], so every X(kh, kw)ᵀ is one contiguous Slice and every product one
- * XNNPACK matmul whose weights (dY) are packed once and reused for all offsets.
+ * Filter gradient: dW[i, j] = X(i, j)ᵀ · dY over the output pixels. With the padded input's pixels as
+ * matrix columns, X(i, j)ᵀ is Xᵀ shifted by i·Wp + j columns (see filterGradStride1), so all taps form
+ * one transposed im2col of whole-row copies and one matmul; strides become phases.
  *
- * Input gradient: a forward convolution of dY (zero-upsampled when strided) with the filter rotated
- * by 180° and its channel axes swapped; a 1x1 convolution is a plain matmul with Wᵀ, upsampled after
- * the product instead of before (stride 2 costs no wasted multiplications).
+ * Input gradient: a forward convolution of dY (zero-upsampled when strided) with the filter's taps
+ * reversed and channel axes swapped, or col2im from W · dYᵀ when the output is small; 1x1 kernels are
+ * one matmul. XNNPACK packs the right-hand operand on every call (~10-30 ns a float), so each kernel
+ * picks the formulation that packs less.
+ *
+ * Tile, Identity and leading-axis Sum/Mean are replaced too: tfjs' batch-norm gradient runs them on
+ * whole activations, where the shipped kernels were the slowest part of a training step.
  */
 import * as tf from '@tensorflow/tfjs';
 
