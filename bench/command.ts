@@ -165,8 +165,17 @@ export async function benchCommand(argv: string[]): Promise<void> {
       threads: { type: 'string', default: '1' },
       models: { type: 'string', default: 'resnet50,darknet-tiny' },
       python: { type: 'string', default: '/usr/bin/python3' },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (values.help) {
+    process.stdout.write(
+      'usage: npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu] [--threads N]\n' +
+        '                              [--models resnet50,darknet-tiny] [--no-torch] [--python /usr/bin/python3]\n' +
+        'Images/s for inference at 224 and 128 and Adam training steps at 224 and 32, per backend, against PyTorch.\n',
+    );
+    return;
+  }
   const quick = values.quick!;
   const models = values.models!.split(',').filter(Boolean) as ModelName[];
   for (const m of models) if (m !== 'resnet50' && m !== 'darknet-tiny') throw new Error(`--models: unknown model '${m}'; expected resnet50, darknet-tiny`);
