@@ -28,6 +28,10 @@ function workerContents(): string {
   return (JSON.parse(match[1]) as string).replace(/\n/g, "\\n");
 }
 
+function workerFileFor(pid: number): string {
+  return path.join(os.tmpdir(), `tlwb-wasm-pthread-worker-${pid}.js`);
+}
+
 /** Node-side shim prepended to emscripten's pthread worker script. */
 const WORKER_SHIM = `(() => {
 const { parentPort } = require('worker_threads');
@@ -45,6 +49,8 @@ parentPort.on = (event, handler) => {
         const file = path.join(os.tmpdir(), 'tlwb-wasm-threaded-main-' + process.pid + '-' + Math.random().toString(36).slice(2) + '.js');
         fs.writeFileSync(file, await data.urlOrBlob.text());
         data.urlOrBlob = file;
+        try { handler(data); } finally { fs.rmSync(file, { force: true }); } // importScripts read it synchronously
+        return;
       }
       handler(data);
     }).catch((e) => { process.stderr.write('wasm pthread worker: ' + (e && e.stack || e) + '\\n'); });
@@ -63,7 +69,7 @@ export function enableWasmThreads(threads = os.cpus().length): boolean {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const wasm = require('@tensorflow/tfjs-backend-wasm') as { setThreadsCount(n: number): void };
   if (tf.findBackend('wasm') && (tf.engine() as unknown as { registry: Record<string, unknown> }).registry.wasm) return false;
-  const workerFile = path.join(os.tmpdir(), `tlwb-wasm-pthread-worker-${process.pid}.js`);
+  const workerFile = workerFileFor(process.pid);
   fs.writeFileSync(workerFile, WORKER_SHIM + workerContents());
   const createObjectURL = URL.createObjectURL;
   // The loader asks for an object URL of the worker script; Node workers need a file.
@@ -111,6 +117,8 @@ export async function initWasmThreaded(threads = os.cpus().length): Promise<numb
   } finally {
     osModule.cpus = cpus;
     workerThreads.Worker = Worker;
+    // Every pool worker has loaded its script by now (the pool is running).
+    if (ready) fs.rmSync(workerFileFor(process.pid), { force: true });
   }
   // Listening on a worker re-references it: unreference the pool (and any port the glue opened) once
   // it is listening, or Node would never exit.
