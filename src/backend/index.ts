@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { registerWasmTrainingKernels } from './wasm-kernels';
+import { initWasmThreaded } from './wasm/threads';
 
 export { tf };
 
@@ -22,6 +23,8 @@ export interface BackendInfo {
   /** True when convolutions train at native speed (CUDA or libtensorflow). */
   native: boolean;
   gpu: boolean;
+  /** XNNPACK threads on wasm (1 unless TLWB_WASM_THREADS asked for more and the threaded binary started). */
+  threads: number;
 }
 
 let current: Promise<BackendInfo> | undefined;
@@ -48,6 +51,12 @@ async function tryBackend(choice: BackendChoice): Promise<void> {
     case 'wasm': {
       require('@tensorflow/tfjs-backend-wasm');
       registerWasmTrainingKernels();
+      // Opt-in: the threaded binary only pays where a second core is free (see docs/benchmarks.md).
+      const threads = wasmThreadsRequested();
+      if (threads > 1) {
+        await initWasmThreaded(threads);
+        return;
+      }
       if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend failed to initialise');
       return;
     }
@@ -55,6 +64,20 @@ async function tryBackend(choice: BackendChoice): Promise<void> {
       if (!(await tf.setBackend('cpu'))) throw new Error('cpu backend failed to initialise');
       return;
   }
+}
+
+/** TLWB_WASM_THREADS: how many threads the wasm backend should run (default 1). */
+export function wasmThreadsRequested(): number {
+  const raw = process.env.TLWB_WASM_THREADS;
+  if (raw === undefined || raw === '') return 1;
+  const n = Number(raw);
+  if (!(Number.isInteger(n) && n >= 1)) throw new Error(`TLWB_WASM_THREADS: expected a whole number >= 1, got '${raw}'`);
+  return n;
+}
+
+function wasmThreadsInUse(): number {
+  const wasm = require('@tensorflow/tfjs-backend-wasm') as { getThreadsCount?: () => number };
+  return wasm.getThreadsCount?.() ?? 1;
 }
 
 function parseChoice(value: string | undefined, origin: string): BackendChoice | undefined {
@@ -86,6 +109,7 @@ async function select(opts: { force?: string; quiet?: boolean }): Promise<Backen
         skipped,
         native: choice === 'node' || choice === 'node-gpu',
         gpu: choice === 'node-gpu',
+        threads: choice === 'wasm' ? wasmThreadsInUse() : 1,
       };
       if (!opts.quiet) console.log(describeBackend(info));
       return info;
@@ -100,5 +124,6 @@ async function select(opts: { force?: string; quiet?: boolean }): Promise<Backen
 /** One line naming the backend in use and why each faster one was not used. */
 export function describeBackend(info: BackendInfo): string {
   const why = info.skipped.map((s) => `${s.choice}: ${s.reason}`).join('; ');
-  return `backend: ${info.choice} (tf '${info.tfName}')${why ? ` - skipped ${why}` : ''}`;
+  const threads = info.threads > 1 ? `, ${info.threads} threads` : '';
+  return `backend: ${info.choice} (tf '${info.tfName}'${threads})${why ? ` - skipped ${why}` : ''}`;
 }

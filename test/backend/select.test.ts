@@ -45,3 +45,10 @@ test('an unknown TLWB_BACKEND is an error naming the variable and the choices', 
   assert.equal(r.status, 3);
   assert.match(r.stderr, /TLWB_BACKEND: unknown backend 'tpu'; expected one of node-gpu, node, wasm, cpu or auto/);
 });
+
+test('TLWB_WASM_THREADS starts the threaded wasm binary and the line says so', () => {
+  const r = choose({ TLWB_BACKEND: 'wasm', TLWB_WASM_THREADS: '2' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^backend: wasm \(tf 'wasm', 2 threads\)\n/);
+  assert.equal(choose({ TLWB_BACKEND: 'wasm', TLWB_WASM_THREADS: 'two' }).status, 3);
+});
