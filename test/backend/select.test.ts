@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 // Backend choice is made once per process, so each case runs in a child process of its own.
@@ -25,10 +26,11 @@ function hasModule(name: string): boolean {
 
 test('auto picks the fastest backend that loads and says why the faster ones were skipped', (t) => {
   if (hasModule('@tensorflow/tfjs-node')) return t.skip('tfjs-node is installed here, so the fallback path is not taken');
-  const r = choose({ TLWB_BACKEND: undefined });
+  const r = choose({ TLWB_BACKEND: undefined, TLWB_WASM_THREADS: undefined });
+  const threads = os.cpus().length > 1 ? `, ${os.cpus().length} threads` : '';
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
-  assert.match(lines[0], /^backend: wasm \(tf 'wasm'\) - skipped node-gpu: not installed; node: not installed$/);
+  assert.equal(lines[0], `backend: wasm (tf 'wasm'${threads}) - skipped node-gpu: not installed; node: not installed`);
   const info = JSON.parse(lines[1]);
   assert.equal(info.choice, 'wasm');
   assert.deepEqual(info.skipped.map((s: { choice: string }) => s.choice), ['node-gpu', 'node']);
@@ -44,6 +46,12 @@ test('an unknown TLWB_BACKEND is an error naming the variable and the choices', 
   const r = choose({ TLWB_BACKEND: 'tpu' });
   assert.equal(r.status, 3);
   assert.match(r.stderr, /TLWB_BACKEND: unknown backend 'tpu'; expected one of node-gpu, node, wasm, cpu or auto/);
+});
+
+test('TLWB_WASM_THREADS=1 keeps the single-threaded binary', () => {
+  const r = choose({ TLWB_BACKEND: 'wasm', TLWB_WASM_THREADS: '1' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^backend: wasm \(tf 'wasm'\)\n/);
 });
 
 test('TLWB_WASM_THREADS starts the threaded wasm binary and the line says so', () => {
