@@ -65,16 +65,28 @@ export function decodeImage(file: string): DecodedImage {
 }
 
 /**
- * Resizes to size x size with bilinear interpolation (half-pixel centres, as tf.image.resize in
- * TF 2 does), rounding back to bytes. Same-size images are returned as they are.
+ * size x size RGB float pixels (0..255) of an image of any size: halved by 2x2 averaging while it is
+ * at least twice too large (so a photo does not alias into noise), then bilinear with half-pixel
+ * centres (as tf.image.resize in TF 2) to the exact size. The aspect ratio is not kept. Training
+ * (resizeImage) and predict both go through here, so they see the same pixels.
  */
+export function fitImage(img: DecodedImage, size: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    let x = tf.tensor3d(img.data, [img.height, img.width, 3], 'int32').toFloat() as tf.Tensor3D;
+    while (x.shape[0] >= 2 * size && x.shape[1] >= 2 * size) {
+      const h = x.shape[0] - (x.shape[0] % 2);
+      const w = x.shape[1] - (x.shape[1] % 2);
+      x = tf.avgPool(x.slice([0, 0, 0], [h, w, 3]), 2, 2, 'valid') as tf.Tensor3D;
+    }
+    if (x.shape[0] !== size || x.shape[1] !== size) x = tf.image.resizeBilinear(x, [size, size], false, true);
+    return x;
+  });
+}
+
+/** fitImage rounded back to bytes. Same-size images are returned as they are. */
 export function resizeImage(img: DecodedImage, size: number): Uint8Array {
   if (img.width === size && img.height === size) return img.data;
-  return tf.tidy(() => {
-    const x = tf.tensor3d(img.data, [img.height, img.width, 3], 'int32').toFloat();
-    const y = tf.image.resizeBilinear(x, [size, size], false, true);
-    return new Uint8Array(y.round().clipByValue(0, 255).dataSync());
-  });
+  return tf.tidy(() => new Uint8Array(fitImage(img, size).round().clipByValue(0, 255).dataSync()));
 }
 
 function subfolders(dir: string): string[] {
@@ -158,7 +170,7 @@ export interface ImageFolderOptions {
 
 /** A cache key over the inputs of a load: size, limits and every file's path, size and mtime. */
 function cacheKey(root: string, size: number, train: Item[], test: Item[] | undefined): string {
-  const hash = crypto.createHash('sha1').update(JSON.stringify({ root, size, version: 1 }));
+  const hash = crypto.createHash('sha1').update(JSON.stringify({ root, size, version: 2 }));
   for (const [split, items] of [['train', train], ['test', test ?? []]] as const) {
     for (const { file, label } of items) {
       const st = fs.statSync(file);

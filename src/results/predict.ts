@@ -9,7 +9,9 @@ import { tf } from '../backend';
 import { PreprocessMode, Profile } from '../config';
 import { readRunProfile } from '../session';
 import { CIFAR10_CLASSES, readCifarClasses } from '../data/cifar10';
-import { decodeImage, DecodedImage } from '../data/imagefolder';
+import { decodeImage, fitImage } from '../data/imagefolder';
+
+export { fitImage };
 import { presetFor } from '../model/presets';
 import { loadModel } from '../model/io';
 import { preprocess } from '../preprocess';
@@ -90,24 +92,6 @@ export async function loadPredictor(runDir: string): Promise<Predictor> {
   const inShape = model.inputs[0].shape;
   const size = typeof inShape[1] === 'number' ? inShape[1] : profile.data.imageSize;
   return { runDir: dir, model, classes, mode: runPreprocessMode(dir, profile), size };
-}
-
-/**
- * size x size RGB float pixels (0..255) of an image of any size: halved by 2x2 averaging while it is
- * at least twice too large (so a photo does not alias into noise), then bilinear to the exact size.
- * The aspect ratio is not kept, as the image-folder loader does not keep it either.
- */
-export function fitImage(img: DecodedImage, size: number): tf.Tensor3D {
-  return tf.tidy(() => {
-    let x = tf.tensor3d(img.data, [img.height, img.width, 3], 'int32').toFloat() as tf.Tensor3D;
-    while (x.shape[0] >= 2 * size && x.shape[1] >= 2 * size) {
-      const h = x.shape[0] - (x.shape[0] % 2);
-      const w = x.shape[1] - (x.shape[1] % 2);
-      x = tf.avgPool(x.slice([0, 0, 0], [h, w, 3]), 2, 2, 'valid') as tf.Tensor3D;
-    }
-    if (x.shape[0] !== size || x.shape[1] !== size) x = tf.image.resizeBilinear(x, [size, size], false, true);
-    return x;
-  });
 }
 
 /** Top-k classes of one image file. A file that is not a PNG or JPEG fails with its name in the message. */
