@@ -21,6 +21,11 @@ export interface DownloadOptions {
   timeoutMs?: number;
 }
 
+/** md5 of a file read whole (for files of tens of MB, where a synchronous answer is handier). */
+export function md5FileSync(file: string): string {
+  return crypto.createHash('md5').update(fs.readFileSync(file)).digest('hex');
+}
+
 /** md5 of a file, streamed. */
 export function md5File(file: string): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -4,12 +4,12 @@
  * kept as typed arrays. Test-time augmentation (the mean of the probabilities for each image and its
  * mirror image) is reported separately, never mixed into the plain score.
  */
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tf } from '../backend';
 import { PreprocessMode } from '../config';
 import { ImageSet, Dataset } from '../data/types';
+import { md5FileSync } from '../data/download';
 import { preprocess } from '../preprocess';
 import { accuracy, argmaxRows, confusionMatrix, mean, mostConfused, perClassMetrics, perExampleLoss, topLossIndices, ConfusedPair, ClassMetrics } from './metrics';
 
@@ -153,7 +153,7 @@ export function testSubsets(dataset: Pick<Dataset, 'name' | 'source'>, set: Imag
   const n = Math.min(EXACT_TEST_RECORDS, set.count);
   const file = path.join(dataset.source, 'test_batch.bin');
   // Only worth saying when the set reaches past the exact records.
-  const jpegCopies = set.count > EXACT_TEST_RECORDS && fs.existsSync(file) && md5File(file) === SHARED_TEST_BATCH_MD5;
+  const jpegCopies = set.count > EXACT_TEST_RECORDS && fs.existsSync(file) && md5FileSync(file) === SHARED_TEST_BATCH_MD5;
   return [
     {
       name: 'first1000',
@@ -163,10 +163,6 @@ export function testSubsets(dataset: Pick<Dataset, 'name' | 'source'>, set: Imag
       indices: Int32Array.from({ length: n }, (_, i) => i),
     },
   ];
-}
-
-function md5File(file: string): string {
-  return crypto.createHash('md5').update(fs.readFileSync(file)).digest('hex');
 }
 
 // ---------------------------------------------------------------------------------------------
