@@ -76,10 +76,23 @@ export function writeJsonAtomic(file: string, value: unknown): void {
 }
 
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+  replaceFileAtomic(file, (tmp) => fs.writeFileSync(tmp, data));
+}
+
+/**
+ * Lets `write` fill a temporary file beside `file`, then renames it over `file` (a writer that only
+ * takes a path, such as polars' writeCSV/writeParquet). The temporary file is removed on failure.
+ */
+export function replaceFileAtomic(file: string, write: (tmp: string) => void): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, data);
-  fs.renameSync(tmp, file);
+  try {
+    write(tmp);
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
 }
 
 export async function session(opts: SessionOptions = {}): Promise<Session> {

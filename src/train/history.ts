@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import pl from 'nodejs-polars';
+import { replaceFileAtomic } from '../session';
 
 export interface EpochRow {
   phase: string;
@@ -72,21 +73,15 @@ export function batchFrame(rows: BatchRow[]): pl.DataFrame {
   ]);
 }
 
-function atomically(file: string, write: (tmp: string) => void): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  write(tmp);
-  fs.renameSync(tmp, file);
-}
-
 /** Writes both tables as CSV and Parquet into runDir (each file replaced atomically). */
 export function writeHistory(runDir: string, epochs: EpochRow[], batches: BatchRow[]): void {
   fs.mkdirSync(runDir, { recursive: true });
   const e = epochFrame(epochs);
   const b = batchFrame(batches);
-  atomically(path.join(runDir, HISTORY_FILES.epochsCsv), (tmp) => e.writeCSV(tmp));
-  atomically(path.join(runDir, HISTORY_FILES.epochsParquet), (tmp) => e.writeParquet(tmp));
-  atomically(path.join(runDir, HISTORY_FILES.batchesCsv), (tmp) => b.writeCSV(tmp));
-  atomically(path.join(runDir, HISTORY_FILES.batchesParquet), (tmp) => b.writeParquet(tmp));
+  replaceFileAtomic(path.join(runDir, HISTORY_FILES.epochsCsv), (tmp) => e.writeCSV(tmp));
+  replaceFileAtomic(path.join(runDir, HISTORY_FILES.epochsParquet), (tmp) => e.writeParquet(tmp));
+  replaceFileAtomic(path.join(runDir, HISTORY_FILES.batchesCsv), (tmp) => b.writeCSV(tmp));
+  replaceFileAtomic(path.join(runDir, HISTORY_FILES.batchesParquet), (tmp) => b.writeParquet(tmp));
 }
 
 /** The epoch history of a run as a DataFrame (from history.parquet). */
