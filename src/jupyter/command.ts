@@ -8,16 +8,19 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend } from '../backend';
 import { loadProfile, paths } from '../config';
-import { createRun, defaultProfileFor } from '../session';
+import { createRun, defaultProfileFor, readRunProfile } from '../session';
 import { ensureKernel, jupyterEnv } from './kernel';
 import { cellTimeout, listNotebooks, NotebookResult, RunnerEvent, runNotebooks } from './runner';
 
-const RUN_USAGE = `usage: npm run -s cli -- run [--profile NAME] [--set key.path=value ...] [--timeout SECONDS]
+const RUN_USAGE = `usage: npm run -s cli -- run [--profile NAME] [--set key.path=value ...] [--resume RUN_DIR] [--timeout SECONDS]
                         [--notebooks DIR] [--quiet] [--json] [--skip-report]
   Executes notebooks/NN-*.ipynb in order in a new run folder data/runs/<id>-<profile>/,
   writes the executed copies to <run>/notebooks/ and then the report (when available).
   --profile   profile name (default: TLWB_PROFILE, else quick on CPU, seed with a CUDA GPU)
   --set       profile override, repeatable (also TLWB_SET="a.b=1;c.d=x")
+  --resume    run the notebooks again in an existing run folder with the profile it started with:
+              training continues from its last checkpoint (or reports itself finished), then
+              the results and the report are made afresh
   --timeout   seconds per cell, 0 = none (default: TLWB_CELL_TIMEOUT, else 21600)
   --notebooks folder of notebooks to run (default: notebooks/)
   --quiet     do not relay what the cells print
@@ -57,6 +60,7 @@ export async function runCommand(argv: string[]): Promise<void> {
     options: {
       profile: { type: 'string' },
       set: { type: 'string', multiple: true },
+      resume: { type: 'string' },
       timeout: { type: 'string' },
       notebooks: { type: 'string' },
       quiet: { type: 'boolean' },
@@ -75,11 +79,21 @@ export async function runCommand(argv: string[]): Promise<void> {
   const notebooks = listNotebooks(dir);
   if (notebooks.length === 0) throw new Error(`no notebooks to run: ${dir} has no NN-name.ipynb files`);
 
-  const name = await chooseProfile(values.profile, log);
-  const profile = loadProfile(name, values.set ?? []);
-  ensureKernel({ quiet: !!values.quiet });
-  const runDir = createRun(profile);
-  log(`run folder: ${runDir}`);
+  let name: string;
+  let runDir: string;
+  if (values.resume) {
+    if (values.set?.length || values.profile) throw new Error('--resume keeps the profile the run started with: drop --profile and --set');
+    runDir = path.resolve(values.resume);
+    name = readRunProfile(runDir).name;
+    ensureKernel({ quiet: !!values.quiet });
+    log(`run folder (resumed, profile ${name}): ${runDir}`);
+  } else {
+    name = await chooseProfile(values.profile, log);
+    const profile = loadProfile(name, values.set ?? []);
+    ensureKernel({ quiet: !!values.quiet });
+    runDir = createRun(profile);
+    log(`run folder: ${runDir}`);
+  }
   log(`notebooks: ${notebooks.map((n) => path.basename(n)).join(', ')}${timeout ? ` (cell timeout ${timeout} s)` : ''}`);
 
   let results: NotebookResult[];

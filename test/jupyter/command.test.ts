@@ -74,6 +74,27 @@ test('cli run: a new run folder for the profile, notebooks executed into it with
   const cells = readCells(executed);
   assert.equal(streamText(cells[0].outputs).trim(), `smoke|${res.runDir}`);
   assert.equal(streamText(cells[1].outputs).trim(), 'function function');
+
+  // --resume runs the notebooks again in the same folder, under the profile saved there.
+  fs.rmSync(executed);
+  const again = spawnSync(process.execPath, [cli, 'run', '--resume', res.runDir, '--notebooks', nbs, '--json', '--quiet', '--skip-report'], {
+    encoding: 'utf8',
+    env: { ...process.env, TLWB_DATA_DIR: path.join(dir, 'data'), TLWB_PROFILE: 'quick' },
+    timeout: 120_000,
+  });
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(JSON.parse(again.stdout.trim().split('\n').pop()!).runDir, res.runDir);
+  assert.equal(streamText(readCells(executed)[0].outputs).trim(), `smoke|${res.runDir}`);
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'data', 'runs')), [path.basename(res.runDir)]);
+});
+
+test('cli run --resume names a folder that is not a run, and refuses --set', () => {
+  const r = spawnSync(process.execPath, [cli, 'run', '--resume', '/nonexistent/run'], { encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /\/nonexistent\/run: not a run folder \(no profile\.json\)/);
+  const s = spawnSync(process.execPath, [cli, 'run', '--resume', '/nonexistent/run', '--set', 'train.seed=1'], { encoding: 'utf8' });
+  assert.equal(s.status, 1);
+  assert.match(s.stderr, /--resume keeps the profile the run started with/);
 });
 
 test('cli run names the missing notebooks folder', () => {
