@@ -51,7 +51,8 @@ export async function imagenetCheck(
   indices: number[],
   opts: { classNames?: string[]; k?: number; inputSize?: number; downloadLabels?: boolean } = {},
 ): Promise<ImagenetCheck> {
-  if (cfg.weights === 'none') throw new Error('imagenetCheck: the profile uses model.weights=none, so there are no ImageNet predictions to check');
+  // A network trained from scratch has no ImageNet top to check; say so rather than fail the notebook.
+  if (cfg.weights === 'none') return { rows: [], items: [], note: 'model.weights=none: the base starts from random weights, so there are no ImageNet predictions to check' };
   const preset = presetFor(cfg.arch);
   const k = opts.k ?? 5;
   const inputSize = opts.inputSize ?? preset.inputSize;
