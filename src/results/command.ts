@@ -100,3 +100,34 @@ export async function predictCommand(argv: string[]): Promise<void> {
   // Every good image is still predicted; the exit code says whether any file failed.
   if (failed) process.exitCode = 1;
 }
+
+const COMPARE_USAGE = `usage: npm run -s cli -- compare <runDir>... [--out DIR] [--json]
+  One row per run - test accuracy (all test images, and CIFAR-10's exact first 1,000), validation
+  accuracy, training time, backend, resolution, epochs per phase, and the command that makes the run
+  again - printed as a Markdown table. --out DIR also writes DIR/table.md and DIR/curves.svg
+  (validation accuracy and training loss per epoch, one line per run).
+`;
+
+export async function compareCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { out: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    process.stdout.write(COMPARE_USAGE);
+    return;
+  }
+  if (positionals.length === 0) throw new Error(`compare: no run folders given\n${COMPARE_USAGE}`);
+  const { studyRow, studyMarkdown, studyCurvesSpec } = await import('./study');
+  const rows = positionals.map((dir) => studyRow(dir));
+  const table = studyMarkdown(rows);
+  if (values.out) {
+    const { writeFileAtomic } = await import('../session');
+    const { chartSvg } = await import('../display');
+    fs.mkdirSync(values.out, { recursive: true });
+    writeFileAtomic(path.join(values.out, 'table.md'), table);
+    writeFileAtomic(path.join(values.out, 'curves.svg'), await chartSvg(studyCurvesSpec(positionals)));
+  }
+  process.stdout.write(values.json ? `${JSON.stringify(rows)}\n` : table);
+}

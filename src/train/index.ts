@@ -69,6 +69,8 @@ export interface TrainSummary {
   phases: { name: string; ran: boolean; reason: string; epochs: number }[];
   wallSeconds: number;
   backend: string;
+  /** Threads the backend computed on (wasm: XNNPACK threads; 1 elsewhere). */
+  threads: number;
   valSource: string;
   finished: string;
 }
@@ -225,6 +227,7 @@ export async function train(s: Session, opts: TrainOptions = {}): Promise<TrainR
     })),
     wallSeconds: Math.round(state.wallSeconds * 10) / 10,
     backend: s.backend.choice,
+    threads: s.backend.threads,
     valSource: data.valSource,
     finished: new Date().toISOString(),
   };

@@ -1,0 +1,87 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { loadProfile } from '../../src/config';
+import { profileOverrides, studyCurvesSpec, studyMarkdown, studyRow } from '../../src/results/study';
+
+const cli = path.resolve(__dirname, '..', '..', 'src', 'cli.js');
+
+function write(file: string, value: unknown): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, typeof value === 'string' ? value : JSON.stringify(value));
+}
+
+/** A run folder as the pipeline leaves it: the resolved profile, the training summary, evaluation and history. */
+function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; set?: (p: Record<string, any>) => void }): void {
+  const profile = loadProfile('smoke') as unknown as Record<string, any>;
+  opts.set?.(profile);
+  write(path.join(dir, 'profile.json'), profile);
+  write(path.join(dir, 'train-summary.json'), {
+    profile: 'smoke', finalValAccuracy: 0.5, wallSeconds: 150, backend: 'wasm', threads: 2, valSource: 'split',
+    phases: [
+      { name: 'head', ran: true, epochs: opts.epochs[0] },
+      { name: 'finetune-all', ran: false, reason: 'too slow', epochs: 0 },
+    ],
+  });
+  if (opts.testAccuracy !== undefined) {
+    write(path.join(dir, 'evaluation.json'), { accuracy: opts.testAccuracy, subsets: [{ name: 'first1000', accuracy: 0.612 }] });
+  }
+  const rows = opts.epochs.length ? Array.from({ length: opts.epochs[0] }, (_, i) => `head,${i + 1},${1 - i / 10},${0.3 + i / 10},1.2,${(0.35 + i / 10).toFixed(2)},0.001,3`) : [];
+  write(path.join(dir, 'history.csv'), ['phase,epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds', ...rows].join('\n') + '\n');
+}
+
+test('studyRow reads each run\'s own files, and the command names every field the run changed', (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-study-'));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const plain = path.join(root, 'plain');
+  const changed = path.join(root, 'changed');
+  fakeRun(plain, { epochs: [3], testAccuracy: 0.5678 });
+  fakeRun(changed, { epochs: [2], set: (p) => { p.train.phases[0].epochs = 2; p.model.inputSize = 48; } });
+
+  const a = studyRow(plain);
+  assert.deepEqual(a, {
+    run: 'plain', profile: 'smoke', testAccuracy: 0.5678, first1000Accuracy: 0.612, valAccuracy: 0.5, trainMinutes: 2.5,
+    backend: 'wasm, 2 threads', resolution: 64, epochs: 'head 3', command: 'npm start -- --profile smoke',
+  });
+  const b = studyRow(changed);
+  assert.equal(b.command, 'npm start -- --profile smoke --set model.inputSize=48 --set train.phases.0.epochs=2');
+  assert.equal(b.testAccuracy, null, 'no evaluation yet');
+
+  const md = studyMarkdown([a, b]).trim().split('\n');
+  assert.equal(md.length, 4);
+  assert.match(md[0], /^\| run \| test \(10,000\) \| test \(first 1,000\) \|/);
+  assert.equal(md[2], '| plain | 56.78% | 61.20% | 50.00% | 2.5 min | wasm, 2 threads | 64x64 | head 3 | `npm start -- --profile smoke` |');
+  assert.match(md[3], /^\| changed \| - \| - \|/);
+
+  const spec = studyCurvesSpec([plain, changed]) as { data: { values: { run: string; metric: string; value: number }[] } };
+  const val = spec.data.values.filter((p) => p.metric === 'validation accuracy');
+  assert.deepEqual(val.map((p) => `${p.run}:${p.value}`), ['plain:0.35', 'plain:0.45', 'plain:0.55', 'changed:0.35', 'changed:0.45']);
+
+  assert.throws(() => studyRow(path.join(root, 'nothing')), /nothing: not a run folder \(no profile\.json\)/);
+});
+
+test('profileOverrides lists changed leaves as --set paths, arrays by index', () => {
+  const base = { a: 1, b: { c: 'x', d: [{ e: 1 }, { e: 2 }] } };
+  assert.deepEqual(profileOverrides(base, { a: 1, b: { c: 'y', d: [{ e: 1 }, { e: 3 }] } }), ['b.c=y', 'b.d.1.e=3']);
+  assert.deepEqual(profileOverrides(base, base), []);
+});
+
+test('cli compare prints the table and writes table.md and curves.svg', (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-compare-'));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  fakeRun(path.join(root, 'one'), { epochs: [2], testAccuracy: 0.7 });
+  const out = path.join(root, 'out');
+  const r = spawnSync(process.execPath, [cli, 'compare', path.join(root, 'one'), '--out', out], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /\| one \| 70\.00% \|/);
+  assert.equal(fs.readFileSync(path.join(out, 'table.md'), 'utf8'), r.stdout);
+  const svg = fs.readFileSync(path.join(out, 'curves.svg'), 'utf8');
+  assert.match(svg, /^<svg/);
+  assert.match(svg, /validation accuracy/);
+  const none = spawnSync(process.execPath, [cli, 'compare'], { encoding: 'utf8' });
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /compare: no run folders given/);
+});
