@@ -88,6 +88,12 @@ export interface Phase {
    * measured training step predicts the phase under maxEstimatedMinutes. Otherwise it is skipped, with the reason.
    */
   runIf?: { nativeBackend?: boolean; maxEstimatedMinutes?: number };
+  /**
+   * With trainable {from}: run the frozen layers below `from` once over the data and train the rest on
+   * their cached output (as train.featureCache does for the head), so fine-tuning the top of a backbone
+   * at a high resolution fits a CPU. The phase then trains without augmentation.
+   */
+  featureCache?: boolean;
 }
 
 export interface TrainConfig {
@@ -213,5 +219,9 @@ export function validateProfile(p: Profile, origin: string): void {
     if (!(ph.epochs >= 0)) fail(`train.phases.${i}.epochs`, 'a number >= 0', ph.epochs);
     if (!(ph.lr > 0)) fail(`train.phases.${i}.lr`, 'a positive number', ph.lr);
     if (!['adam', 'sgd', 'adamw'].includes(ph.optimizer)) fail(`train.phases.${i}.optimizer`, "'adam', 'sgd' or 'adamw'", ph.optimizer);
+    if (ph.featureCache !== undefined && typeof ph.featureCache !== 'boolean') fail(`train.phases.${i}.featureCache`, 'true or false', ph.featureCache);
+    if (ph.featureCache && typeof ph.trainable !== 'object') {
+      fail(`train.phases.${i}.featureCache`, 'used only with trainable {"from": "<layer>"} (head phases follow train.featureCache)', ph.featureCache);
+    }
   });
 }

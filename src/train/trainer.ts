@@ -138,6 +138,10 @@ interface CacheSplit {
   headApply: (features: tf.Tensor, training: boolean) => tf.Tensor;
   /** Names of the parameter-free head layers moved into the cached part. */
   moved: string[];
+  /** The base layer the trained part starts at, when the cut is inside the base. */
+  cut?: string;
+  /** The weights the cached part computes with (the whole base when the cut is above it). */
+  frozenWeights?: tf.LayerVariable[];
 }
 
 const PARAM_FREE_POOLS = new Set(['GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Flatten']);
@@ -147,10 +151,11 @@ const PARAM_FREE_POOLS = new Set(['GlobalAveragePooling2D', 'GlobalMaxPooling2D'
  * including the base, in inference mode. A leading global pooling of the head has no weights, so
  * it moves into the cached part too: a 4x4x1024 map shrinks to 1024 numbers per image.
  */
-export function cacheSplit(built: TrainableModel): CacheSplit {
+export function cacheSplit(built: TrainableModel, cutAt?: string): CacheSplit {
   const layers = built.model.layers;
   const baseIndex = layers.findIndex((l) => l === (built.base as unknown) || l.name === built.base.name);
   if (baseIndex < 0) throw new Error(`feature cache: the base '${built.base.name}' is not a layer of model '${built.model.name}'`);
+  if (cutAt !== undefined) return cutInsideBase(built, layers.slice(0, baseIndex).filter((l) => l.getClassName() !== 'InputLayer'), cutAt);
   const front = layers.slice(0, baseIndex + 1).filter((l) => l.getClassName() !== 'InputLayer');
   const headLayers = built.head.layers.filter((l) => l.getClassName() !== 'InputLayer');
   const isChain = headLayers.every((l) => l.inboundNodes.length === 1 && l.inboundNodes[0].inboundLayers.length <= 1);
@@ -163,6 +168,52 @@ export function cacheSplit(built: TrainableModel): CacheSplit {
       ? (f, training) => withTraining(training, () => rest.reduce((x, l) => l.apply(x, { training }) as tf.Tensor, f))
       : (f, training) => withTraining(training, () => built.head.apply(f, { training }) as tf.Tensor),
     moved: moved.map((l) => l.name),
+  };
+}
+
+type GraphNode = { inputTensors: tf.SymbolicTensor[]; outputTensors: tf.SymbolicTensor[] };
+
+/**
+ * Cut inside the base, before layer `cutAt`: the cached part is everything below it (in inference
+ * mode), the trained part re-runs the base's layers from `cutAt` on (the same layer objects, so the
+ * full model gets their new weights) and then the head. Every layer from `cutAt` on may read only
+ * tensors made at or after the cut: one tensor is cached per image.
+ */
+function cutInsideBase(built: TrainableModel, front: tf.layers.Layer[], cutAt: string): CacheSplit {
+  const base = built.base;
+  const index = base.layers.findIndex((l) => l.name === cutAt);
+  if (index <= 0) throw new Error(`feature cache: no layer '${cutAt}' above the input of base '${base.name}' to cut at`);
+  const node = (l: tf.layers.Layer) => l.inboundNodes[0] as unknown as GraphNode;
+  const cutInputs = node(base.layers[index]).inputTensors;
+  if (cutInputs.length !== 1) throw new Error(`feature cache: layer '${cutAt}' has ${cutInputs.length} inputs; cut at a layer with one`);
+  const cutTensor = cutInputs[0];
+  const suffix = base.layers.slice(index);
+  const known = new Set<number>([cutTensor.id]);
+  for (const l of suffix) {
+    const missing = node(l).inputTensors.find((t) => !known.has(t.id));
+    if (missing) throw new Error(`feature cache: layer '${l.name}' reads '${missing.name}' from below the cut at '${cutAt}'; cut at a layer whose input carries everything above it`);
+    node(l).outputTensors.forEach((t) => known.add(t.id));
+  }
+  const baseOutput = base.outputs[0];
+  if (!known.has(baseOutput.id)) throw new Error(`feature cache: the base's output is not computed from the cut at '${cutAt}'`);
+  const below = tf.model({ inputs: base.inputs, outputs: cutTensor, name: `${base.name}_below_${cutAt}` });
+  return {
+    extract: (xs) => withTraining(false, () => below.apply(front.reduce((x, l) => l.apply(x, { training: false }) as tf.Tensor, xs), { training: false }) as tf.Tensor),
+    headApply: (f, training) =>
+      withTraining(training, () => {
+        const values = new Map<number, tf.Tensor>([[cutTensor.id, f]]);
+        for (const l of suffix) {
+          const n = node(l);
+          const inputs = n.inputTensors.map((t) => values.get(t.id)!);
+          const out = l.apply(inputs.length === 1 ? inputs[0] : inputs, { training });
+          (Array.isArray(out) ? out : [out]).forEach((o, i) => values.set(n.outputTensors[i].id, o as tf.Tensor));
+        }
+        return built.head.apply(values.get(baseOutput.id)!, { training }) as tf.Tensor;
+      }),
+    moved: [],
+    cut: cutAt,
+    // Only the layers below the cut: the cache stays valid while the layers above it train (resume).
+    frozenWeights: stableWeights(below),
   };
 }
 
@@ -234,13 +285,15 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
   const dtype: FeatureDtype = profile.train.featureCacheDtype ?? 'float32';
   const parts = {
     arch: built.arch,
-    baseWeightsHash: await weightsHash(stableWeights(built.base)),
+    baseWeightsHash: await weightsHash(split.frozenWeights ?? stableWeights(built.base)),
     inputSize: built.inputSize,
     preprocess: built.preprocess,
     dtype,
     trainHash: contentHash(ctx.train.images, ctx.train.labels),
     valHash: contentHash(ctx.val.images, ctx.val.labels),
     movedLayers: split.moved.join(','),
+    // Only cuts inside the base name their layer, so the keys of head-only caches stay as they were.
+    ...(split.cut ? { cutBefore: split.cut } : {}),
   };
   const key = cacheKey(parts);
   const hit = readCache(key);
@@ -397,8 +450,9 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
 
     applyPhaseTrainable(built, phase, ctx.deps);
     state.trainableByPhase[phase.name] = trainableParams(built.model);
-    const cached = phase.trainable === 'head' && profile.train.featureCache;
-    const split = cached ? cacheSplit(built) : undefined;
+    const cutAt = typeof phase.trainable === 'object' && phase.featureCache ? phase.trainable.from : undefined;
+    const cached = (phase.trainable === 'head' && profile.train.featureCache) || cutAt !== undefined;
+    const split = cached ? cacheSplit(built, cutAt) : undefined;
     const features = split ? await cachedFeatures(ctx, split) : undefined;
     if (cached && profile.train.augment) {
       progress.message(`phase '${phase.name}': no augmentation - it trains on cached features (the base saw each image once, unaugmented)`);

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadProfile } from '../../src/config';
-import { train, readTrainSummary, stableWeights, cacheRoot, learningRateAt, toFloat16, fromFloat16 } from '../../src/train';
+import { train, readTrainSummary, stableWeights, cacheRoot, cacheSplit, learningRateAt, toFloat16, fromFloat16 } from '../../src/train';
 import { syntheticData, tempSession, tinyResnetLike, testProfile } from './fixtures';
 import type { TrainableModel } from '../../src/train';
 
@@ -102,4 +102,55 @@ test('ETA formatting never shows 60 seconds or 60 minutes', async () => {
   assert.equal(formatSeconds(59.7), '1m00s');
   assert.equal(formatSeconds(7199), '2h00m');
   assert.equal(formatSeconds(NaN), '?');
+});
+
+test('featureCache on a {from} phase: layers below the cut run once and stay fixed; the layers above train on their cached output', async () => {
+  const cut = 'conv2_block1_1_conv';
+  const phase = { name: 'top', trainable: { from: cut }, featureCache: true, optimizer: 'adam' as const, lr: 0.02, epochs: 2 };
+  const s = await tempSession(testProfile([phase]));
+  const built = tinyResnetLike();
+  const weightsOf = (names: RegExp) => snapshot(stableWeights(built.base).filter((w) => names.test(w.name)));
+  const below0 = weightsOf(/^conv1_/);
+  const above0 = weightsOf(/^conv2_/);
+  const history: number[] = [];
+  await train(s, { built, data: syntheticData(), progress: 'none', saveModel: false, stopAfterEpochs: 1, onEpoch: (r) => history.push(r.val_accuracy) });
+  await train(s, { built, data: syntheticData(), progress: 'none', saveModel: false, onEpoch: (r) => history.push(r.val_accuracy) });
+  assert.deepEqual(weightsOf(/^conv1_/), below0, 'frozen below the cut (BatchNorm statistics included)');
+  assert.notDeepEqual(weightsOf(/^conv2_/), above0);
+  // One cache entry, made before the first epoch and hit on resume: keyed by the weights below the cut only.
+  const entries = fs.readdirSync(cacheRoot());
+  assert.equal(entries.length, 1);
+  const meta = JSON.parse(fs.readFileSync(path.join(cacheRoot(), entries[0], 'meta.json'), 'utf8'));
+  assert.equal(meta.parts.cutBefore, cut);
+  assert.deepEqual(meta.shape, [8, 8, 4]);
+  // The same phase without the cache (same seed, no augmentation) trains to the same numbers.
+  const plain = await tempSession(testProfile([{ ...phase, featureCache: false }]));
+  const uncached: number[] = [];
+  await train(plain, { built: tinyResnetLike(), data: syntheticData(), progress: 'none', saveModel: false, onEpoch: (r) => uncached.push(r.val_accuracy) });
+  assert.equal(history.length, 2);
+  assert.deepEqual(history, uncached);
+});
+
+test('cacheSplit at a cut computes what the whole model computes, and refuses a cut that a later layer reaches across', () => {
+  const built = tinyResnetLike();
+  const x = tf.randomUniform([5, 8, 8, 3], 0, 1, 'float32', 4);
+  for (const cut of ['conv1_bn', 'conv2_block1_1_conv']) {
+    const split = cacheSplit(built, cut);
+    const viaCache = tf.tidy(() => split.headApply(split.extract(x), false));
+    const whole = built.model.predict(x) as tf.Tensor;
+    assert.ok(tf.max(tf.abs(tf.sub(viaCache, whole))).dataSync()[0] < 1e-5, cut);
+    tf.dispose([viaCache, whole]);
+  }
+  // The residual add also reads conv1_relu's output, which lies below a cut after the block's conv.
+  assert.throws(() => cacheSplit(built, 'conv2_block1_1_bn'), /layer 'conv2_block1_add' reads '.*' from below the cut at 'conv2_block1_1_bn'/);
+  assert.throws(() => cacheSplit(built, 'conv2_block1_add'), /layer 'conv2_block1_add' has 2 inputs/);
+  assert.throws(() => cacheSplit(built, 'nope'), /no layer 'nope' above the input of base 'tiny_base'/);
+  x.dispose();
+});
+
+test('a phase featureCache flag without trainable {from} is named in the profile error', () => {
+  assert.throws(
+    () => loadProfile('smoke', ['train.phases.0.featureCache=true']),
+    /field 'train\.phases\.0\.featureCache' should be used only with trainable \{"from": "<layer>"\}/,
+  );
 });
