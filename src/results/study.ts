@@ -120,7 +120,7 @@ export function studyCurvesSpec(runDirs: string[]): VegaLiteSpec {
     encoding: {
       x: { field: 'epoch', type: 'quantitative', title: 'epoch (all phases)', axis: { tickMinStep: 1 } },
       y: { field: 'value', type: 'quantitative', title: metric, scale: { zero: false } },
-      color: { field: 'run', type: 'nominal', title: 'run' },
+      color: { field: 'run', type: 'nominal', title: 'run', legend: { orient: 'bottom', columns: 3, labelLimit: 400 } },
       tooltip: [{ field: 'run' }, { field: 'phase' }, { field: 'epoch' }, { field: 'value', format: '.4f' }],
     },
   });
