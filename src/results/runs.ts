@@ -20,7 +20,8 @@ export type RunRow = {
   tta_accuracy: number | null;
 };
 
-function readJson(file: string): Record<string, unknown> | null {
+/** A run file's JSON, or null when it is absent or unreadable (a run still writing, or broken by a crash). */
+export function readJson(file: string): Record<string, unknown> | null {
   if (!fs.existsSync(file)) return null;
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;

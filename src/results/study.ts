@@ -7,10 +7,10 @@
  * Everything is read from the files each run wrote (profile.json, train-summary.json,
  * evaluation.json, history.csv), so the table holds only numbers the pipeline produced.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadProfile } from '../config';
 import { readHistory, type VegaLiteSpec } from './charts';
+import { readJson } from './runs';
 
 export interface StudyRow {
   run: string;
@@ -28,10 +28,6 @@ export interface StudyRow {
   epochs: string;
   /** The command that runs this profile again from a fresh clone. */
   command: string;
-}
-
-function readJson(file: string): Record<string, unknown> | null {
-  return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>) : null;
 }
 
 /** key.path=value for every leaf where `actual` differs from `base` (arrays by index, as --set takes them). */
