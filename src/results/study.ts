@@ -47,7 +47,8 @@ export function reproduceCommand(saved: Record<string, unknown>): string {
   let sets: string[] = [];
   try {
     const fresh = loadProfile(name) as unknown as Record<string, unknown>;
-    sets = profileOverrides(fresh, saved).filter((s) => !s.startsWith('name=') && !s.startsWith('data.dir='));
+    // The name and description are not settings; data.dir is where this machine keeps CIFAR-10.
+    sets = profileOverrides(fresh, saved).filter((s) => !/^(name|description|data\.dir)=/.test(s));
   } catch {
     return `npm start -- --profile ${name}   # (profile file not found: see profile.json in the run)`;
   }

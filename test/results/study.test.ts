@@ -39,7 +39,7 @@ test('studyRow reads each run\'s own files, and the command names every field th
   const plain = path.join(root, 'plain');
   const changed = path.join(root, 'changed');
   fakeRun(plain, { epochs: [3], testAccuracy: 0.5678 });
-  fakeRun(changed, { epochs: [2], set: (p) => { p.train.phases[0].epochs = 2; p.model.inputSize = 48; } });
+  fakeRun(changed, { epochs: [2], set: (p) => { p.train.phases[0].epochs = 2; p.model.inputSize = 48; p.description = 'edited since'; } });
 
   const a = studyRow(plain);
   assert.deepEqual(a, {
