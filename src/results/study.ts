@@ -10,7 +10,7 @@
 import * as path from 'node:path';
 import { loadProfile } from '../config';
 import { readHistory, type VegaLiteSpec } from './charts';
-import { readJson } from './runs';
+import { readJson, readRunRow } from './runs';
 
 export interface StudyRow {
   run: string;
@@ -55,24 +55,23 @@ export function reproduceCommand(saved: Record<string, unknown>): string {
   return ['npm start -- --profile', name, ...sets.map((s) => `--set ${s}`)].join(' ');
 }
 
-/** What one finished (or half-finished) run says about itself. */
+/** What one finished (or half-finished) run says about itself: the runs table's row, and what a comparison adds. */
 export function studyRow(runDir: string): StudyRow {
   const profile = readJson(path.join(runDir, 'profile.json'));
   if (!profile) throw new Error(`${runDir}: not a run folder (no profile.json)`);
+  const row = readRunRow(runDir);
   const summary = readJson(path.join(runDir, 'train-summary.json'));
-  const evaluation = readJson(path.join(runDir, 'evaluation.json'));
-  const subsets = (evaluation?.subsets ?? []) as { name?: string; accuracy?: number }[];
   const phases = (summary?.phases ?? []) as { name: string; ran: boolean; epochs: number }[];
   const threads = typeof summary?.threads === 'number' && summary.threads > 1 ? `, ${summary.threads} threads` : '';
   const model = profile.model as { inputSize?: number };
   return {
-    run: path.basename(runDir),
+    run: row.run,
     profile: String(profile.name),
-    testAccuracy: typeof evaluation?.accuracy === 'number' ? evaluation.accuracy : null,
-    first1000Accuracy: subsets.find((s) => s.name === 'first1000')?.accuracy ?? null,
-    valAccuracy: typeof summary?.finalValAccuracy === 'number' ? summary.finalValAccuracy : null,
-    trainMinutes: typeof summary?.wallSeconds === 'number' ? summary.wallSeconds / 60 : null,
-    backend: typeof summary?.backend === 'string' ? `${summary.backend}${threads}` : null,
+    testAccuracy: row.test_accuracy,
+    first1000Accuracy: row.first1000_accuracy,
+    valAccuracy: row.val_accuracy,
+    trainMinutes: row.wall_seconds === null ? null : row.wall_seconds / 60,
+    backend: row.backend === null ? null : `${row.backend}${threads}`,
     resolution: typeof model?.inputSize === 'number' ? model.inputSize : null,
     epochs: phases.filter((p) => p.ran && p.epochs > 0).map((p) => `${p.name} ${p.epochs}`).join(' + ') || '-',
     command: reproduceCommand(profile),
