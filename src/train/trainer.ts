@@ -140,8 +140,8 @@ interface CacheSplit {
   moved: string[];
   /** The base layer the trained part starts at, when the cut is inside the base. */
   cut?: string;
-  /** The weights the cached part computes with (the whole base when the cut is above it). */
-  frozenWeights?: tf.LayerVariable[];
+  /** The weights the cached part computes with: they key the cache. */
+  frozenWeights: tf.LayerVariable[];
 }
 
 const PARAM_FREE_POOLS = new Set(['GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Flatten']);
@@ -155,8 +155,9 @@ export function cacheSplit(built: TrainableModel, cutAt?: string): CacheSplit {
   const layers = built.model.layers;
   const baseIndex = layers.findIndex((l) => l === (built.base as unknown) || l.name === built.base.name);
   if (baseIndex < 0) throw new Error(`feature cache: the base '${built.base.name}' is not a layer of model '${built.model.name}'`);
-  if (cutAt !== undefined) return cutInsideBase(built, layers.slice(0, baseIndex).filter((l) => l.getClassName() !== 'InputLayer'), cutAt);
-  const front = layers.slice(0, baseIndex + 1).filter((l) => l.getClassName() !== 'InputLayer');
+  const beforeBase = layers.slice(0, baseIndex).filter((l) => l.getClassName() !== 'InputLayer');
+  if (cutAt !== undefined) return cutInsideBase(built, beforeBase, cutAt);
+  const front = [...beforeBase, layers[baseIndex]];
   const headLayers = built.head.layers.filter((l) => l.getClassName() !== 'InputLayer');
   const isChain = headLayers.every((l) => l.inboundNodes.length === 1 && l.inboundNodes[0].inboundLayers.length <= 1);
   const moved: tf.layers.Layer[] = [];
@@ -168,6 +169,7 @@ export function cacheSplit(built: TrainableModel, cutAt?: string): CacheSplit {
       ? (f, training) => withTraining(training, () => rest.reduce((x, l) => l.apply(x, { training }) as tf.Tensor, f))
       : (f, training) => withTraining(training, () => built.head.apply(f, { training }) as tf.Tensor),
     moved: moved.map((l) => l.name),
+    frozenWeights: stableWeights(built.base),
   };
 }
 
@@ -285,7 +287,7 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
   const dtype: FeatureDtype = profile.train.featureCacheDtype ?? 'float32';
   const parts = {
     arch: built.arch,
-    baseWeightsHash: await weightsHash(split.frozenWeights ?? stableWeights(built.base)),
+    baseWeightsHash: await weightsHash(split.frozenWeights),
     inputSize: built.inputSize,
     preprocess: built.preprocess,
     dtype,
