@@ -10,12 +10,13 @@ import { PreprocessMode, Profile } from '../config';
 import { readRunProfile } from '../session';
 import { CIFAR10_CLASSES, readCifarClasses } from '../data/cifar10';
 import { decodeImage, fitImage } from '../data/imagefolder';
-
-export { fitImage };
 import { presetFor } from '../model/presets';
 import { loadModel } from '../model/io';
 import { preprocess } from '../preprocess';
 import { topK } from './metrics';
+
+// Kept exported here for callers of the results stage; it lives beside the image-folder loader.
+export { fitImage };
 
 export interface Predictor {
   runDir: string;
