@@ -125,7 +125,6 @@ export async function compareCommand(argv: string[]): Promise<void> {
   if (values.out) {
     const { writeFileAtomic } = await import('../session');
     const { chartSvg } = await import('../display');
-    fs.mkdirSync(values.out, { recursive: true });
     writeFileAtomic(path.join(values.out, 'table.md'), table);
     writeFileAtomic(path.join(values.out, 'curves.svg'), await chartSvg(studyCurvesSpec(positionals)));
   }
