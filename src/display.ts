@@ -8,6 +8,7 @@
 import type * as pl from 'nodejs-polars';
 import type { TopLevelSpec } from 'vega-lite';
 import { PNG } from 'pngjs';
+import { el, escapeHtml, join } from './html';
 
 export type { TopLevelSpec };
 /**
@@ -63,9 +64,8 @@ function fallback(text: string): void {
   if (text) process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
-export function escapeHtml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
+// The one escaping path lives in html.ts; re-exported for the notebooks and older callers.
+export { escapeHtml };
 
 // ---------------------------------------------------------------------------------------------
 // Charts
@@ -103,7 +103,7 @@ export async function chartSvg(spec: ChartSpec): Promise<string> {
 
 /** An <img> showing an SVG through a data URI: survives every HTML sanitizer that keeps data images. */
 export function svgImgHtml(svg: string, alt = 'chart'): string {
-  return `<img src="data:image/svg+xml;base64,${Buffer.from(svg, 'utf8').toString('base64')}" alt="${escapeHtml(alt)}"/>`;
+  return el('img', { src: `data:image/svg+xml;base64,${Buffer.from(svg, 'utf8').toString('base64')}`, alt }).html;
 }
 
 /**
@@ -169,15 +169,13 @@ export function tableHtml(df: pl.DataFrame | Row[], opts: TableOptions = {}): st
   const maxRows = opts.maxRows ?? 50;
   const digits = opts.digits ?? 4;
   const { columns, rows, total } = tableData(df, maxRows);
-  const cell = (v: unknown, tag: 'td' | 'th') => {
-    const align = typeof v === 'number' || typeof v === 'bigint' ? ' style="text-align:right"' : '';
-    return `<${tag}${align}>${escapeHtml(formatCell(v, digits))}</${tag}>`;
-  };
-  const head = `<thead><tr>${columns.map((c) => `<th>${escapeHtml(c)}</th>`).join('')}</tr></thead>`;
-  const body = rows.map((r) => `<tr>${columns.map((c) => cell(r[c], 'td')).join('')}</tr>`).join('\n');
-  const caption = opts.caption ? `<caption>${escapeHtml(opts.caption)}</caption>` : '';
-  const more = total > rows.length ? `\n<p><em>${total - rows.length} more rows not shown (${total} in all)</em></p>` : '';
-  return `<table class="dataframe">${caption}${head}<tbody>\n${body}\n</tbody></table>${more}`;
+  const cell = (v: unknown) =>
+    el('td', { style: typeof v === 'number' || typeof v === 'bigint' ? 'text-align:right' : undefined }, formatCell(v, digits));
+  const head = el('thead', {}, el('tr', {}, columns.map((c) => el('th', {}, c))));
+  const body = join(rows.map((r) => el('tr', {}, columns.map((c) => cell(r[c])))), '\n');
+  const caption = opts.caption ? el('caption', {}, opts.caption) : null;
+  const more = total > rows.length ? join(['\n', el('p', {}, el('em', {}, `${total - rows.length} more rows not shown (${total} in all)`))]) : null;
+  return join([el('table', { class: 'dataframe' }, caption, head, el('tbody', {}, '\n', body, '\n')), more]).html;
 }
 
 /** Plain-text version of a table, for terminals. */
@@ -258,15 +256,22 @@ export function imageGridHtml(items: GridImage[], opts: GridOptions = {}): strin
   const cells = items.map((it, i) => {
     const scale = opts.scale ?? Math.max(1, Math.round(96 / Math.max(it.width, it.height)));
     const png = pngBytes(it.rgb, it.width, it.height, `imageGrid item ${i}`).toString('base64');
-    const caption = it.caption ? `<figcaption style="font-size:11px;text-align:center">${escapeHtml(it.caption)}</figcaption>` : '';
-    return (
-      `<figure style="margin:2px">` +
-      `<img src="data:image/png;base64,${png}" width="${it.width * scale}" height="${it.height * scale}" ` +
-      `style="image-rendering:pixelated;display:block" alt="${escapeHtml(it.caption ?? `image ${i}`)}"/>${caption}</figure>`
+    const caption = it.caption ? el('figcaption', { style: 'font-size:11px;text-align:center' }, it.caption) : null;
+    return el(
+      'figure',
+      { style: 'margin:2px' },
+      el('img', {
+        src: `data:image/png;base64,${png}`,
+        width: it.width * scale,
+        height: it.height * scale,
+        style: 'image-rendering:pixelated;display:block',
+        alt: it.caption ?? `image ${i}`,
+      }),
+      caption,
     );
   });
-  const title = opts.title ? `<div style="font-weight:bold">${escapeHtml(opts.title)}</div>` : '';
-  return `${title}<div style="display:grid;grid-template-columns:repeat(${columns},max-content);gap:4px">${cells.join('')}</div>`;
+  const title = opts.title ? el('div', { style: 'font-weight:bold' }, opts.title) : null;
+  return join([title, el('div', { style: `display:grid;grid-template-columns:repeat(${columns},max-content);gap:4px` }, cells)]).html;
 }
 
 /** Shows a grid of images in tslab; prints a one-line note elsewhere. */

@@ -44,6 +44,10 @@ export interface PageInspection {
   images: { src: string; naturalWidth: number; complete: boolean }[];
   /** Console errors and uncaught exceptions. */
   errors: string[];
+  /** alert/confirm/prompt/beforeunload dialogs the page opened (dismissed at once): script ran. */
+  dialogs: string[];
+  /** In the rendered DOM: script elements, event-handler attributes, javascript: URLs. */
+  unsafe: string[];
   screenshot?: string;
 }
 
@@ -81,6 +85,22 @@ export async function inspectRendered(page: Page, root = 'body'): Promise<Pick<P
   }, root);
 }
 
+/** Elements of the live page that could run script: <script>, on* attributes, javascript: URLs. */
+export async function unsafeElements(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const found: string[] = [];
+    for (const e of Array.from(document.querySelectorAll('*'))) {
+      const tag = e.tagName.toLowerCase();
+      if (tag === 'script') found.push('<script>');
+      for (const a of Array.from(e.attributes)) {
+        if (/^on/i.test(a.name)) found.push(`<${tag} ${a.name}>`);
+        if (/^(javascript|vbscript):/i.test(a.value.replace(/[\x00-\x20]/g, ''))) found.push(`<${tag} ${a.name}="${a.value.slice(0, 40)}">`);
+      }
+    }
+    return found;
+  });
+}
+
 /**
  * Opens `url` (a file path or URL) in a fresh page, waits for it to load, and reports what it
  * rendered and requested; with `screenshot`, saves a full-page PNG there.
@@ -98,13 +118,19 @@ export async function inspectPage(url: string, opts: { screenshot?: string; brow
       if (m.type() === 'error') errors.push(m.text());
     });
     page.on('pageerror', (e) => errors.push(e.message));
+    const dialogs: string[] = [];
+    page.on('dialog', (d) => {
+      dialogs.push(`${d.type()}: ${d.message()}`);
+      d.dismiss().catch(() => undefined);
+    });
     await page.goto(target, { waitUntil: 'load', timeout: 60_000 });
     const rendered = await inspectRendered(page);
+    const unsafe = await unsafeElements(page);
     const title = await page.title();
     if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
     await context.close();
     const externalRequests = requests.filter((r) => r !== target && !r.startsWith('data:'));
-    return { url: target, title, requests, externalRequests, ...rendered, errors, screenshot: opts.screenshot };
+    return { url: target, title, requests, externalRequests, ...rendered, errors, dialogs, unsafe, screenshot: opts.screenshot };
   } finally {
     if (!opts.browser) await browser.close();
   }
@@ -123,5 +149,7 @@ export function reportProblems(r: PageInspection): string[] {
   });
   if (r.externalRequests.length) problems.push(`the page requested ${r.externalRequests.length} resource(s): ${r.externalRequests.slice(0, 3).join(', ')}`);
   if (r.errors.length) problems.push(`console errors: ${r.errors.slice(0, 3).join('; ')}`);
+  if (r.dialogs?.length) problems.push(`the page opened ${r.dialogs.length} dialog(s) (a script ran): ${r.dialogs.slice(0, 3).join('; ')}`);
+  if (r.unsafe?.length) problems.push(`${r.unsafe.length} element(s) could run script: ${r.unsafe.slice(0, 3).join(', ')}`);
   return problems;
 }

@@ -13,7 +13,8 @@ const REPORT_USAGE = `usage: npm run -s cli -- report [--run <runDir>] [--check]
   (charts and images embedded, nothing fetched). Default run: the newest in data/runs.
   Prints the path of the report.
   --check  also open it in headless Chromium, save <runDir>/report.png and fail if a chart
-           or image did not render or the page requested anything.
+           or image did not render, the page requested anything, opened a dialog, or holds a
+           script element, an event-handler attribute or a javascript: URL.
 `;
 
 const PREDICT_USAGE = `usage: npm run -s cli -- predict [--run <runDir>] [--top 3] [--json] <image>...
@@ -50,7 +51,10 @@ export async function reportCommand(argv: string[]): Promise<void> {
     const { inspectPage, reportProblems } = await import('./browser');
     const screenshot = path.join(runDir, 'report.png');
     const r = await inspectPage(out, { screenshot });
-    check = { screenshot, charts: r.charts.length, images: r.images.length, problems: reportProblems(r) };
+    // the file as written, parsed: what could run or fetch even where this Chromium would not
+    const { htmlViolations } = await import('./report');
+    const statics = htmlViolations(fs.readFileSync(out, 'utf8')).map((v) => `in the file: ${v}`);
+    check = { screenshot, charts: r.charts.length, images: r.images.length, problems: [...reportProblems(r), ...statics] };
     if (!values.json) {
       process.stderr.write(`checked in Chromium: ${check.charts} charts, ${check.images} images, ${r.requests.length} request(s); screenshot ${screenshot}\n`);
       for (const p of check.problems) process.stderr.write(`problem: ${p}\n`);

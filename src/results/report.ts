@@ -10,9 +10,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import MarkdownIt from 'markdown-it';
+import sanitizeHtml from 'sanitize-html';
+import { parseDocument, DomUtils } from 'htmlparser2';
+import { el, escapeHtml, join, trusted } from '../html';
 type Markdown = InstanceType<typeof MarkdownIt>;
 import { paths } from '../config';
 import { writeFileAtomic } from '../session';
+import { describeDivergence, readDivergence } from './divergence';
 
 /** The parts of an nbformat 4 notebook the report reads. */
 interface NotebookCell {
@@ -47,9 +51,7 @@ export interface ReportOptions {
 
 const joinSource = (s: string | string[] | undefined): string => (Array.isArray(s) ? s.join('') : s ?? '');
 
-export function escapeHtml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
+export { escapeHtml };
 
 /** Terminal colour codes (tracebacks, progress bars) are noise in a page. */
 export function stripAnsi(s: string): string {
@@ -113,45 +115,104 @@ function resolveResource(ref: string, ctx: ResolveContext): string | null {
   return null;
 }
 
+/** Elements a notebook output may keep: text, tables, images, and the SVG a chart is drawn with. */
+const HTML_TAGS = [
+  'a', 'abbr', 'b', 'blockquote', 'br', 'caption', 'code', 'col', 'colgroup', 'dd', 'del', 'details', 'div', 'dl', 'dt',
+  'em', 'figcaption', 'figure', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'hr', 'i', 'img', 'ins', 'kbd', 'li', 'mark', 'ol',
+  'p', 'pre', 'q', 's', 'samp', 'small', 'span', 'strong', 'sub', 'summary', 'sup', 'table', 'tbody', 'td', 'tfoot', 'th',
+  'thead', 'tr', 'u', 'ul', 'var',
+];
+// SVG keeps its camelCase tag names through the parser; attribute names come out lower-cased (a browser restores them).
+const SVG_TAGS = [
+  'svg', 'g', 'defs', 'path', 'rect', 'circle', 'ellipse', 'line', 'polyline', 'polygon', 'text', 'tspan', 'textPath',
+  'title', 'desc', 'clipPath', 'linearGradient', 'radialGradient', 'stop', 'pattern', 'marker', 'mask', 'symbol', 'use', 'image',
+];
+const COMMON_ATTRS = ['class', 'id', 'title', 'style', 'lang', 'dir', 'role', 'aria-*', 'width', 'height', 'align', 'valign'];
+const SVG_ATTRS = [
+  'viewbox', 'preserveaspectratio', 'xmlns', 'xmlns:xlink', 'version', 'x', 'y', 'x1', 'y1', 'x2', 'y2', 'cx', 'cy', 'r', 'rx', 'ry',
+  'd', 'points', 'transform', 'fill', 'fill-opacity', 'fill-rule', 'stroke', 'stroke-width', 'stroke-opacity', 'stroke-dasharray',
+  'stroke-dashoffset', 'stroke-linecap', 'stroke-linejoin', 'stroke-miterlimit', 'opacity', 'clip-path', 'clip-rule', 'mask',
+  'text-anchor', 'dominant-baseline', 'alignment-baseline', 'font-family', 'font-size', 'font-weight', 'font-style', 'dx', 'dy',
+  'letter-spacing', 'pointer-events', 'shape-rendering', 'paint-order', 'display', 'visibility', 'offset', 'stop-color',
+  'stop-opacity', 'gradientunits', 'gradienttransform', 'patternunits', 'cliprule', 'clippathunits', 'marker-start',
+  'marker-mid', 'marker-end', 'markerwidth', 'markerheight', 'refx', 'refy', 'orient', 'href', 'xlink:href', 'focusable',
+];
+/** Attributes that make a browser load something. */
+const URL_ATTRS = ['src', 'href', 'xlink:href'];
+
+/** CSS in a style attribute may not load anything: url()s to anything but data: and #, and @import, go. */
+function cleanCss(css: string): string {
+  return css
+    .replace(/@import[^;]*;?/gi, '')
+    .replace(/url\(\s*(['"]?)(?!data:|#)[^)]*\)/gi, 'none')
+    .replace(/expression\s*\(/gi, '(');
+}
+
 /**
- * Makes an HTML fragment self-contained: no script, stylesheet link, frame or embedded object; every
- * image/source reference inlined as a data: URI or removed (keeping its alt text); CSS url()s and
- * @imports to anything but data: dropped. Links (<a href>) stay: a browser does not fetch them.
+ * Makes an HTML fragment from a notebook safe and self-contained, with a real HTML parser
+ * (sanitize-html over htmlparser2) and an allow-list: only the elements and attributes above survive,
+ * so no script, event handler, frame, form, object or stylesheet; every image reference is inlined as a
+ * data: URI or the image replaced by its alt text; CSS url()s to anything but data: dropped. Links
+ * (<a href>) to http(s)/mailto/# stay: a browser does not fetch them. The parser decodes attribute
+ * values and the serializer quotes and escapes them again, so text can never turn into markup.
  */
 export function sanitizeFragment(html: string, ctx: ResolveContext): string {
-  let out = html
-    .replace(/<script\b[\s\S]*?<\/script\s*>/gi, '')
-    .replace(/<script\b[^>]*\/?>/gi, '')
-    .replace(/<(iframe|object|embed|frame|audio|video)\b[\s\S]*?<\/\1\s*>/gi, '')
-    .replace(/<(iframe|object|embed|frame|audio|video|base|meta|link)\b[^>]*>/gi, '')
-    .replace(/@import[^;]*;/gi, '')
-    .replace(/url\(\s*(['"]?)(?!data:|#)[^)'"]*\1\s*\)/gi, 'none');
-  // src/srcset/href/xlink:href/poster/background on every tag except <a> (and SVG-internal #refs).
-  out = out.replace(/<([a-zA-Z][\w:-]*)(\s[^<>]*?)?(\/?)>/g, (whole, tag: string, attrs: string | undefined, selfClose: string) => {
-    if (!attrs) return whole;
-    const isLink = tag.toLowerCase() === 'a';
-    let dropTag = false;
-    let alt = '';
-    const altMatch = /\salt\s*=\s*("([^"]*)"|'([^']*)')/i.exec(attrs);
-    if (altMatch) alt = altMatch[2] ?? altMatch[3] ?? '';
-    const fixed = attrs.replace(
-      /(\s)(src|srcset|href|xlink:href|poster|background|data)\s*=\s*("([^"]*)"|'([^']*)'|([^\s"'>]+))/gi,
-      (attr, sp: string, name: string, _q: string, dq?: string, sq?: string, bare?: string) => {
-        const value = (dq ?? sq ?? bare ?? '').trim();
-        const lname = name.toLowerCase();
-        if (isLink && lname === 'href') return attr;
-        if (value.startsWith('#') || value === '') return attr;
-        if (lname === 'srcset') return '';
-        const inlined = resolveResource(value, ctx);
-        if (inlined) return `${sp}${name}="${inlined}"`;
-        if (tag.toLowerCase() === 'img') dropTag = true;
-        return '';
+  return sanitizeHtml(html, {
+    allowedTags: [...HTML_TAGS, ...SVG_TAGS],
+    allowedAttributes: {
+      '*': [...COMMON_ATTRS, ...SVG_ATTRS],
+      a: ['href', 'name'],
+      img: ['src', 'alt'],
+      td: ['colspan', 'rowspan'],
+      th: ['colspan', 'rowspan', 'scope'],
+      ol: ['start'],
+      details: ['open'],
+    },
+    allowedSchemes: ['http', 'https', 'mailto'],
+    allowedSchemesByTag: { img: ['data'], image: ['data'] },
+    allowedSchemesAppliedToAttributes: URL_ATTRS,
+    allowProtocolRelative: false,
+    disallowedTagsMode: 'discard',
+    // every element: inline or drop what it would fetch, keep only # references inside SVG
+    transformTags: {
+      // an image that cannot be inlined becomes its alt text (set here: only a named transform may give text)
+      img: (tagName: string, attribs: sanitizeHtml.Attributes): sanitizeHtml.Tag => {
+        const src = (attribs.src ?? '').trim();
+        const inlined = src ? resolveResource(src, ctx) : null;
+        if (inlined && /^data:image\//i.test(inlined)) return { tagName, attribs: { ...attribs, src: inlined } };
+        const alt = attribs.alt ?? '';
+        return { tagName: 'span', attribs: { class: 'missing-image' }, text: `[image not embedded${alt ? `: ${alt}` : ''}]` };
       },
-    );
-    if (dropTag) return `<span class="missing-image">[image not embedded${alt ? `: ${escapeHtml(alt)}` : ''}]</span>`;
-    return `<${tag}${fixed}${selfClose}>`;
+      '*': (tagName: string, attribs: sanitizeHtml.Attributes) => {
+        const out: sanitizeHtml.Attributes = {};
+        for (const [name, value] of Object.entries(attribs)) {
+          const lname = name.toLowerCase();
+          if (lname === 'style') {
+            out[name] = cleanCss(value);
+            continue;
+          }
+          if (!URL_ATTRS.includes(lname)) {
+            out[name] = value;
+            continue;
+          }
+          const v = value.trim();
+          if (tagName === 'a' && lname === 'href') {
+            if (v.startsWith('#') || /^(https?:|mailto:)/i.test(v)) out[name] = v;
+            continue;
+          }
+          if (v.startsWith('#') && tagName !== 'img') {
+            out[name] = v;
+            continue;
+          }
+          if (tagName === 'img' || tagName === 'image') {
+            const inlined = v ? resolveResource(v, ctx) : null;
+            if (inlined && /^data:image\//i.test(inlined)) out[name] = inlined;
+          }
+        }
+        return { tagName, attribs: out };
+      },
+    },
   });
-  return out;
 }
 
 let svgCounter = 0;
@@ -185,11 +246,11 @@ function renderOutput(o: NotebookOutput, md: Markdown, ctx: ResolveContext): str
   switch (o.output_type) {
     case 'stream': {
       const text = streamText(joinSource(o.text));
-      return text.trim() ? `<pre class="output stream ${o.name === 'stderr' ? 'stderr' : ''}">${escapeHtml(text)}</pre>` : '';
+      return text.trim() ? el('pre', { class: `output stream ${o.name === 'stderr' ? 'stderr' : ''}` }, text).html : '';
     }
     case 'error': {
       const tb = stripAnsi((o.traceback ?? []).join('\n')) || `${o.ename}: ${o.evalue}`;
-      return `<pre class="output error">${escapeHtml(tb)}</pre>`;
+      return el('pre', { class: 'output error' }, tb).html;
     }
     case 'display_data':
     case 'execute_result':
@@ -200,17 +261,17 @@ function renderOutput(o: NotebookOutput, md: Markdown, ctx: ResolveContext): str
       const value = data[mime];
       switch (mime) {
         case 'text/html':
-          return `<div class="output html">${sanitizeFragment(mimeText(value), ctx)}</div>`;
+          return el('div', { class: 'output html' }, trusted(sanitizeFragment(mimeText(value), ctx))).html;
         case 'image/svg+xml':
-          return `<div class="output svg">${sanitizeFragment(scopeSvgIds(stripXmlProlog(mimeText(value))), ctx)}</div>`;
+          return el('div', { class: 'output svg' }, trusted(sanitizeFragment(scopeSvgIds(stripXmlProlog(mimeText(value))), ctx))).html;
         case 'image/png':
         case 'image/jpeg':
         case 'image/gif':
-          return `<div class="output image"><img alt="output image" src="data:${mime};base64,${mimeText(value).replace(/\s+/g, '')}"/></div>`;
+          return el('div', { class: 'output image' }, el('img', { alt: 'output image', src: `data:${mime};base64,${mimeText(value).replace(/\s+/g, '')}` })).html;
         case 'text/markdown':
-          return `<div class="output markdown">${sanitizeFragment(md.render(mimeText(value)), ctx)}</div>`;
+          return el('div', { class: 'output markdown' }, trusted(sanitizeFragment(md.render(mimeText(value)), ctx))).html;
         default:
-          return `<pre class="output text">${escapeHtml(stripAnsi(mimeText(value)))}</pre>`;
+          return el('pre', { class: 'output text' }, stripAnsi(mimeText(value))).html;
       }
     }
     default:
@@ -283,19 +344,20 @@ export function renderNotebook(file: string, opts: { index?: number; baseDirs?: 
   const cells = nb.cells.map((cell, i) => {
     const source = joinSource(cell.source);
     const ctx: ResolveContext = { baseDirs, attachments: cell.attachments };
-    if (cell.cell_type === 'markdown') return `<div class="cell markdown">${sanitizeFragment(md.render(source), ctx)}</div>`;
-    if (cell.cell_type === 'raw') return source.trim() ? `<pre class="cell raw">${escapeHtml(source)}</pre>` : '';
+    if (cell.cell_type === 'markdown') return el('div', { class: 'cell markdown' }, trusted(sanitizeFragment(md.render(source), ctx))).html;
+    if (cell.cell_type === 'raw') return source.trim() ? el('pre', { class: 'cell raw' }, source).html : '';
     const outputs = (cell.outputs ?? []).map((o) => {
       if (o.output_type === 'error') errors++;
       return renderOutput(o, md, ctx);
     });
     const prompt = cell.execution_count ? `[${cell.execution_count}]` : '[ ]';
-    return (
-      `<div class="cell code" id="${id}-cell-${i}">` +
-      `<div class="input"><span class="prompt">${prompt}</span><pre><code>${escapeHtml(source)}</code></pre></div>` +
-      (outputs.join('') ? `<div class="outputs">${outputs.join('')}</div>` : '') +
-      `</div>`
-    );
+    const shown = outputs.join('');
+    return el(
+      'div',
+      { class: 'cell code', id: `${id}-cell-${i}` },
+      el('div', { class: 'input' }, el('span', { class: 'prompt' }, prompt), el('pre', {}, el('code', {}, source))),
+      shown ? el('div', { class: 'outputs' }, trusted(shown)) : null,
+    ).html;
   });
   const firstHeading = toc.find((t) => t.level === 1) ?? toc[0];
   const title = firstHeading?.text || name;
@@ -303,7 +365,7 @@ export function renderNotebook(file: string, opts: { index?: number; baseDirs?: 
     id,
     file,
     title,
-    html: `<section class="notebook" id="${id}" data-notebook="${escapeHtml(path.basename(file))}">\n${cells.join('\n')}\n</section>`,
+    html: el('section', { class: 'notebook', id, 'data-notebook': path.basename(file) }, trusted(`\n${cells.join('\n')}\n`)).html,
     toc: toc.filter((t) => t !== firstHeading && t.level <= 3),
     errors,
   };
@@ -343,61 +405,84 @@ pre.stderr { background:#fff8e6; } pre.error { background:#ffebe9; color:#82071e
 table.dataframe, .output table { border-collapse:collapse; font-size:13px; margin:6px 0; }
 .output th, .output td { border:1px solid var(--line); padding:3px 8px; } .output th { background:var(--code); }
 .missing-image { color:var(--muted); font-style:italic; }
+.warning { margin-top:8px; padding:8px 12px; background:#ffebe9; border:1px solid #cf222e; border-radius:6px; color:#82071e; }
 @media print { nav.toc { display:none; } }
 `;
 
-/** Throws if the page would make the browser fetch anything: every src/href outside <a> must be data: or #. */
-export function assertSelfContained(html: string, origin = 'report'): void {
+/**
+ * What in a page could run code or fetch something, found by parsing it (htmlparser2): script
+ * elements, event-handler attributes (on*), javascript:/vbscript: URLs, frames, objects, forms, and
+ * every src/href outside <a> that is not data: or #, plus CSS url()s and @imports.
+ */
+export function htmlViolations(html: string): string[] {
   const bad: string[] = [];
-  for (const m of html.matchAll(/<([a-zA-Z][\w:-]*)\b([^<>]*)>/g)) {
-    const tag = m[1].toLowerCase();
-    if (tag === 'script' && /\ssrc\s*=/.test(m[2])) bad.push(m[0].slice(0, 120));
-    if (tag === 'link') {
-      bad.push(m[0].slice(0, 120));
+  const doc = parseDocument(html);
+  const elements = DomUtils.findAll(() => true, doc.children);
+  const css: string[] = [];
+  for (const e of elements) {
+    const tag = e.name.toLowerCase();
+    if (tag === 'script') bad.push('a <script> element');
+    if (['iframe', 'frame', 'object', 'embed', 'link', 'base', 'form', 'applet', 'portal'].includes(tag)) {
+      bad.push(`a <${tag}> element`);
       continue;
     }
-    for (const a of m[2].matchAll(/\s(src|srcset|href|xlink:href|poster|background)\s*=\s*("([^"]*)"|'([^']*)'|([^\s"'>]+))/gi)) {
-      const value = (a[3] ?? a[4] ?? a[5] ?? '').trim();
-      if (tag === 'a' && a[1].toLowerCase() === 'href') continue;
-      if (value === '' || value.startsWith('#') || value.startsWith('data:')) continue;
-      bad.push(`<${tag} ${a[1]}="${value.slice(0, 80)}">`);
+    if (tag === 'meta' && e.attribs['http-equiv'] && e.attribs['http-equiv'].toLowerCase() !== 'content-security-policy') bad.push(`<meta http-equiv="${e.attribs['http-equiv']}">`);
+    if (tag === 'style') css.push(DomUtils.textContent(e));
+    for (const [name, raw] of Object.entries(e.attribs)) {
+      const lname = name.toLowerCase();
+      const value = raw.trim();
+      if (lname.startsWith('on')) bad.push(`<${tag} ${name}="${value.slice(0, 60)}"> (event handler)`);
+      // browsers ignore ASCII whitespace and control characters inside a URL's scheme
+      if (/^(javascript|vbscript):/i.test(value.replace(/[\x00-\x20]/g, ''))) bad.push(`<${tag} ${name}="${value.slice(0, 60)}"> (script URL)`);
+      if (lname === 'style') css.push(value);
+      if (['src', 'srcset', 'href', 'xlink:href', 'poster', 'background', 'data', 'action', 'formaction'].includes(lname)) {
+        if (tag === 'a' && lname === 'href') continue;
+        if (value === '' || value.startsWith('#') || value.startsWith('data:')) continue;
+        bad.push(`<${tag} ${name}="${value.slice(0, 80)}">`);
+      }
     }
   }
-  // CSS lives in <style> blocks and style="" attributes; code shown as text (escaped) is not CSS.
-  const css = [...html.matchAll(/<style\b[^>]*>([\s\S]*?)<\/style>/gi)].map((m) => m[1]);
-  for (const m of html.matchAll(/\sstyle\s*=\s*("([^"]*)"|'([^']*)')/gi)) css.push(m[2] ?? m[3] ?? '');
   for (const block of css) {
     for (const m of block.matchAll(/url\(\s*['"]?([^)'"]*)/gi)) if (!/^(data:|#)/.test(m[1].trim())) bad.push(`url(${m[1].slice(0, 80)})`);
     if (/@import/i.test(block)) bad.push('@import');
   }
-  if (bad.length) throw new Error(`${origin}: would load ${bad.length} external resource(s), e.g. ${bad.slice(0, 3).join(', ')}`);
+  return bad;
 }
 
-/** The whole report page from rendered notebooks. */
-export function reportHtml(notebooks: RenderedNotebook[], meta: { title: string; subtitle: string }): string {
-  const toc = notebooks
-    .map((nb) => {
-      const sub = nb.toc.filter((t) => t.level === 2).map((t) => `<li><a href="#${t.id}">${escapeHtml(t.text)}</a></li>`).join('');
-      const err = nb.errors ? ` <span class="errors">(${nb.errors} error${nb.errors > 1 ? 's' : ''})</span>` : '';
-      return `<li><a href="#${nb.id}">${escapeHtml(nb.title)}</a>${err}${sub ? `<ol>${sub}</ol>` : ''}</li>`;
-    })
-    .join('\n');
-  return `<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(meta.title)}</title>
-<style>${STYLE}</style></head>
-<body>
-<header class="report"><h1>${escapeHtml(meta.title)}</h1><div class="meta">${escapeHtml(meta.subtitle)}</div></header>
-<div class="layout">
-<nav class="toc" aria-label="Contents"><strong>Contents</strong><ol>
-${toc}
-</ol></nav>
-<main>
-${notebooks.map((nb) => nb.html).join('\n')}
-</main></div>
-</body></html>
-`;
+/** Throws if the page could run a script or make the browser fetch anything (see htmlViolations). */
+export function assertSelfContained(html: string, origin = 'report'): void {
+  const bad = htmlViolations(html);
+  if (bad.length) throw new Error(`${origin}: ${bad.length} unsafe or external item(s), e.g. ${bad.slice(0, 3).join(', ')}`);
+}
+
+/** No script at all, images only from data:, nothing else loaded: a second wall behind the sanitizer. */
+export const REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; form-action 'none'; base-uri 'none'";
+
+/** The whole report page from rendered notebooks; `warning` (a diverged run) is shown above everything. */
+export function reportHtml(notebooks: RenderedNotebook[], meta: { title: string; subtitle: string; warning?: string }): string {
+  const toc = join(
+    notebooks.map((nb) => {
+      const sub = nb.toc.filter((t) => t.level === 2).map((t) => el('li', {}, el('a', { href: `#${t.id}` }, t.text)));
+      const err = nb.errors ? [' ', el('span', { class: 'errors' }, `(${nb.errors} error${nb.errors > 1 ? 's' : ''})`)] : null;
+      return el('li', {}, el('a', { href: `#${nb.id}` }, nb.title), err, sub.length ? el('ol', {}, sub) : null);
+    }),
+    '\n',
+  );
+  const head = join([
+    el('meta', { charset: 'utf-8' }),
+    el('meta', { 'http-equiv': 'Content-Security-Policy', content: REPORT_CSP }),
+    el('meta', { name: 'viewport', content: 'width=device-width, initial-scale=1' }),
+    el('title', {}, meta.title),
+    el('style', {}, trusted(STYLE)),
+  ], '\n');
+  const warning = meta.warning ? el('div', { class: 'warning', role: 'alert' }, el('strong', {}, 'Warning: '), meta.warning) : null;
+  const body = join([
+    el('header', { class: 'report' }, el('h1', {}, meta.title), el('div', { class: 'meta' }, meta.subtitle), warning),
+    el('div', { class: 'layout' },
+      el('nav', { class: 'toc', 'aria-label': 'Contents' }, el('strong', {}, 'Contents'), el('ol', {}, '\n', toc, '\n')),
+      el('main', {}, '\n', trusted(notebooks.map((nb) => nb.html).join('\n')), '\n')),
+  ], '\n');
+  return `<!DOCTYPE html>\n${el('html', { lang: 'en' }, el('head', {}, head), '\n', el('body', {}, '\n', body, '\n')).html}\n`;
 }
 
 /**
@@ -416,7 +501,9 @@ export async function writeReport(runDir: string, opts: ReportOptions = {}): Pro
   } catch {
     // a folder without profile.json still gets a report of its notebooks
   }
+  const diverged = readDivergence(dir);
   const html = reportHtml(rendered, {
+    warning: diverged ? `${describeDivergence(diverged)}. The model and the numbers below come from a broken training run (${path.basename(diverged.file)}).` : undefined,
     title: opts.title ?? `Run ${path.basename(dir)}`,
     subtitle: `${profileName ? `profile ${profileName} · ` : ''}${rendered.length} notebooks · written ${new Date().toISOString()}`,
   });

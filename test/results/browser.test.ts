@@ -14,7 +14,7 @@ import { spawn, spawnSync, ChildProcess } from 'node:child_process';
 import { projectRoot } from '../../src/config';
 import { findChromium, inspectPage, inspectRendered, launchChromium, reportProblems } from '../../src/results/browser';
 import { writeReport } from '../../src/results/report';
-import { makeFixtureRun } from './fixtures';
+import { makeFixtureRun, makeHostileRun, HOSTILE_CLASSES, tinyPngBase64 } from './fixtures';
 
 const chromium = findChromium();
 const noChromium = chromium ? false : 'no Chromium (apt-get install chromium chromium-driver, or set CHROMIUM_PATH)';
@@ -49,14 +49,69 @@ test('the report renders offline in Chromium: every chart drawn, every image dec
   assert.ok(fs.existsSync(screenshot));
 });
 
+test('a report of class names holding markup runs nothing in Chromium, fetches nothing, shows every image and the names as written', { skip: noChromium, timeout: 60_000 }, async (t) => {
+  const run = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-browser-'));
+  t.after(() => fs.rmSync(run, { recursive: true, force: true }));
+  await makeHostileRun(run);
+  const report = await writeReport(run);
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const r = await inspectPage(report, { browser });
+  assert.deepEqual(r.dialogs, [], 'no alert/confirm/prompt');
+  assert.deepEqual(r.requests, [r.url], 'only the page itself was loaded');
+  assert.deepEqual(r.unsafe, [], 'no script element, handler attribute or javascript: URL in the DOM');
+  assert.deepEqual(r.errors, []);
+  assert.equal(r.images.length, HOSTILE_CLASSES.length + 2, 'the grid, the chart as <img>, the old attack\'s image');
+  for (const img of r.images) assert.ok(img.complete && img.naturalWidth > 0, `image ${img.src} shown`);
+  assert.deepEqual(r.charts.map((c) => [c.kind, c.rendered]), [['svg', true], ['img', true]]);
+  // the names as written: captions, alt texts, table cells and chart axis labels
+  const page = await (await browser.newContext({ offline: true })).newPage();
+  const dialogs: string[] = [];
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => undefined); });
+  await page.goto(r.url);
+  const seen = await page.evaluate(() => ({
+    captions: Array.from(document.querySelectorAll('figcaption')).map((e) => e.textContent),
+    alts: Array.from(document.querySelectorAll('figure img')).map((e) => e.getAttribute('alt')),
+    cells: Array.from(document.querySelectorAll('td')).map((e) => e.textContent),
+    labels: Array.from(document.querySelectorAll('svg .role-axis-label text')).map((e) => e.textContent),
+  }));
+  assert.deepEqual(seen.captions, HOSTILE_CLASSES);
+  assert.deepEqual(seen.alts, HOSTILE_CLASSES);
+  for (const c of HOSTILE_CLASSES) assert.ok(seen.cells.includes(c), `table cell ${c}`);
+  for (const c of HOSTILE_CLASSES) assert.ok(seen.labels.includes(c), `axis label ${c} in ${JSON.stringify(seen.labels)}`);
+  await page.mouse.move(10, 10);
+  await page.mouse.move(400, 400);
+  assert.deepEqual(dialogs, []);
+  // --check agrees
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const c = spawnSync(process.execPath, [cli, 'report', '--run', run, '--check', '--json'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(c.status, 0, c.stderr);
+  assert.deepEqual(JSON.parse(c.stdout).check.problems, []);
+});
+
+test('report --check fails on a page that runs a script or carries a handler', { skip: noChromium, timeout: 60_000 }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-browser-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const page = path.join(dir, 'bad.html');
+  fs.writeFileSync(page, `<!DOCTYPE html><html><body><img src="data:image/png;base64,${tinyPngBase64()}" alt="x" onload="alert(7)"></body></html>`);
+  const r = await inspectPage(page);
+  assert.deepEqual(r.dialogs, ['alert: 7']);
+  assert.deepEqual(r.unsafe, ['<img onload>']);
+  assert.ok(reportProblems(r).some((p) => /dialog/.test(p)));
+});
+
 test('reportProblems names what a reader would miss', () => {
-  const base = { url: 'file:///r.html', title: '', requests: [], externalRequests: [], errors: [] };
+  const base = { url: 'file:///r.html', title: '', requests: [], externalRequests: [], errors: [], dialogs: [], unsafe: [] };
   assert.deepEqual(reportProblems({ ...base, charts: [{ kind: 'svg', marks: 3, markTypes: ['line'], rendered: true }], images: [] }), []);
   assert.deepEqual(
     reportProblems({ ...base, externalRequests: ['https://cdn/x.js'], charts: [{ kind: 'svg', marks: 0, markTypes: [], rendered: true }, { kind: 'img', marks: 5, markTypes: ['rect'], rendered: false }], images: [{ src: 'data:x', naturalWidth: 0, complete: true }] }),
     ['chart 1 has no marks', 'chart 2 is not displayed', 'image 1 did not load (data:x)', 'the page requested 1 resource(s): https://cdn/x.js'],
   );
   assert.deepEqual(reportProblems({ ...base, charts: [], images: [] }), ['no chart rendered']);
+  assert.deepEqual(
+    reportProblems({ ...base, dialogs: ['alert: 1'], unsafe: ['<img onerror>'], charts: [{ kind: 'svg', marks: 3, markTypes: ['line'], rendered: true }], images: [] }),
+    ['the page opened 1 dialog(s) (a script ran): alert: 1', '1 element(s) could run script: <img onerror>'],
+  );
 });
 
 function freePort(): Promise<number> {

@@ -82,3 +82,39 @@ export async function makeFixtureRun(runDir: string): Promise<string[]> {
   fs.writeFileSync(files[1], nb5);
   return files;
 }
+
+/** Class names that hold markup, quotes, src=, onload= and </svg>: each must show as written and run nothing. */
+export const HOSTILE_CLASSES = [
+  'p src=data:, onload=alert(1) q',
+  '<img src=x onerror=alert(2)>',
+  '"quoted" & \'single\'',
+  '</svg><svg onload=alert(3)>',
+  'x" onmouseover="alert(4)',
+];
+
+/**
+ * A run whose notebooks show HOSTILE_CLASSES the way the pipeline does: an image grid captioned
+ * with them, a per-class table, a confusion-matrix chart (SVG and its <img> form), a markdown cell,
+ * and a text/html output that tries the sanitizer's old weak spot (src= inside an escaped alt).
+ */
+export async function makeHostileRun(runDir: string): Promise<string[]> {
+  const nbDir = path.join(runDir, 'notebooks');
+  fs.mkdirSync(nbDir, { recursive: true });
+  fs.writeFileSync(path.join(runDir, 'profile.json'), JSON.stringify({ name: 'hostile', data: { source: 'folder', imageSize: 8 }, model: { arch: 'darknet-tiny', inputSize: 64 } }));
+  const confusion = HOSTILE_CLASSES.map((_c, i) => HOSTILE_CLASSES.map((_d, j) => (i === j ? 4 : 1)));
+  const heat = await chartBundle(confusionMatrixSpec(confusion, HOSTILE_CLASSES) as never);
+  const grid = imageGridHtml(HOSTILE_CLASSES.map((c, i) => ({ rgb: new Uint8Array(8 * 8 * 3).fill(30 * i + 40), width: 8, height: 8, caption: c })));
+  const oldAttack = `<img src="data:image/png;base64,${tinyPngBase64()}" alt="${'p src=data:, onload=alert(1) q'.replace(/"/g, '&quot;')}"/>`;
+  const nb = notebook([
+    cell('markdown', '# 01 Hostile names\n\nClasses: ' + HOSTILE_CLASSES.map((c) => '`' + c + '`').join(', ')),
+    cell('code', 'wb.display.imageGrid(items);', [{ output_type: 'display_data', data: { 'text/html': grid, 'text/plain': '[grid]' }, metadata: {} }], 1),
+    cell('code', 'wb.display.table(perClass);', [{ output_type: 'display_data', data: { 'text/html': tableHtml(perClassTable(confusion, HOSTILE_CLASSES)), 'text/plain': 'table' }, metadata: {} }], 2),
+    cell('code', 'await wb.display.chart(heat);', [{ output_type: 'display_data', data: heat, metadata: {} }], 3),
+    cell('code', 'await wb.display.chart(heat);', [{ output_type: 'display_data', data: { 'text/html': heat['text/html'] }, metadata: {} }], 4),
+    cell('code', 'wb.display.html(old);', [{ output_type: 'display_data', data: { 'text/html': oldAttack }, metadata: {} }], 5),
+    cell('code', 'names', [{ output_type: 'execute_result', data: { 'text/plain': HOSTILE_CLASSES.join('\n') }, metadata: {} }], 6),
+  ]);
+  const file = path.join(nbDir, '01-hostile.ipynb');
+  fs.writeFileSync(file, nb);
+  return [file];
+}

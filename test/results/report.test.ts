@@ -4,9 +4,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { writeReport, sanitizeFragment, assertSelfContained, scopeSvgIds, renderNotebook, stripAnsi } from '../../src/results/report';
+import { parseDocument, DomUtils } from 'htmlparser2';
+import { writeReport, sanitizeFragment, assertSelfContained, scopeSvgIds, renderNotebook, stripAnsi, escapeHtml, htmlViolations } from '../../src/results/report';
 import { projectRoot } from '../../src/config';
-import { makeFixtureRun } from './fixtures';
+import { makeFixtureRun, makeHostileRun, HOSTILE_CLASSES } from './fixtures';
 
 function tmp(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-report-'));
@@ -67,13 +68,13 @@ test('sanitizeFragment and assertSelfContained: what a browser would fetch is in
       '<iframe src="https://e.com"></iframe><source srcset="https://e.com/c.png 2x"><use xlink:href="#g"/></p>',
     { baseDirs: [dir] },
   );
-  assert.match(out, /<img src="data:image\/png;base64,iVBORw==" alt="x">/);
+  assert.match(out, /<img src="data:image\/png;base64,iVBORw==" alt="x" \/>/);
   assert.match(out, /\[image not embedded\]/);
   assert.match(out, /<a href="https:\/\/e.com">/);
   assert.doesNotMatch(out, /iframe|srcset/);
   assert.match(out, /xlink:href="#g"/);
   assert.doesNotThrow(() => assertSelfContained(out));
-  assert.throws(() => assertSelfContained('<link rel="stylesheet" href="x.css">'), /1 external resource/);
+  assert.throws(() => assertSelfContained('<link rel="stylesheet" href="x.css">'), /1 unsafe or external item/);
   assert.throws(() => assertSelfContained('<img src="https://e.com/x.png">'), /https:\/\/e.com\/x.png/);
   assert.throws(() => assertSelfContained('<div style="background: url(file:///x.png)"></div>'), /url\(file/);
   assert.doesNotThrow(() => assertSelfContained('<pre><code>new URL(&quot;https://x&quot;)</code></pre>'));
@@ -99,7 +100,7 @@ test('renderNotebook inlines markdown attachments', () => {
   }));
   const r = renderNotebook(file);
   assert.equal(r.title, 'A');
-  assert.match(r.html, /<img src="data:image\/png;base64,iVBORw0KGgo=" alt="pic">/);
+  assert.match(r.html, /<img src="data:image\/png;base64,iVBORw0KGgo=" alt="pic" \/>/);
   fs.rmSync(dir, { recursive: true });
 });
 
@@ -121,4 +122,66 @@ test('cli report writes the newest run\'s report and prints its path', async (t)
   const r3 = spawnSync(process.execPath, [cli, 'report', '--run', path.join(data, 'nope')], { encoding: 'utf8' });
   assert.equal(r3.status, 1);
   assert.match(r3.stderr, /--run .*nope: no such folder/);
+});
+
+test('issue 11: text that the escaper made safe stays text (src= inside an alt is not rewritten)', () => {
+  const name = 'p src=data:, onload=alert(1) q';
+  const out = sanitizeFragment(`<img src="data:image/png;base64,iVBORw0KGgo=" alt="${escapeHtml(name)}"/>`, { baseDirs: [] });
+  const img = DomUtils.findOne((e) => e.name === 'img', parseDocument(out).children);
+  assert.ok(img, out);
+  assert.deepEqual(Object.keys(img.attribs).sort(), ['alt', 'src'], out);
+  assert.equal(img.attribs.alt, name);
+  assert.deepEqual(htmlViolations(out), []);
+});
+
+test('sanitizeFragment: scripts, handlers, script URLs, frames and forms never survive, in HTML or SVG', () => {
+  const attacks = [
+    '<script>alert(1)</script>', '<SCRIPT SRC=//x/y.js></SCRIPT>', '<img src=x onerror=alert(1)>', '<svg onload=alert(1)><rect/></svg>',
+    '<svg><a xlink:href="javascript:alert(1)"><text>t</text></a></svg>', '<a href="jAvAsCrIpT:alert(1)">x</a>', '<a href=" java\tscript:alert(1)">x</a>',
+    '<iframe src="data:text/html,<script>alert(1)</script>"></iframe>', '<form action="https://x"><button formaction="javascript:alert(1)">b</button></form>',
+    '<svg><animate attributeName="href" to="javascript:alert(1)"/><set attributeName="onmouseover" to="alert(1)"/></svg>',
+    '<svg><foreignObject><body onload=alert(1)></body></foreignObject></svg>', '<math><mi xlink:href="javascript:alert(1)">x</mi></math>',
+    '<div style="background:url(https://x/y.png)">s</div>', '<meta http-equiv="refresh" content="0;url=https://x">', '<base href="https://x/">',
+    '<object data="https://x/y.swf"></object>', '<img src="https://x/y.png" alt="r">', '<svg><image href="https://x/y.png"/></svg>', '<style>@import "https://x/y.css";</style>',
+    '<p title="</p><script>alert(1)</script>">t</p>', '<noscript><p title="</noscript><img src=x onerror=alert(1)>"></noscript>',
+  ];
+  for (const a of attacks) {
+    const out = sanitizeFragment(a, { baseDirs: [] });
+    assert.deepEqual(htmlViolations(out), [], `${a} -> ${out}`);
+    assert.doesNotMatch(out, /<script/i, `${a} -> ${out}`);
+  }
+  // and the checker sees each kind of problem in a page
+  assert.match(htmlViolations('<p><script>1</script></p>').join(), /<script> element/);
+  assert.match(htmlViolations('<img src="data:," onload="alert(1)">').join(), /onload.*event handler/);
+  assert.match(htmlViolations('<a href=" javascript:alert(1)">x</a>').join(), /script URL/);
+  assert.match(htmlViolations('<iframe></iframe>').join(), /<iframe> element/);
+});
+
+test('a report of class names holding markup: no handler, no script, the names shown as written, a CSP', async (t) => {
+  const run = tmp();
+  t.after(() => fs.rmSync(run, { recursive: true, force: true }));
+  await makeHostileRun(run);
+  const html = fs.readFileSync(await writeReport(run), 'utf8');
+  assert.deepEqual(htmlViolations(html), []);
+  const doc = parseDocument(html);
+  const all = DomUtils.findAll(() => true, doc.children);
+  assert.deepEqual(all.flatMap((e) => Object.keys(e.attribs).filter((a) => /^on/i.test(a)).map((a) => `${e.name} ${a}`)), []);
+  const csp = all.find((e) => e.name === 'meta' && e.attribs['http-equiv'] === 'Content-Security-Policy');
+  assert.match(csp?.attribs.content ?? '', /default-src 'none'; img-src data:/);
+  const captions = all.filter((e) => e.name === 'figcaption').map((e) => DomUtils.textContent(e));
+  assert.deepEqual(captions, HOSTILE_CLASSES);
+  const alts = all.filter((e) => e.name === 'img').map((e) => e.attribs.alt);
+  for (const c of HOSTILE_CLASSES) assert.ok(alts.includes(c), `alt ${c} in ${JSON.stringify(alts)}`);
+  const cells = all.filter((e) => e.name === 'td').map((e) => DomUtils.textContent(e));
+  for (const c of HOSTILE_CLASSES) assert.ok(cells.includes(c), `table cell ${c}`);
+});
+
+test('the report of a diverged run says so at the top', async (t) => {
+  const run = tmp();
+  t.after(() => fs.rmSync(run, { recursive: true, force: true }));
+  await makeFixtureRun(run);
+  fs.writeFileSync(path.join(run, 'train-summary.json'), JSON.stringify({ status: 'diverged', diverged: { phase: 'head', epoch: 2, step: 17, reason: 'loss is NaN' } }));
+  const html = fs.readFileSync(await writeReport(run), 'utf8');
+  assert.match(html, /<div class="warning" role="alert"><strong>Warning: <\/strong>training diverged in phase head, epoch 2, step 17: loss is NaN\./);
+  assert.ok(html.indexOf('class="warning"') < html.indexOf('<main>'));
 });
