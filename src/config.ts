@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { describeIssues, Profile, ProfileFileSchema, ProfileSchema, profileJsonSchema } from './profile-schema';
 
 /** The folder holding package.json, found from this file whether it runs from src/ or dist/src/. */
 export const projectRoot: string = (() => {
@@ -40,90 +41,13 @@ export function paths(): Paths {
   };
 }
 
-export type PreprocessMode = 'caffe' | 'unit' | 'torch' | 'none';
-export type HeadKind = 'seed' | 'gap' | 'none';
-
-export interface DataConfig {
-  /** 'cifar10' or a folder of images with one subfolder per class. */
-  source: 'cifar10' | 'folder';
-  /** For 'cifar10': a local copy of the extracted batches (else CIFAR10_DIR, else download). For 'folder': the folder. */
-  dir?: string;
-  /** Use only the first N training / test images (per the file order), for quick runs. 0 or absent: all. */
-  trainLimit?: number;
-  testLimit?: number;
-  /** Fraction of the training set held out for validation (seeded). */
-  valFraction: number;
-  /** Side of the square the images are stored at (32 for CIFAR-10; folders are resized to it). */
-  imageSize: number;
-}
-
-export interface ModelConfig {
-  /** A preset name: resnet50, resnet101, resnet152, darknet-tiny, or a TF.js model.json path/URL. */
-  arch: string;
-  head: HeadKind;
-  /** Side of the square the backbone sees; the model resizes its input to it. */
-  inputSize: number;
-  /** 'imagenet' (the preset's weights), 'none' (random init) or a path/URL to a weights file. */
-  weights: string;
-  dropout?: number;
-}
-
-export interface Phase {
-  name: string;
-  /** Which layers train: the whole model, only the head (base frozen), or the base from a named layer on. */
-  trainable: 'all' | 'head' | { from: string };
-  optimizer: 'adam' | 'sgd' | 'adamw';
-  lr: number;
-  /** Learning-rate schedule within the phase. */
-  schedule?: { kind: 'constant' } | { kind: 'cosine'; warmupEpochs?: number; minLr?: number };
-  epochs: number;
-  batchSize?: number;
-  /** Decoupled weight decay (AdamW style, applied to every trainable tensor after each step). */
-  weightDecay?: number;
-  momentum?: number;
-  /** 'frozen' keeps every BatchNormalization layer in inference mode with fixed gamma/beta (Keras guide). */
-  batchNorm?: 'train' | 'frozen';
-  /**
-   * Run this phase only where it is affordable: on a native backend (nativeBackend: true), or when one
-   * measured training step predicts the phase under maxEstimatedMinutes. Otherwise it is skipped, with the reason.
-   */
-  runIf?: { nativeBackend?: boolean; maxEstimatedMinutes?: number };
-  /**
-   * With trainable {from}: run the frozen layers below `from` once over the data and train the rest on
-   * their cached output (as train.featureCache does for the head), so fine-tuning the top of a backbone
-   * at a high resolution fits a CPU. The phase then trains without augmentation.
-   */
-  featureCache?: boolean;
-}
-
-export interface TrainConfig {
-  batchSize: number;
-  seed: number;
-  labelSmoothing: number;
-  augment: boolean;
-  phases: Phase[];
-  /** Cache the frozen base's features when a phase trains only the head. */
-  featureCache: boolean;
-  /** How cached features are stored: float32 (default) or float16 (half the disk, tiny rounding). */
-  featureCacheDtype?: 'float32' | 'float16';
-  /** How many epoch checkpoints to keep in <runDir>/checkpoints (default 2). */
-  checkpointsKept?: number;
-  earlyStopping?: { monitor: 'val_loss' | 'val_accuracy'; patience: number };
-}
-
-export interface Profile {
-  name: string;
-  description: string;
-  data: DataConfig;
-  model: ModelConfig;
-  train: TrainConfig;
-  results: { tta: boolean; galleryCount: number };
-}
+// Every profile field is defined once, in profile-schema.ts; the types come from there.
+export type { DataConfig, ModelConfig, Phase, TrainConfig, Profile, PreprocessMode, HeadKind } from './profile-schema';
 
 export function listProfiles(): string[] {
   return fs
     .readdirSync(paths().profiles)
-    .filter((f) => f.endsWith('.json'))
+    .filter((f) => f.endsWith('.json') && !f.endsWith('.schema.json'))
     .map((f) => f.slice(0, -5))
     .sort();
 }
@@ -132,11 +56,21 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Keys that would reach Object.prototype through a merge or an override: never a profile field. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+function checkKey(key: string, where: string): void {
+  if (FORBIDDEN_KEYS.has(key)) throw new Error(`${where}: '${key}' is not a profile field (refused: it would change every object's prototype)`);
+}
+
 /** Deep merge: objects merge key by key, everything else (arrays included) is replaced. */
 export function deepMerge<T>(base: T, over: unknown): T {
   if (!isObject(base) || !isObject(over)) return (over === undefined ? base : over) as T;
   const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = deepMerge((base as Record<string, unknown>)[k], v);
+  for (const [k, v] of Object.entries(over)) {
+    checkKey(k, 'profile');
+    out[k] = deepMerge((base as Record<string, unknown>)[k], v);
+  }
   return out as T;
 }
 
@@ -152,6 +86,8 @@ function parseValue(raw: string): unknown {
 /** 'train.phases.0.lr=1e-4' -> { train: { phases: { 0: ... } } } applied onto `target` (arrays indexed). */
 export function setPath(target: Record<string, unknown>, dotted: string, value: unknown): void {
   const keys = dotted.split('.');
+  for (const key of keys) checkKey(key, `--set ${dotted}`);
+  if (keys.some((k) => k === '')) throw new Error(`--set ${dotted}: empty field name`);
   let node: Record<string, unknown> = target;
   keys.forEach((key, i) => {
     if (i === keys.length - 1) {
@@ -163,65 +99,112 @@ export function setPath(target: Record<string, unknown>, dotted: string, value: 
   });
 }
 
+const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
 /**
- * Loads profiles/<name>.json (with "extends": "<other>" merged under it), then applies overrides
- * "a.b.c=value" from the command line and from the environment variable TLWB_SET
- * (semicolon-separated). CIFAR10_DIR fills data.dir for CIFAR-10 when the profile leaves it empty.
+ * Where a profile comes from: a NAME resolves only to profiles/NAME.json; a file elsewhere must be
+ * given as an explicit path ending in .json (./x.json, ../x.json or absolute; relative to the
+ * extending profile for "extends"). Anything else is refused before a file is read.
  */
-export function loadProfile(name: string, overrides: string[] = []): Profile {
-  const file = path.join(paths().profiles, `${name}.json`);
-  if (!fs.existsSync(file)) {
-    throw new Error(`unknown profile '${name}': no ${file}; available: ${listProfiles().join(', ')}`);
+export function resolveProfileFile(spec: string, from?: string): { file: string; name: string } {
+  const explicit = spec.endsWith('.json') && (path.isAbsolute(spec) || /^\.\.?[\\/]/.test(spec));
+  if (explicit) {
+    const file = path.resolve(from ? path.dirname(from) : process.cwd(), spec);
+    const name = path.basename(file, '.json').replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'profile';
+    if (!fs.existsSync(file)) throw new Error(`profile ${spec}: no such file ${file}`);
+    return { file, name };
   }
-  let raw: Record<string, unknown>;
+  if (!PROFILE_NAME.test(spec) || spec.includes('..') || spec.endsWith('.json')) {
+    throw new Error(
+      `profile '${spec}': not a profile name (letters, digits, '.', '_', '-'; looked up in ${paths().profiles} only). ` +
+        `For a profile file elsewhere give its path ending in .json, e.g. --profile ./my-profile.json`,
+    );
+  }
+  const file = path.join(paths().profiles, `${spec}.json`);
+  if (!fs.existsSync(file)) throw new Error(`unknown profile '${spec}': no ${file}; available: ${listProfiles().join(', ')}`);
+  return { file, name: spec };
+}
+
+/** Reads one profile file, checks it against the file schema, and merges it over what it extends. */
+function readProfileChain(file: string, chain: string[]): Record<string, unknown> {
+  if (chain.includes(file)) {
+    throw new Error(`profile cycle: ${[...chain, file].map((f) => path.relative(process.cwd(), f) || f).join(' extends ')}`);
+  }
+  let raw: unknown;
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
   }
-  let merged: Record<string, unknown> = raw;
-  if (typeof raw.extends === 'string') {
-    merged = deepMerge(loadProfile(raw.extends) as unknown as Record<string, unknown>, raw);
-    delete merged.extends;
-  }
+  if (!isObject(raw)) throw new Error(`${file}: expected a JSON object`);
+  for (const k of Object.keys(raw)) checkKey(k, file);
+  const checked = ProfileFileSchema.safeParse(raw);
+  if (!checked.success) throw new Error(`${file}: ${describeIssues(ProfileFileSchema, raw, checked.error.issues).join('; ')}`);
+  const own = { ...raw };
+  delete own.extends;
+  delete own.$schema;
+  if (typeof raw.extends !== 'string') return own;
+  const parent = readProfileChain(resolveProfileFile(raw.extends, file).file, [...chain, file]);
+  return deepMerge(parent, own);
+}
+
+/**
+ * Loads a profile - a name in profiles/ or an explicit path to a .json file - with "extends"
+ * merged under it, then applies overrides "a.b.c=value" from TLWB_SET (semicolon-separated) and
+ * from the command line, and validates the result against the profile schema (profile-schema.ts).
+ * CIFAR10_DIR fills data.dir for CIFAR-10 when the profile leaves it empty.
+ */
+export function loadProfile(spec: string, overrides: string[] = []): Profile {
+  const { file, name } = resolveProfileFile(spec);
+  const merged = readProfileChain(file, []);
   const envSets = (process.env.TLWB_SET ?? '').split(';').map((s) => s.trim()).filter(Boolean);
-  for (const o of [...envSets, ...overrides]) {
+  const applied: { source: string; key: string[] }[] = [];
+  for (const [source, o] of [...envSets.map((o) => ['TLWB_SET', o]), ...overrides.map((o) => ['--set', o])]) {
     const eq = o.indexOf('=');
     if (eq <= 0) throw new Error(`override '${o}': expected key.path=value`);
     setPath(merged, o.slice(0, eq), parseValue(o.slice(eq + 1)));
+    applied.push({ source: `${source} ${o}`, key: o.slice(0, eq).split('.') });
   }
   merged.name = name;
-  const profile = merged as unknown as Profile;
-  if (profile.data?.source === 'cifar10' && !profile.data.dir && process.env.CIFAR10_DIR) {
-    profile.data.dir = path.resolve(process.env.CIFAR10_DIR);
+  if (isObject(merged.data) && merged.data.source === 'cifar10' && !merged.data.dir && process.env.CIFAR10_DIR) {
+    merged.data.dir = path.resolve(process.env.CIFAR10_DIR);
   }
-  validateProfile(profile, file);
-  return profile;
+  const checked = ProfileSchema.safeParse(merged);
+  if (!checked.success) {
+    // Blame the override that set the field (the last one wins), else the profile file.
+    const lines = checked.error.issues.map((issue) => {
+      const at = issue.path.map(String);
+      const by = [...applied].reverse().find((a) => a.key.every((k, i) => i >= at.length || k === at[i]));
+      const [line] = describeIssues(ProfileSchema, merged, [issue]);
+      return by ? `${by.source} (over ${file}): ${line}` : `${file}: ${line}`;
+    });
+    throw new Error(lines.join('\n'));
+  }
+  return merged as unknown as Profile;
 }
 
-/** Checks the fields every stage relies on, naming the file and field that is wrong. */
-export function validateProfile(p: Profile, origin: string): void {
-  const fail = (field: string, expected: string, got: unknown): never => {
-    throw new Error(`${origin}: field '${field}' should be ${expected}, got ${JSON.stringify(got)}`);
-  };
-  if (!isObject(p.data)) fail('data', 'an object', p.data);
-  if (!['cifar10', 'folder'].includes(p.data.source)) fail('data.source', "'cifar10' or 'folder'", p.data.source);
-  if (!(p.data.valFraction >= 0 && p.data.valFraction < 1)) fail('data.valFraction', 'a number in [0, 1)', p.data.valFraction);
-  if (!(Number.isInteger(p.data.imageSize) && p.data.imageSize > 0)) fail('data.imageSize', 'a positive integer', p.data.imageSize);
-  if (!isObject(p.model)) fail('model', 'an object', p.model);
-  if (typeof p.model.arch !== 'string') fail('model.arch', 'a string', p.model.arch);
-  if (!['seed', 'gap', 'none'].includes(p.model.head)) fail('model.head', "'seed', 'gap' or 'none'", p.model.head);
-  if (!(Number.isInteger(p.model.inputSize) && p.model.inputSize >= 32)) fail('model.inputSize', 'an integer >= 32', p.model.inputSize);
-  if (!isObject(p.train)) fail('train', 'an object', p.train);
-  if (!(Number.isInteger(p.train.batchSize) && p.train.batchSize > 0)) fail('train.batchSize', 'a positive integer', p.train.batchSize);
-  if (!Array.isArray(p.train.phases) || p.train.phases.length === 0) fail('train.phases', 'a non-empty array', p.train.phases);
-  p.train.phases.forEach((ph, i) => {
-    if (!(ph.epochs >= 0)) fail(`train.phases.${i}.epochs`, 'a number >= 0', ph.epochs);
-    if (!(ph.lr > 0)) fail(`train.phases.${i}.lr`, 'a positive number', ph.lr);
-    if (!['adam', 'sgd', 'adamw'].includes(ph.optimizer)) fail(`train.phases.${i}.optimizer`, "'adam', 'sgd' or 'adamw'", ph.optimizer);
-    if (ph.featureCache !== undefined && typeof ph.featureCache !== 'boolean') fail(`train.phases.${i}.featureCache`, 'true or false', ph.featureCache);
-    if (ph.featureCache && typeof ph.trainable !== 'object') {
-      fail(`train.phases.${i}.featureCache`, 'used only with trainable {"from": "<layer>"} (head phases follow train.featureCache)', ph.featureCache);
-    }
-  });
+/** Checks a resolved profile against the schema, naming `origin` and every field that is wrong. */
+export function validateProfile(p: unknown, origin: string): asserts p is Profile {
+  const checked = ProfileSchema.safeParse(p);
+  if (!checked.success) throw new Error(describeIssues(ProfileSchema, p, checked.error.issues).map((l) => `${origin}: ${l}`).join('\n'));
+}
+
+/** profiles/profile.schema.json, where editors find the profile schema ("$schema" in each profile). */
+export function profileJsonSchemaFile(): string {
+  return path.join(paths().profiles, 'profile.schema.json');
+}
+
+/** The JSON Schema text generated from profile-schema.ts (what profiles/profile.schema.json must hold). */
+export function profileJsonSchemaText(): string {
+  return `${JSON.stringify(profileJsonSchema(), null, 2)}\n`;
+}
+
+/** Regenerates profiles/profile.schema.json (`npm run schema`); returns whether it changed. */
+export function writeProfileJsonSchema(): boolean {
+  const file = profileJsonSchemaFile();
+  const text = profileJsonSchemaText();
+  if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') === text) return false;
+  fs.writeFileSync(`${file}.tmp`, text);
+  fs.renameSync(`${file}.tmp`, file);
+  return true;
 }

@@ -57,8 +57,11 @@ export function createRun(profile: Profile): string {
   // Two runs started in the same second get .02, .03, ... before the profile name, which keeps
   // the folder names sorting in creation order.
   const stamp = timestamp();
-  let dir = path.join(paths().runs, `${stamp}-${profile.name}`);
-  for (let i = 2; fs.existsSync(dir); i++) dir = path.join(paths().runs, `${stamp}.${String(i).padStart(2, '0')}-${profile.name}`);
+  // The folder name takes only safe characters of the profile name, so a run never lands outside data/runs.
+  const label = profile.name.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[.-]+/, '') || 'profile';
+  let dir = path.join(paths().runs, `${stamp}-${label}`);
+  for (let i = 2; fs.existsSync(dir); i++) dir = path.join(paths().runs, `${stamp}.${String(i).padStart(2, '0')}-${label}`);
+  if (path.dirname(dir) !== paths().runs) throw new Error(`run folder ${dir} would not be inside ${paths().runs}`);
   fs.mkdirSync(dir, { recursive: true });
   writeJsonAtomic(path.join(dir, 'profile.json'), profile);
   return dir;
@@ -95,11 +98,40 @@ export function replaceFileAtomic(file: string, write: (tmp: string) => void): v
   }
 }
 
+/** Leaf fields where two profiles differ, as "a.b: x -> y". */
+function profileDifferences(a: unknown, b: unknown, prefix = ''): string[] {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+  if (isObj(a) && isObj(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    return keys.flatMap((k) => profileDifferences(a[k], b[k], prefix ? `${prefix}.${k}` : k));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [`${prefix}: ${JSON.stringify(a)} -> ${JSON.stringify(b)}`];
+}
+
+/**
+ * An existing run keeps the profile it started with: asking for another profile or other --set
+ * values there is refused (silently ignoring them trained something else than what was asked).
+ */
+export function refuseChangedProfile(runDir: string, saved: Profile, name: string, overrides: string[]): void {
+  const wanted = loadProfile(name, overrides);
+  const diffs = profileDifferences(saved, wanted).filter((d) => !d.startsWith('description:'));
+  if (!diffs.length) return;
+  throw new Error(
+    `${runDir} already holds a run of profile '${saved.name}', and --profile/--set ask for another (${diffs.slice(0, 4).join('; ')}${diffs.length > 4 ? `; ${diffs.length - 4} more` : ''}). ` +
+      `To continue that run, resume it without --profile and --set (train --resume ${runDir}); ` +
+      `to start anew, leave out --run-dir/--resume (a new folder in data/runs) or name a folder that does not exist yet.`,
+  );
+}
+
 export async function session(opts: SessionOptions = {}): Promise<Session> {
   const backend = await initBackend({ force: opts.backend, quiet: opts.quiet });
   const runDirOpt = opts.runDir ?? (opts.newRun ? undefined : process.env.TLWB_RUN_DIR);
   if (runDirOpt && fs.existsSync(path.join(runDirOpt, 'profile.json'))) {
-    return { profile: readRunProfile(runDirOpt), runDir: path.resolve(runDirOpt), backend };
+    const saved = readRunProfile(runDirOpt);
+    // An explicitly named folder (--run-dir, --resume) with another profile or --set is refused; the
+    // runner's TLWB_RUN_DIR pins the notebooks to the run's own saved profile, as before.
+    if (opts.runDir && (opts.profile || opts.overrides?.length)) refuseChangedProfile(runDirOpt, saved, opts.profile ?? saved.name, opts.overrides ?? []);
+    return { profile: saved, runDir: path.resolve(runDirOpt), backend };
   }
   let name = opts.profile ?? process.env.TLWB_PROFILE;
   if (!name) {

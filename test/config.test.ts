@@ -3,7 +3,24 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { deepMerge, listProfiles, loadProfile, paths, setPath } from '../src/config';
+import { spawnSync } from 'node:child_process';
+import { deepMerge, listProfiles, loadProfile, paths, profileJsonSchemaFile, profileJsonSchemaText, projectRoot, setPath } from '../src/config';
+import { createRun, refuseChangedProfile } from '../src/session';
+
+function tmpDir(t: { after: (fn: () => void) => void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-config-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A profile file in `dir` (smoke's fields, changed by `patch`), referenced by explicit path. */
+function writeProfile(dir: string, file: string, patch: Record<string, unknown>): string {
+  const smoke = JSON.parse(fs.readFileSync(path.join(projectRoot, 'profiles', 'smoke.json'), 'utf8'));
+  delete smoke.$schema;
+  const full = path.join(dir, file);
+  fs.writeFileSync(full, JSON.stringify({ ...smoke, ...patch }));
+  return full;
+}
 
 test('every committed profile loads and validates', () => {
   const names = listProfiles();
@@ -29,8 +46,8 @@ test('TLWB_SET applies before command-line overrides', () => {
   }
 });
 
-test('a bad field is named with the profile file', () => {
-  assert.throws(() => loadProfile('smoke', ['train.batchSize=0']), /smoke\.json: field 'train\.batchSize' should be a positive integer, got 0/);
+test('a bad field is named with the override that set it, over the profile file', () => {
+  assert.throws(() => loadProfile('smoke', ['train.batchSize=0']), /--set train\.batchSize=0 \(over .*smoke\.json\): field 'train\.batchSize' should be a positive integer, got 0/);
   assert.throws(() => loadProfile('smoke', ['model.head=huge']), /field 'model\.head'/);
   assert.throws(() => loadProfile('no-such-profile'), /unknown profile 'no-such-profile'.*available: .*smoke/);
   assert.throws(() => loadProfile('smoke', ['novalue']), /override 'novalue': expected key\.path=value/);
@@ -53,8 +70,9 @@ test('deepMerge merges objects and replaces arrays; setPath creates missing leve
   assert.deepEqual(o, { x: { y: { z: 1 } } });
 });
 
-test('TLWB_DATA_DIR moves every data path', () => {
+test('TLWB_DATA_DIR moves every data path', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   process.env.TLWB_DATA_DIR = dir;
   try {
     const p = paths();
@@ -63,5 +81,141 @@ test('TLWB_DATA_DIR moves every data path', () => {
     assert.equal(p.cache, path.join(dir, 'cache'));
   } finally {
     delete process.env.TLWB_DATA_DIR;
+  }
+});
+
+test('issue 11: --set values of the wrong type or range are refused, naming the override and the field', () => {
+  assert.throws(() => loadProfile('smoke', ['data.trainLimit=abc']), /--set data\.trainLimit=abc .*field 'data\.trainLimit' should be a positive integer, got "abc"/);
+  assert.throws(() => loadProfile('smoke', ['data.trainLimit=-5']), /field 'data\.trainLimit' should be a positive integer, got -5/);
+  assert.throws(() => loadProfile('smoke', ['data.trainLimit=1.5']), /--set data\.trainLimit=1\.5 .*field 'data\.trainLimit' should be a positive integer, got 1\.5/);
+  assert.throws(() => loadProfile('smoke', ['train.phases.0.lr=0']), /field 'train\.phases\.0\.lr' should be a finite positive number, got 0/);
+  assert.throws(() => loadProfile('smoke', ['data.valFraction=1']), /field 'data\.valFraction' should be a number in \[0, 1\)/);
+  assert.throws(() => loadProfile('smoke', ['train.phases.0.schedule={"kind":"linear"}']), /train\.phases\.0\.schedule/);
+  assert.equal(loadProfile('smoke', ['data.trainLimit=100']).data.trainLimit, 100);
+});
+
+test('issue 11: an unknown field is refused with a did-you-mean, from --set or from a profile file', (t) => {
+  assert.throws(() => loadProfile('smoke', ['data.trainLimt=100']), /--set data\.trainLimt=100 .*unknown field 'data\.trainLimt'; did you mean 'data\.trainLimit'\?/);
+  assert.throws(() => loadProfile('smoke', ['train.phases.0.optimzer=sgd']), /unknown field 'train\.phases\.0\.optimzer'; did you mean 'train\.phases\.0\.optimizer'\?/);
+  const dir = tmpDir(t);
+  const file = writeProfile(dir, 'typo.json', { resutls: { tta: false, galleryCount: 1 } });
+  assert.throws(() => loadProfile(file), (e: Error) => e.message.startsWith(`${file}: unknown field 'resutls'; did you mean 'results'?`));
+});
+
+test('issue 11: an extends cycle is named instead of overflowing the stack', (t) => {
+  const dir = tmpDir(t);
+  const self = writeProfile(dir, 'self.json', { extends: './self.json' });
+  assert.throws(() => loadProfile(self), /profile cycle: .*self\.json extends .*self\.json/);
+  writeProfile(dir, 'a.json', { extends: './b.json' });
+  writeProfile(dir, 'b.json', { extends: './a.json' });
+  assert.throws(() => loadProfile(path.join(dir, 'a.json')), /profile cycle: .*a\.json extends .*b\.json extends .*a\.json/);
+  // a chain without a cycle still merges child over parent
+  writeProfile(dir, 'parent.json', {});
+  fs.writeFileSync(path.join(dir, 'child.json'), JSON.stringify({ extends: './parent.json', data: { trainLimit: 10 } }));
+  const p = loadProfile(path.join(dir, 'child.json'));
+  assert.equal(p.data.trainLimit, 10);
+  assert.equal(p.name, 'child');
+});
+
+test('issue 11: a profile name resolves only inside profiles/; a file elsewhere needs an explicit .json path', (t) => {
+  const dir = tmpDir(t);
+  const evil = writeProfile(dir, 'evil.json', {});
+  const rel = path.relative(process.cwd(), evil).replace(/\.json$/, '');
+  for (const spec of [rel, `../../${path.basename(dir)}/evil`, '/etc/passwd', 'smoke/../smoke', 'smoke.json']) {
+    assert.throws(() => loadProfile(spec), /not a profile name .* give its path ending in \.json/, spec);
+  }
+  const p = loadProfile(evil);
+  assert.equal(p.name, 'evil');
+  const rel2 = `./${path.relative(process.cwd(), evil)}`;
+  assert.equal(loadProfile(rel2).name, 'evil');
+});
+
+test('issue 11: run folders never leave data/runs, whatever the profile name', (t) => {
+  const data = tmpDir(t);
+  process.env.TLWB_DATA_DIR = data;
+  try {
+    const p = loadProfile('smoke');
+    for (const name of ['../../x/evil', '/abs/olute', '..']) {
+      const dir = createRun({ ...p, name });
+      assert.equal(path.dirname(dir), path.join(data, 'runs'), dir);
+    }
+  } finally {
+    delete process.env.TLWB_DATA_DIR;
+  }
+});
+
+test('issue 11: __proto__, constructor and prototype are refused in --set, TLWB_SET and profile files', (t) => {
+  for (const key of ['__proto__.polluted', 'constructor.prototype.polluted', 'data.__proto__.polluted', 'train.prototype']) {
+    assert.throws(() => loadProfile('smoke', [`${key}=1`]), /is not a profile field/, key);
+  }
+  process.env.TLWB_SET = '__proto__.polluted=1';
+  try {
+    assert.throws(() => loadProfile('smoke'), /is not a profile field/);
+  } finally {
+    delete process.env.TLWB_SET;
+  }
+  const dir = tmpDir(t);
+  const file = path.join(dir, 'proto.json');
+  fs.writeFileSync(file, '{"extends": "smoke", "__proto__": {"polluted": 1}}');
+  assert.throws(() => loadProfile(file), /'__proto__' is not a profile field/);
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  assert.throws(() => deepMerge({}, JSON.parse('{"__proto__": {"polluted": 1}}')), /not a profile field/);
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
+test('issue 11: an existing run refuses another profile or other --set values, saying how to resume or start anew', () => {
+  const saved = loadProfile('smoke');
+  assert.doesNotThrow(() => refuseChangedProfile('/r', saved, 'smoke', []));
+  assert.throws(
+    () => refuseChangedProfile('/r', saved, 'smoke', ['train.seed=3']),
+    /\/r already holds a run of profile 'smoke'.*train\.seed: 42 -> 3.*train --resume \/r.*start anew/,
+  );
+  assert.throws(() => refuseChangedProfile('/r', saved, 'quick', []), /model\.inputSize: 64 -> 128/);
+});
+
+test('issue 11: cli train --profile ../../x/evil is refused before any file outside profiles/ is read', (t) => {
+  const data = tmpDir(t);
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const r = spawnSync(process.execPath, [cli, 'train', '--profile', '../../x/evil'], {
+    encoding: 'utf8',
+    env: { ...process.env, TLWB_DATA_DIR: data, TLWB_BACKEND: 'cpu' },
+    timeout: 60_000,
+  });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /profile '\.\.\/\.\.\/x\/evil': not a profile name/);
+  assert.deepEqual(fs.readdirSync(data), [], 'no run folder was made');
+});
+
+test('cli train --run-dir on an existing run with other --set values is refused', (t) => {
+  const data = tmpDir(t);
+  process.env.TLWB_DATA_DIR = data;
+  let run: string;
+  try {
+    run = createRun(loadProfile('smoke'));
+  } finally {
+    delete process.env.TLWB_DATA_DIR;
+  }
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const r = spawnSync(process.execPath, [cli, 'train', '--run-dir', run, '--set', 'train.seed=7'], {
+    encoding: 'utf8',
+    env: { ...process.env, TLWB_DATA_DIR: data, TLWB_BACKEND: 'cpu' },
+    timeout: 120_000,
+  });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /already holds a run of profile 'smoke'.*train\.seed: 42 -> 7/);
+  assert.deepEqual(fs.readdirSync(run), ['profile.json'], 'nothing was trained');
+});
+
+test('profiles/profile.schema.json is generated from src/profile-schema.ts and every profile points to it', () => {
+  const file = profileJsonSchemaFile();
+  assert.ok(fs.existsSync(file), 'run `npm run schema`');
+  assert.equal(fs.readFileSync(file, 'utf8'), profileJsonSchemaText(), 'profiles/profile.schema.json is stale: run `npm run schema`');
+  const schema = JSON.parse(fs.readFileSync(file, 'utf8'));
+  assert.equal(schema.additionalProperties, false);
+  assert.equal(schema.properties.data.additionalProperties, false);
+  assert.ok(schema.properties.data.properties.trainLimit.description);
+  for (const name of listProfiles()) {
+    const j = JSON.parse(fs.readFileSync(path.join(paths().profiles, `${name}.json`), 'utf8'));
+    assert.equal(j.$schema, './profile.schema.json', name);
   }
 });
