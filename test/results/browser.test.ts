@@ -78,7 +78,9 @@ test('a report of class names holding markup runs nothing in Chromium, fetches n
   assert.deepEqual(seen.captions, HOSTILE_CLASSES);
   assert.deepEqual(seen.alts, HOSTILE_CLASSES);
   for (const c of HOSTILE_CLASSES) assert.ok(seen.cells.includes(c), `table cell ${c}`);
-  for (const c of HOSTILE_CLASSES) assert.ok(seen.labels.includes(c), `axis label ${c} in ${JSON.stringify(seen.labels)}`);
+  // Vega shortens long axis labels with an ellipsis; what it shows is still the name's own text
+  const shows = (label: string | null, c: string) => label === c || (!!label?.endsWith('…') && c.startsWith(label.slice(0, -1)));
+  for (const c of HOSTILE_CLASSES) assert.ok(seen.labels.some((l) => shows(l, c)), `axis label ${c} in ${JSON.stringify(seen.labels)}`);
   await page.mouse.move(10, 10);
   await page.mouse.move(400, 400);
   assert.deepEqual(dialogs, []);
