@@ -24,6 +24,8 @@ const SIDE = 32;
 const PLANE = SIDE * SIDE;
 const PIXEL_BYTES = 3 * PLANE;
 export const CIFAR10_RECORD_BYTES = 1 + PIXEL_BYTES;
+/** Records in each of the official batch files. */
+export const CIFAR10_BATCH_RECORDS = 10_000;
 
 /**
  * Converts `records` records of `buf` (label byte + R, G, B planes) into NHWC pixels and labels,
@@ -103,6 +105,14 @@ function readRecords(file: string, count: number): Buffer {
 /** Parses batch files in order into one ImageSet, stopping after `limit` images (0/absent: all). */
 export function readCifarBatches(files: string[], limit?: number): ImageSet {
   const counts = files.map(recordCount);
+  // Batches of one copy hold the same number of records; one that holds fewer was cut short.
+  counts.forEach((n, i) => {
+    if (n !== counts[0]) {
+      throw new Error(
+        `${files[i]}: ${n} records, where ${path.basename(files[0])} has ${counts[0]} (a truncated or mixed copy; CIFAR-10 batches hold ${CIFAR10_BATCH_RECORDS.toLocaleString('en-US')} records each)`,
+      );
+    }
+  });
   const total = counts.reduce((a, b) => a + b, 0);
   const count = limit && limit > 0 ? Math.min(limit, total) : total;
   const images = new Uint8Array(count * PIXEL_BYTES);
@@ -137,7 +147,13 @@ export function loadCifar10(dir: string, limits: Cifar10Limits = {}): Dataset {
   if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) {
     throw new Error(`${root}: no such folder; expected an extracted ${CIFAR10_FOLDER} folder (set CIFAR10_DIR or let the workbench download it)`);
   }
+  const files = [...CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE].map((f) => path.join(root, f));
+  const warnings = files
+    .map((f) => ({ f, n: recordCount(f) }))
+    .filter(({ n }) => n < CIFAR10_BATCH_RECORDS)
+    .map(({ f, n }) => `${f}: ${n.toLocaleString('en-US')} records, not CIFAR-10's ${CIFAR10_BATCH_RECORDS.toLocaleString('en-US')} (a partial copy)`);
   return {
+    ...(warnings.length ? { warnings } : {}),
     name: 'cifar10',
     classes: readCifarClasses(root),
     train: readCifarBatches(CIFAR10_TRAIN_FILES.map((f) => path.join(root, f)), limits.trainLimit),

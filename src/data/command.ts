@@ -50,6 +50,8 @@ export async function dataCommand(argv: string[]): Promise<void> {
   const dataset = await loadDataset(cfg, { quiet: values.quiet });
   const seconds = (performance.now() - started) / 1000;
   const description = describeDataset(dataset);
+  // Unusual but accepted (a partial CIFAR-10 copy): said on stderr, so --json stays one clean object.
+  for (const w of dataset.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
   if (values.json) process.stdout.write(JSON.stringify(description) + '\n');
   else process.stdout.write(formatDescription(description, seconds, dataset.train.height));
 }

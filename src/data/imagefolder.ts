@@ -53,8 +53,33 @@ export function decodeImageBuffer(buf: Uint8Array, file: string): DecodedImage {
   throw new Error(`${file}: not a PNG or JPEG image (unrecognised signature)`);
 }
 
+/** What a non-regular file is, for messages. */
+function fileKind(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/**
+ * Throws, naming the file, unless it is a regular file (symlinks followed): reading a FIFO or a
+ * device would block or never end.
+ */
+export function assertRegularFile(file: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  if (!st.isFile()) throw new Error(`${file}: ${fileKind(st)}, not an image file`);
+}
+
 /** Reads and decodes one PNG or JPEG file. */
 export function decodeImage(file: string): DecodedImage {
+  assertRegularFile(file);
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
@@ -111,7 +136,10 @@ function imageFiles(dir: string): string[] {
       if (e.name.startsWith('.')) continue;
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (IMAGE_EXTENSIONS.includes(path.extname(e.name).toLowerCase())) out.push(p);
+      else if (IMAGE_EXTENSIONS.includes(path.extname(e.name).toLowerCase())) {
+        if (!e.isFile()) assertRegularFile(p); // a FIFO or device named like an image: refused by name
+        out.push(p);
+      }
     }
   };
   walk(dir);
@@ -219,6 +247,9 @@ export async function loadImageFolder(dir: string, size: number, opts: ImageFold
   const trainDir = split ? path.join(root, 'train') : root;
   const classes = subfolders(trainDir);
   if (classes.length === 0) throw new Error(`${trainDir}: no class subfolders (expected one folder of images per class)`);
+  if (classes.length < 2) {
+    throw new Error(`${trainDir}: ${classes.length} class folder (${classes.join(', ')}); a classifier needs at least 2 classes, one subfolder of images each`);
+  }
   if (classes.length > 256) throw new Error(`${trainDir}: ${classes.length} class folders; at most 256 are supported`);
   const limit = <T>(a: T[], n?: number) => (n && n > 0 ? a.slice(0, n) : a);
   let testItems: Item[] | undefined;

@@ -19,6 +19,8 @@ export interface Dataset {
   test?: ImageSet;
   /** Where it came from: a folder or a URL. */
   source: string;
+  /** What is unusual about it but not wrong (e.g. a partial CIFAR-10 copy), for the data summary. */
+  warnings?: string[];
 }
 
 /** Bytes of one image in an ImageSet. */

@@ -14,6 +14,7 @@ import { presetFor } from '../model/presets';
 import { loadModel } from '../model/io';
 import { preprocess } from '../preprocess';
 import { topK } from './metrics';
+import { describeDivergence, readDivergence } from './divergence';
 
 // Kept exported here for callers of the results stage; it lives beside the image-folder loader.
 export { fitImage };
@@ -81,6 +82,8 @@ export function runPreprocessMode(runDir: string, profile: Profile): PreprocessM
 
 export async function loadPredictor(runDir: string): Promise<Predictor> {
   const dir = path.resolve(runDir);
+  const diverged = readDivergence(dir);
+  if (diverged) throw new Error(`${dir}: ${describeDivergence(diverged)}; its model cannot predict. Train it again (a lower learning rate, or gradient clipping)`);
   const profile = readRunProfile(dir);
   const modelDir = path.join(dir, 'model');
   if (!fs.existsSync(path.join(modelDir, 'model.json'))) {
@@ -107,6 +110,11 @@ export async function predictFile(p: Predictor, file: string, k = 3): Promise<Pr
     values = (await probs.data()) as Float32Array;
   } finally {
     probs.dispose();
+  }
+  // A diverged model gives NaN; "airplane NaN%" is no answer.
+  const bad = Array.from(values).findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw new Error(`${file}: the model of ${p.runDir} gives a non-finite probability (${values[bad]} for ${p.classes[bad] ?? `class ${bad}`}): its training diverged, so it cannot predict`);
   }
   const top = topK(values, 0, p.classes.length, Math.min(k, p.classes.length)).map((t) => ({ class: p.classes[t.index], probability: t.probability }));
   return { file, width: img.width, height: img.height, top };

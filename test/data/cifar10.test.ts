@@ -111,3 +111,17 @@ test('loadDataset: CIFAR10_DIR is used when the profile names no folder; limits 
     else process.env.CIFAR10_DIR = saved;
   }
 });
+
+test('issue 11: a CIFAR-10 batch shorter than the others is refused, named with its record count', () => {
+  const dir = writeCifarFolder(path.join(tempDir(), 'cifar'), 4, 6);
+  fs.writeFileSync(path.join(dir, 'data_batch_3.bin'), cifarBatchBytes(3, 8));
+  assert.throws(() => loadCifar10(dir), (e: Error) => e.message.startsWith(`${path.join(dir, 'data_batch_3.bin')}: 3 records, where data_batch_1.bin has 4`));
+});
+
+test('issue 11: a partial CIFAR-10 copy (every batch short) loads with a warning per file naming its record count', () => {
+  const dir = writeCifarFolder(path.join(tempDir(), 'cifar'), 4, 6);
+  const ds = loadCifar10(dir);
+  assert.equal(ds.warnings?.length, 6);
+  assert.equal(ds.warnings?.[0], `${path.join(dir, 'data_batch_1.bin')}: 4 records, not CIFAR-10's 10,000 (a partial copy)`);
+  assert.match(ds.warnings?.[5] ?? '', /test_batch\.bin: 6 records/);
+});

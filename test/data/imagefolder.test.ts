@@ -2,6 +2,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { initBackend, tf } from '../../src/backend';
 import { decodeImage, loadImageFolder, resizeImage } from '../../src/data/imagefolder';
 import { loadDataset } from '../../src/data/dataset';
@@ -102,6 +103,7 @@ test('empty or unreadable folders and files are errors naming them', async () =>
   writeSolidImage(path.join(root, 'full', 'x.png'), 4, 4, RED);
   await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message.includes(path.join(root, 'empty')) && /no PNG or JPEG images/.test(e.message));
   fs.rmdirSync(path.join(root, 'empty'));
+  writeSolidImage(path.join(root, 'other', 'x.png'), 4, 4, RED);
   fs.writeFileSync(path.join(root, 'full', 'y.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0x00, 1, 2, 3]));
   await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message.includes(path.join(root, 'full', 'y.jpg')) && /cannot decode JPEG/.test(e.message));
   await assert.rejects(loadImageFolder(path.join(root, 'absent'), 8), /absent: no such folder of images/);
@@ -133,4 +135,26 @@ test('decoded folders are cached; a changed file invalidates the cache', async (
   assert.notEqual(fs.readFileSync(path.join(cacheDir, file)).subarray(0, 4).toString(), 'junk');
   const uncached = await loadImageFolder(root, 6, { cache: false });
   assert.deepEqual(uncached.train.images, edited.train.images);
+});
+
+test('issue 11: a folder with fewer than 2 classes is refused when it is loaded', async () => {
+  const root = tempDir();
+  writeSolidImage(path.join(root, 'only', 'x.png'), 4, 4, RED);
+  await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message === `${root}: 1 class folder (only); a classifier needs at least 2 classes, one subfolder of images each`);
+  const split = tempDir();
+  writeSolidImage(path.join(split, 'train', 'only', 'x.png'), 4, 4, RED);
+  writeSolidImage(path.join(split, 'test', 'only', 'x.png'), 4, 4, RED);
+  await assert.rejects(loadImageFolder(split, 8), /train: 1 class folder \(only\)/);
+});
+
+test('issue 11: FIFOs and devices are refused by name instead of blocking the read', { skip: process.platform === 'win32' }, async () => {
+  const root = tempDir();
+  writeSolidImage(path.join(root, 'a', 'x.png'), 4, 4, RED);
+  writeSolidImage(path.join(root, 'b', 'x.png'), 4, 4, GREEN);
+  const fifo = path.join(root, 'b', 'pipe.png');
+  execFileSync('mkfifo', [fifo]);
+  await assert.rejects(loadImageFolder(root, 8, { cache: false }), (e: Error) => e.message === `${fifo}: a FIFO (named pipe), not an image file`);
+  assert.throws(() => decodeImage(fifo), /pipe\.png: a FIFO \(named pipe\), not an image file/);
+  assert.throws(() => decodeImage('/dev/zero'), /\/dev\/zero: a character device, not an image file/);
+  assert.throws(() => decodeImage(root), /a folder, not an image file/);
 });

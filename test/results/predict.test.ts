@@ -131,3 +131,46 @@ test('cli predict: one JSON line per image, a named error and exit 1 for a text 
 after(() => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('issue 11: predict on a diverged run says so and exits 1 instead of printing NaN%', async () => {
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const env = { ...process.env, TLWB_DATA_DIR: dir, TLWB_BACKEND: 'cpu' };
+  const broken = path.join(dir, 'runs', '20260102-000000-diverged');
+  fs.cpSync(run, broken, { recursive: true });
+  fs.writeFileSync(path.join(broken, 'train-summary.json'), JSON.stringify({ status: 'diverged', diverged: { phase: 'head', epoch: 3, step: 41, reason: 'loss is NaN' } }));
+  const r = spawnSync(process.execPath, [cli, 'predict', '--run', broken, path.join(dir, 'red.png')], { encoding: 'utf8', env, timeout: 60_000 });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /training diverged in phase head, epoch 3, step 41: loss is NaN; its model cannot predict/);
+  assert.doesNotMatch(r.stdout, /NaN%/);
+  await assert.rejects(loadPredictor(broken), /training diverged/);
+});
+
+test('issue 11: a model that gives NaN probabilities is refused with a clear error, even without a divergence record', async () => {
+  const nanRun = path.join(dir, 'runs', '20260103-000000-nan');
+  fs.mkdirSync(nanRun, { recursive: true });
+  fs.copyFileSync(path.join(run, 'profile.json'), path.join(nanRun, 'profile.json'));
+  const model = colourModel();
+  const dense = model.layers[1];
+  dense.setWeights([tf.fill([3, 3], NaN), tf.zeros([3])]);
+  await saveModel(model, path.join(nanRun, 'model'), { preprocess: 'unit', classes: CLASSES });
+  model.dispose();
+  const p = await loadPredictor(nanRun);
+  await assert.rejects(predictFile(p, path.join(dir, 'red.png')), /red\.png: the model of .* gives a non-finite probability \(NaN for red\): its training diverged/);
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const r = spawnSync(process.execPath, [cli, 'predict', '--run', nanRun, path.join(dir, 'red.png')], { encoding: 'utf8', env: { ...process.env, TLWB_DATA_DIR: dir, TLWB_BACKEND: 'cpu' }, timeout: 60_000 });
+  assert.equal(r.status, 1);
+  assert.doesNotMatch(r.stdout, /NaN%/);
+});
+
+test('issue 11: predict on a FIFO names it and does not hang', { skip: process.platform === 'win32' }, () => {
+  const fifo = path.join(dir, 'pipe.png');
+  spawnSync('mkfifo', [fifo]);
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const r = spawnSync(process.execPath, [cli, 'predict', '--run', run, fifo, path.join(dir, 'red.png')], {
+    encoding: 'utf8', env: { ...process.env, TLWB_DATA_DIR: dir, TLWB_BACKEND: 'cpu' }, timeout: 60_000,
+  });
+  assert.equal(r.signal, null, 'finished without being killed by the timeout');
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /pipe\.png: a FIFO \(named pipe\), not an image file/);
+  assert.match(r.stdout, /red\.png \(50x37\): red/);
+});
