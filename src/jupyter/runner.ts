@@ -89,6 +89,54 @@ function displayPath(file: string): string {
   return rel.startsWith('..') || path.isAbsolute(rel) ? file : rel;
 }
 
+const JOB_DIR_PREFIX = 'tlwb-run-';
+/** A job folder without an owner pid (written before pids were recorded) is stale after this long. */
+const UNOWNED_JOB_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // alive, but someone else's
+  }
+}
+
+/**
+ * Removes the job folders (<tmp>/tlwb-run-*) of runs whose process is gone: a run killed with
+ * SIGKILL never reaches its cleanup. Folders of live runs are left alone. Returns what it removed.
+ */
+export function removeStaleJobDirs(tmp = os.tmpdir()): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(tmp).filter((n) => n.startsWith(JOB_DIR_PREFIX));
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const dir = path.join(tmp, name);
+    try {
+      const st = fs.lstatSync(dir);
+      if (!st.isDirectory() || (typeof process.getuid === 'function' && st.uid !== process.getuid())) continue;
+      let pid: unknown;
+      try {
+        pid = (JSON.parse(fs.readFileSync(path.join(dir, 'job.json'), 'utf8')) as { pid?: unknown }).pid;
+      } catch {
+        pid = undefined; // no or half-written job.json: judged by age below
+      }
+      const stale = typeof pid === 'number' && Number.isInteger(pid) && pid > 0 ? !isAlive(pid) : Date.now() - st.mtimeMs > UNOWNED_JOB_MAX_AGE_MS;
+      if (stale) {
+        fs.rmSync(dir, { recursive: true, force: true });
+        removed.push(dir);
+      }
+    } catch {
+      // another process removed it meanwhile, or it is not ours to remove
+    }
+  }
+  return removed;
+}
+
 /**
  * Executes the notebooks in order (each kernel's working folder is the notebook's own folder, so
  * `import * as wb from "../dist/src"` resolves), writing executed copies into opts.outDir.
@@ -104,11 +152,13 @@ export async function runNotebooks(notebooks: string[], opts: RunNotebooksOption
     output: path.join(outDir, path.basename(nb)),
     cwd: path.dirname(path.resolve(nb)),
   }));
-  const jobDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-run-'));
+  removeStaleJobDirs();
+  const jobDir = fs.mkdtempSync(path.join(os.tmpdir(), JOB_DIR_PREFIX));
   const jobFile = path.join(jobDir, 'job.json');
   fs.writeFileSync(
     jobFile,
     JSON.stringify({
+      pid: process.pid,
       notebooks: specs,
       timeout: opts.timeoutSeconds === undefined ? cellTimeout() : opts.timeoutSeconds,
       startupTimeout: opts.startupTimeoutSeconds ?? 120,

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { ensureKernel, findJupyterPython, INSTALL_HINT, jupyterEnv } from '../../src/jupyter/kernel';
-import { NotebookCellError, RunnerEvent, runNotebooks, listNotebooks, cellTimeout } from '../../src/jupyter/runner';
+import { NotebookCellError, RunnerEvent, runNotebooks, listNotebooks, cellTimeout, removeStaleJobDirs } from '../../src/jupyter/runner';
 import { distSrc, readCells, streamText, writeNotebook } from './helpers';
 
 // Without a Python that has Jupyter these tests cannot run; in CI (.ci/run installs it) that is a failure.
@@ -103,4 +103,26 @@ test('runner executes real tslab notebooks in order and stops at the first faili
     events.filter((e) => e.event !== 'cell').map((e) => `${e.event} ${path.basename(e.notebook)}`),
     ['start 01-ok.ipynb', 'done 01-ok.ipynb', 'start 02-bad.ipynb', 'failed 02-bad.ipynb'],
   );
+});
+
+test('issue 11: job folders of dead runs (a SIGKILLed run) are removed, those of live runs kept', (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-jobs-'));
+  t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const job = (name: string, content: unknown, ageDays = 0) => {
+    const dir = path.join(tmp, name);
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'job.json'), JSON.stringify(content));
+    const when = new Date(Date.now() - ageDays * 24 * 3600 * 1000);
+    fs.utimesSync(dir, when, when);
+    return dir;
+  };
+  // a process that has exited: its pid names no live process now
+  const gone = spawnSync(process.execPath, ['-e', '0']).pid as number;
+  const dead = job('tlwb-run-dead', { pid: gone, notebooks: [] });
+  const live = job('tlwb-run-live', { pid: process.pid, notebooks: [] });
+  const oldUnowned = job('tlwb-run-old', { notebooks: [] }, 8);
+  const newUnowned = job('tlwb-run-new', { notebooks: [] }, 0);
+  const other = job('someone-else', { pid: gone });
+  assert.deepEqual(removeStaleJobDirs(tmp).sort(), [dead, oldUnowned].sort());
+  for (const d of [live, newUnowned, other]) assert.ok(fs.existsSync(d), d);
 });
