@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, BackendInfo } from './backend';
-import { loadProfile, paths, Profile } from './config';
+import { loadProfile, paths, Profile, resolveProfileFile } from './config';
 
 export interface Session {
   profile: Profile;
@@ -124,6 +124,8 @@ export function refuseChangedProfile(runDir: string, saved: Profile, name: strin
 }
 
 export async function session(opts: SessionOptions = {}): Promise<Session> {
+  // A bad profile name is refused before anything else is loaded or read.
+  if (opts.profile) resolveProfileFile(opts.profile);
   const backend = await initBackend({ force: opts.backend, quiet: opts.quiet });
   const runDirOpt = opts.runDir ?? (opts.newRun ? undefined : process.env.TLWB_RUN_DIR);
   if (runDirOpt && fs.existsSync(path.join(runDirOpt, 'profile.json'))) {

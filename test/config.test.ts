@@ -183,6 +183,7 @@ test('issue 11: cli train --profile ../../x/evil is refused before any file outs
   });
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /profile '\.\.\/\.\.\/x\/evil': not a profile name/);
+  assert.doesNotMatch(r.stdout + r.stderr, /backend:/, 'refused before the backend (or anything else) was loaded');
   assert.deepEqual(fs.readdirSync(data), [], 'no run folder was made');
 });
 
