@@ -51,17 +51,18 @@ test('writeReport: one page with every notebook in order, a table of contents, c
   assert.doesNotThrow(() => assertSelfContained(html));
 });
 
-test('writeReport refuses a run without executed notebooks, naming the folder', async () => {
+test('writeReport refuses a run without executed notebooks, naming the folder', async (t) => {
   const run = tmp();
+  t.after(() => fs.rmSync(run, { recursive: true, force: true }));
   await assert.rejects(writeReport(run), new RegExp(`${path.join(run, 'notebooks')}: no executed notebooks`));
   fs.mkdirSync(path.join(run, 'notebooks'));
   fs.writeFileSync(path.join(run, 'notebooks', '01-x.ipynb'), '{"nbformat": 3}');
   await assert.rejects(writeReport(run), /01-x.ipynb: expected an nbformat 4 notebook/);
-  fs.rmSync(run, { recursive: true });
 });
 
-test('sanitizeFragment and assertSelfContained: what a browser would fetch is inlined or dropped', () => {
+test('sanitizeFragment and assertSelfContained: what a browser would fetch is inlined or dropped', (t) => {
   const dir = tmp();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.writeFileSync(path.join(dir, 'a.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47]));
   const out = sanitizeFragment(
     '<p><img src="a.png" alt="x"><img src="https://e.com/b.png"><a href="https://e.com">e</a>' +
@@ -78,7 +79,6 @@ test('sanitizeFragment and assertSelfContained: what a browser would fetch is in
   assert.throws(() => assertSelfContained('<img src="https://e.com/x.png">'), /https:\/\/e.com\/x.png/);
   assert.throws(() => assertSelfContained('<div style="background: url(file:///x.png)"></div>'), /url\(file/);
   assert.doesNotThrow(() => assertSelfContained('<pre><code>new URL(&quot;https://x&quot;)</code></pre>'));
-  fs.rmSync(dir, { recursive: true });
 });
 
 test('scopeSvgIds keeps each chart\'s clip paths its own', () => {
@@ -91,8 +91,9 @@ test('scopeSvgIds keeps each chart\'s clip paths its own', () => {
   assert.equal(stripAnsi('\u001b[1;31mred\u001b[0m'), 'red');
 });
 
-test('renderNotebook inlines markdown attachments', () => {
+test('renderNotebook inlines markdown attachments', (t) => {
   const dir = tmp();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, '01-a.ipynb');
   fs.writeFileSync(file, JSON.stringify({
     nbformat: 4, nbformat_minor: 5, metadata: {},
@@ -101,7 +102,6 @@ test('renderNotebook inlines markdown attachments', () => {
   const r = renderNotebook(file);
   assert.equal(r.title, 'A');
   assert.match(r.html, /<img src="data:image\/png;base64,iVBORw0KGgo=" alt="pic" \/>/);
-  fs.rmSync(dir, { recursive: true });
 });
 
 test('cli report writes the newest run\'s report and prints its path', async (t) => {
