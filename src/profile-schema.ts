@@ -152,7 +152,8 @@ function partialDeep(schema: z.ZodType): z.ZodType {
   return schema;
 }
 
-export const ProfileFileSchema = (partialDeep(ProfileSchema.omit({ name: true })) as z.ZodObject).extend({
+// "name" may stay in a file (a run's profile.json reused as a profile); the file name replaces it.
+export const ProfileFileSchema = (partialDeep(ProfileSchema) as z.ZodObject).extend({
   $schema: text().optional().describe('The JSON Schema of this file, for editors.'),
   extends: name()
     .optional()

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseDocument, DomUtils } from 'htmlparser2';
-import { writeReport, sanitizeFragment, assertSelfContained, scopeSvgIds, renderNotebook, stripAnsi, escapeHtml, htmlViolations } from '../../src/results/report';
+import { writeReport, sanitizeFragment, assertSelfContained, scopeSvgIds, renderNotebook, stripAnsi, escapeHtml, htmlViolations, cleanCss } from '../../src/results/report';
 import { projectRoot } from '../../src/config';
 import { makeFixtureRun, makeHostileRun, HOSTILE_CLASSES } from './fixtures';
 
@@ -141,7 +141,8 @@ test('sanitizeFragment: scripts, handlers, script URLs, frames and forms never s
     '<iframe src="data:text/html,<script>alert(1)</script>"></iframe>', '<form action="https://x"><button formaction="javascript:alert(1)">b</button></form>',
     '<svg><animate attributeName="href" to="javascript:alert(1)"/><set attributeName="onmouseover" to="alert(1)"/></svg>',
     '<svg><foreignObject><body onload=alert(1)></body></foreignObject></svg>', '<math><mi xlink:href="javascript:alert(1)">x</mi></math>',
-    '<div style="background:url(https://x/y.png)">s</div>', '<meta http-equiv="refresh" content="0;url=https://x">', '<base href="https://x/">',
+    '<div style="background:url(https://x/y.png)">s</div>', '<div style="background:u\\72l(https://x/y.png)">e</div>',
+    '<div style="background-image:image-set(\'https://x/y.png\' 1x)">i</div>', '<div style="color:red;/**/background:url(//x)">c</div>', '<meta http-equiv="refresh" content="0;url=https://x">', '<base href="https://x/">',
     '<object data="https://x/y.swf"></object>', '<img src="https://x/y.png" alt="r">', '<svg><image href="https://x/y.png"/></svg>', '<style>@import "https://x/y.css";</style>',
     '<p title="</p><script>alert(1)</script>">t</p>', '<noscript><p title="</noscript><img src=x onerror=alert(1)>"></noscript>',
   ];
@@ -184,4 +185,13 @@ test('the report of a diverged run says so at the top', async (t) => {
   const html = fs.readFileSync(await writeReport(run), 'utf8');
   assert.match(html, /<div class="warning" role="alert"><strong>Warning: <\/strong>training diverged in phase head, epoch 2, step 17: loss is NaN\./);
   assert.ok(html.indexOf('class="warning"') < html.indexOf('<main>'));
+});
+
+test('cleanCss keeps layout and colour, drops whatever could load something', () => {
+  assert.equal(cleanCss('display:grid;grid-template-columns:repeat(3,max-content);gap:4px'), 'display:grid;grid-template-columns:repeat(3,max-content);gap:4px');
+  assert.equal(cleanCss('color: rgb(1, 2, 3); background:url(https://x/y.png)'), 'color: rgb(1, 2, 3)');
+  assert.equal(cleanCss('background:u\\72l(https://x/y.png);margin:2px'), 'margin:2px');
+  assert.equal(cleanCss('background-image:image-set("https://x/y.png" 1x)'), '');
+  assert.equal(cleanCss('font-family:"a;b";color:red'), 'color:red');
+  assert.match(htmlViolations('<div style="background-image:image-set(\'https://x\' 1x)"></div>').join(), /image-set/);
 });
