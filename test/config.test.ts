@@ -128,6 +128,9 @@ test('issue 11: a profile name resolves only inside profiles/; a file elsewhere 
   assert.equal(p.name, 'evil');
   const rel2 = `./${path.relative(process.cwd(), evil)}`;
   assert.equal(loadProfile(rel2).name, 'evil');
+  // a run's saved profile.json (resolved, with its name) can be reused as a profile file
+  fs.writeFileSync(path.join(dir, 'saved.json'), JSON.stringify(loadProfile('smoke')));
+  assert.equal(loadProfile(path.join(dir, 'saved.json')).name, 'saved');
 });
 
 test('issue 11: run folders never leave data/runs, whatever the profile name', (t) => {
