@@ -75,7 +75,11 @@ export interface Phase {
   optimizer: 'adam' | 'sgd' | 'adamw';
   lr: number;
   /** Learning-rate schedule within the phase. */
-  schedule?: { kind: 'constant' } | { kind: 'cosine'; warmupEpochs?: number; minLr?: number };
+  schedule?:
+    | { kind: 'constant' }
+    | { kind: 'cosine'; warmupEpochs?: number; minLr?: number }
+    /** fastai fit_one_cycle: cosine up from lr/divFactor to lr over pctStart of the phase, then down to lr/(divFactor*finalDivFactor). */
+    | { kind: 'one-cycle'; pctStart?: number; divFactor?: number; finalDivFactor?: number };
   epochs: number;
   batchSize?: number;
   /** Decoupled weight decay (AdamW style, applied to every trainable tensor after each step). */
@@ -94,6 +98,8 @@ export interface Phase {
    * at a high resolution fits a CPU. The phase then trains without augmentation.
    */
   featureCache?: boolean;
+  /** Clip the gradients to this global norm before each step (Keras/PyTorch clipnorm). */
+  clipNorm?: number;
 }
 
 export interface TrainConfig {
@@ -109,6 +115,8 @@ export interface TrainConfig {
   /** How many epoch checkpoints to keep in <runDir>/checkpoints (default 2). */
   checkpointsKept?: number;
   earlyStopping?: { monitor: 'val_loss' | 'val_accuracy'; patience: number };
+  /** Keep the best weights of each phase by `monitor` and restore them when the phase ends (Keras restore_best_weights). */
+  restoreBestWeights?: { monitor: 'val_loss' | 'val_accuracy' };
 }
 
 export interface Profile {
@@ -215,11 +223,21 @@ export function validateProfile(p: Profile, origin: string): void {
   if (!isObject(p.train)) fail('train', 'an object', p.train);
   if (!(Number.isInteger(p.train.batchSize) && p.train.batchSize > 0)) fail('train.batchSize', 'a positive integer', p.train.batchSize);
   if (!Array.isArray(p.train.phases) || p.train.phases.length === 0) fail('train.phases', 'a non-empty array', p.train.phases);
+  const rb = p.train.restoreBestWeights as { monitor?: unknown } | undefined;
+  if (rb !== undefined && !['val_loss', 'val_accuracy'].includes(rb?.monitor as string)) fail('train.restoreBestWeights.monitor', "'val_loss' or 'val_accuracy'", rb?.monitor);
   p.train.phases.forEach((ph, i) => {
     if (!(ph.epochs >= 0)) fail(`train.phases.${i}.epochs`, 'a number >= 0', ph.epochs);
     if (!(ph.lr > 0)) fail(`train.phases.${i}.lr`, 'a positive number', ph.lr);
     if (!['adam', 'sgd', 'adamw'].includes(ph.optimizer)) fail(`train.phases.${i}.optimizer`, "'adam', 'sgd' or 'adamw'", ph.optimizer);
     if (ph.featureCache !== undefined && typeof ph.featureCache !== 'boolean') fail(`train.phases.${i}.featureCache`, 'true or false', ph.featureCache);
+    if (ph.clipNorm !== undefined && !(typeof ph.clipNorm === 'number' && ph.clipNorm > 0)) fail(`train.phases.${i}.clipNorm`, 'a positive number', ph.clipNorm);
+    const sch = ph.schedule as { kind?: unknown; pctStart?: unknown; divFactor?: unknown; finalDivFactor?: unknown } | undefined;
+    if (sch !== undefined && !['constant', 'cosine', 'one-cycle'].includes(sch.kind as string)) fail(`train.phases.${i}.schedule.kind`, "'constant', 'cosine' or 'one-cycle'", sch.kind);
+    if (sch?.kind === 'one-cycle') {
+      if (sch.pctStart !== undefined && !(typeof sch.pctStart === 'number' && sch.pctStart > 0 && sch.pctStart < 1)) fail(`train.phases.${i}.schedule.pctStart`, 'a number in (0, 1)', sch.pctStart);
+      if (sch.divFactor !== undefined && !(typeof sch.divFactor === 'number' && sch.divFactor >= 1)) fail(`train.phases.${i}.schedule.divFactor`, 'a number >= 1', sch.divFactor);
+      if (sch.finalDivFactor !== undefined && !(typeof sch.finalDivFactor === 'number' && sch.finalDivFactor >= 1)) fail(`train.phases.${i}.schedule.finalDivFactor`, 'a number >= 1', sch.finalDivFactor);
+    }
     if (ph.featureCache && typeof ph.trainable !== 'object') {
       fail(`train.phases.${i}.featureCache`, 'used only with trainable {"from": "<layer>"} (head phases follow train.featureCache)', ph.featureCache);
     }

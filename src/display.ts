@@ -17,6 +17,10 @@ export type { TopLevelSpec };
  */
 export type ChartSpec = TopLevelSpec | Record<string, unknown>;
 
+/** A Vega-Lite spec as this library builds them: a plain object with inline data. */
+export type VegaLiteSpec = Record<string, unknown>;
+export const VEGA_LITE_SCHEMA = 'https://vega.github.io/schema/vega-lite/v5.json';
+
 /** A Jupyter mime bundle: mime type -> content (strings, or JSON for application/*+json). */
 export type MimeBundle = Record<string, unknown>;
 

@@ -11,7 +11,7 @@ import * as jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { tf } from '../backend';
 import { paths } from '../config';
-import { writeFileAtomic } from '../session';
+import { writeFileAtomic } from '../fsutil';
 import { Dataset, ImageSet } from './types';
 
 export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg'];

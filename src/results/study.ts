@@ -103,8 +103,8 @@ export function studyCurvesSpec(runDirs: string[]): VegaLiteSpec {
   for (const dir of runDirs) {
     const run = path.basename(dir);
     for (const r of readHistory(dir)) {
-      if (r.val_accuracy !== null) points.push({ run, epoch: r.globalEpoch, phase: r.phase, metric: 'validation accuracy', value: r.val_accuracy });
-      if (r.loss !== null) points.push({ run, epoch: r.globalEpoch, phase: r.phase, metric: 'training loss', value: r.loss });
+      if (r.val_accuracy !== null) points.push({ run, epoch: r.epoch, phase: r.phase, metric: 'validation accuracy', value: r.val_accuracy });
+      if (r.loss !== null) points.push({ run, epoch: r.epoch, phase: r.phase, metric: 'training loss', value: r.loss });
     }
   }
   const panel = (metric: string): VegaLiteSpec => ({

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { session } from '../session';
 import type { ProgressMode } from './progress';
+import { train } from './index';
 
 const USAGE = `usage: cli train [--profile NAME] [--set key.path=value ...] [--resume RUN_DIR] [--run-dir DIR]
                  [--backend cpu|wasm|node|node-gpu] [--progress auto|bar|lines|none] [--json]
@@ -51,7 +52,6 @@ export async function trainCommand(argv: string[]): Promise<void> {
     quiet: values.json,
   });
   if (!values.json) console.log(`run folder: ${s.runDir}`);
-  const { train } = require('./index') as typeof import('./index');
   const result = await train(s, { progress: (values.progress as ProgressMode | undefined) ?? 'auto' });
   const out = { runDir: result.runDir, epochs: result.epochs, finalValAccuracy: result.finalValAccuracy, history: result.history, status: result.status };
   if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
