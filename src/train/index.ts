@@ -98,6 +98,8 @@ export interface TrainResult {
   /** The trained model (absent for 'already-finished': load it from runDir/model). */
   built?: TrainableModel;
   resumedFrom?: string;
+  /** Broken checkpoints the resume skipped, with the reason (it fell back to an older one). */
+  skipped?: { path: string; why: string }[];
 }
 
 export const SUMMARY_FILE = 'train-summary.json';
@@ -221,10 +223,9 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
     });
   } catch (e) {
     if (e instanceof TrainingDivergedError && e.at) {
-      // The state of the last good checkpoint, with the divergence: predict and report read this.
-      const good = e.checkpoint ? readCheckpointState(e.checkpoint) : undefined;
-      const state = good ?? { epoch: 0, epochRows: [], trainableByPhase: {}, decisions: [], wallSeconds: 0 };
-      writeJsonAtomic(path.join(runDir, SUMMARY_FILE), summaryOf(s, data, state as TrainState, e.at));
+      // The complete epochs before the divergence, and where it happened: predict and report read this.
+      const state = e.state ?? (e.checkpoint ? readCheckpointState(e.checkpoint) : undefined);
+      if (state) writeJsonAtomic(path.join(runDir, SUMMARY_FILE), summaryOf(s, data, state, e.at));
       progress.end();
     }
     throw e;
@@ -235,7 +236,7 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
   if (outcome.interrupted) {
     progress.message(`stopped after epoch ${state.epoch}; resume with train() on the same run folder`);
     progress.end();
-    return { runDir, status: 'interrupted', epochs: state.epoch, finalValAccuracy, built, resumedFrom: outcome.resumedFrom, ...files };
+    return { runDir, status: 'interrupted', epochs: state.epoch, finalValAccuracy, built, resumedFrom: outcome.resumedFrom, skipped: outcome.skipped, ...files };
   }
   if (opts.saveModel !== false) await saveModel(built.model, path.join(runDir, 'model'));
   const summary = summaryOf(s, data, state);
@@ -252,5 +253,5 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
   writeTrainState(runDir, 'finished', { epoch: state.epoch });
   progress.message(`finished: ${state.epoch} epochs, val accuracy ${finalValAccuracy?.toFixed(4)}, ${summary.wallSeconds}s; model in ${path.join(runDir, 'model')}`);
   progress.end();
-  return { runDir, status: 'finished', epochs: state.epoch, finalValAccuracy, summary, built, resumedFrom: outcome.resumedFrom, ...files };
+  return { runDir, status: 'finished', epochs: state.epoch, finalValAccuracy, summary, built, resumedFrom: outcome.resumedFrom, skipped: outcome.skipped, ...files };
 }

@@ -24,6 +24,7 @@ import type { BatchRow } from './history';
 import { createProgress, type ProgressMode } from './progress';
 import { preparePhase, type ImageBatchSource } from './trainer';
 import { resumeFromCheckpoint } from './callbacks/checkpointing';
+import { latestCheckpoint, readCheckpointState } from './checkpoint';
 import { lockRunFolder } from './run-state';
 import { buildTrainModel, defaultImageBatches, loadTrainData, type TrainData } from './setup';
 
@@ -61,19 +62,24 @@ export interface LrFindResult {
 
 export const LR_RULE = 'steepest descent of the smoothed loss against log10(lr), before the loss minimum';
 
-/** The rate at which `points`' smoothed loss falls fastest, before its minimum. */
+/**
+ * The rate at which `points`' smoothed loss falls fastest, before its minimum. As fastai, the first
+ * tenth of the sweep (the average still settling) and the last 5 points (the blow-up) are left out.
+ */
 export function suggestLr(points: LrPoint[]): number {
   if (points.length === 0) throw new Error('lr-find: no points to suggest a rate from');
+  const start = Math.floor(points.length / 10);
+  const usable = points.length - start > 8 ? points.slice(start, points.length - 5) : points;
   let minAt = 0;
-  points.forEach((p, i) => {
-    if (p.smoothed < points[minAt].smoothed) minAt = i;
+  usable.forEach((p, i) => {
+    if (p.smoothed < usable[minAt].smoothed) minAt = i;
   });
-  const upTo = points.slice(0, minAt + 1);
-  if (upTo.length < 3) return points[minAt].lr / 10;
-  let best = 1;
+  const upTo = usable.slice(0, minAt + 1);
+  if (upTo.length < 2) return usable[minAt].lr / 10;
+  let best = 0;
   let bestSlope = Infinity;
-  for (let i = 1; i < upTo.length - 1; i++) {
-    const slope = (upTo[i + 1].smoothed - upTo[i - 1].smoothed) / (Math.log10(upTo[i + 1].lr) - Math.log10(upTo[i - 1].lr));
+  for (let i = 0; i + 1 < upTo.length; i++) {
+    const slope = (upTo[i + 1].smoothed - upTo[i].smoothed) / (Math.log10(upTo[i + 1].lr) - Math.log10(upTo[i].lr));
     if (slope < bestSlope) {
       bestSlope = slope;
       best = i;
@@ -128,11 +134,18 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
     const built = opts.built ?? (await buildTrainModel(profile, numClasses));
     installTrainingSwitch(built.model);
     const weights = stableWeights(built.model);
-    const resumed = resumeFromCheckpoint(runDir, weights);
-    if (resumed) {
-      tf.dispose([...(resumed.optimizer ?? []).map((o) => o.tensor), ...(resumed.best ?? [])]);
-      progress.message(`lr-find: starting from the weights of ${resumed.from}`);
-    }
+    // The weights the phase starts from: the run's checkpoint up to that point; for phase 0 of a run
+    // past its start, the model as built (seeded, as the run began).
+    const last = latestCheckpoint(runDir);
+    const st = last ? readCheckpointState(last) : undefined;
+    const atStart = st && (st.phaseIndex < p || (st.phaseIndex === p && st.phaseEpoch === 0) || (st.phaseIndex === p - 1 && st.phaseFinished));
+    if (st && (atStart || p > 0)) {
+      const resumed = resumeFromCheckpoint(runDir, weights);
+      if (resumed) {
+        tf.dispose([...(resumed.optimizer ?? []).map((o) => o.tensor), ...(resumed.best ?? [])]);
+        progress.message(`lr-find: starting from the weights of ${resumed.from}${atStart ? '' : ` (the run is past the start of phase ${p}: its latest weights)`}`);
+      }
+    } else if (st) progress.message(`lr-find: the run is past the start of phase 0: sweeping from the initial weights`);
     const saved = weights.map((w) => tf.clone(w.read()));
     const rng = new Random(profile.train.seed);
     const run = await preparePhase(

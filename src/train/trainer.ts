@@ -20,7 +20,7 @@ import { installTrainingSwitch, withTraining } from '../model/training-mode';
 import { learningRateAt } from './schedule';
 import { createOptimizer, restoreOptimizerState } from './optimizer';
 import { HISTORY_FILES, type EpochRow } from './history';
-import { removeStaleTemporaries, latestCheckpoint, type PhaseDecision, type TrainState } from './checkpoint';
+import { findCheckpoint, removeStaleTemporaries, latestCheckpoint, type PhaseDecision, type TrainState } from './checkpoint';
 import type { Progress } from './progress';
 import { cacheKey, computeFeatures, contentHash, featureBatches, readCache, roundTrip, weightsHash, writeCache, type CachedFeatures, type FeatureDtype } from './feature-cache';
 import { crossEntropy, fitPhase, type Batch, type BatchStream, type Callback, type FitState, type PhaseRun } from './loop';
@@ -28,7 +28,7 @@ import { resumeFromCheckpoint } from './callbacks/checkpointing';
 import { Checkpointing } from './callbacks/checkpointing';
 import { EarlyStopping } from './callbacks/early-stopping';
 import { BestWeights } from './callbacks/best-weights';
-import { DivergenceGuard } from './callbacks/divergence';
+import { DivergenceGuard, TrainingDivergedError } from './callbacks/divergence';
 import { HistoryWriter } from './callbacks/history-writer';
 import { OnEpoch, ProgressCallback } from './callbacks/progress';
 import { StopAfterEpochs, StopOnAbort } from './callbacks/stop';
@@ -72,6 +72,8 @@ export interface LoopOutcome {
   state: TrainState;
   interrupted: boolean;
   resumedFrom?: string;
+  /** Checkpoints (and pointers) the resume skipped as broken, with the reason. */
+  skipped: { path: string; why: string }[];
 }
 
 /** The phase's trainable set; batchNorm 'frozen' then freezes every BatchNormalization of the base. */
@@ -250,6 +252,11 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   for (const t of removeStaleTemporaries(runDir)) progress.message(`removed ${path.join(runDir, 'checkpoints', t)}: left by a checkpoint write that did not finish`);
   const resumed = ctx.resume === false ? undefined : resumeFromCheckpoint(runDir, weights());
   for (const s of resumed?.skipped ?? []) progress.message(`skipped ${s.path}: ${s.why}`);
+  if (resumed === undefined && ctx.resume !== false) {
+    const broken = findCheckpoint(runDir).skipped;
+    for (const s of broken) progress.message(`skipped ${s.path}: ${s.why}`);
+    if (broken.length) progress.message(`no intact checkpoint in ${runDir}: training starts over`);
+  }
   const state = resumed?.state ?? freshState(profile, ctx.backend);
   if (resumed) {
     progress.message(`resuming ${runDir} from ${path.basename(resumed.from)} (phase '${phases[state.phaseIndex]?.name}', ${state.epoch} epochs done)`);
@@ -311,6 +318,9 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
         run.step.optimizer.optimizer.dispose();
       }
     }
+  } catch (e) {
+    if (e instanceof TrainingDivergedError) e.state = state;
+    throw e;
   } finally {
     best?.dispose();
     if (resumeOptimizer) tf.dispose(resumeOptimizer.map((o) => o.tensor));
@@ -320,7 +330,7 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   const complete = state.phaseIndex >= last && (state.phaseFinished || phases[last].epochs === 0);
   if (s.stopRun && !complete) {
     writeTrainState(runDir, 'interrupted', { epoch: state.epoch, message: s.stopRun });
-    return { state, interrupted: true, resumedFrom: resumed?.from };
+    return { state, interrupted: true, resumedFrom: resumed?.from, skipped: resumed?.skipped ?? [] };
   }
-  return { state, interrupted: false, resumedFrom: resumed?.from };
+  return { state, interrupted: false, resumedFrom: resumed?.from, skipped: resumed?.skipped ?? [] };
 }

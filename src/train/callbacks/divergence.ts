@@ -8,9 +8,12 @@ import * as tf from '@tensorflow/tfjs';
 import type { Callback, FitState, PhaseRun, StepLogs } from '../loop';
 import type { BatchRow, EpochRow } from '../history';
 import type { DivergedAt } from '../run-state';
+import type { TrainState } from '../checkpoint';
 
 /** The loss or the model's output went NaN or infinite: training stopped, the last good checkpoint is kept. */
 export class TrainingDivergedError extends Error {
+  /** The run's state when it diverged (the epochs before are complete); set by runPhases. */
+  state?: TrainState;
   constructor(
     message: string,
     readonly checkpoint: string | undefined,
