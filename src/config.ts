@@ -185,7 +185,7 @@ export function loadProfile(name: string, overrides: string[] = []): Profile {
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
   let merged: Record<string, unknown> = raw;
   if (typeof raw.extends === 'string') {

@@ -95,7 +95,7 @@ export async function chartSvg(spec: ChartSpec): Promise<string> {
   try {
     compiled = vl.compile(spec as TopLevelSpec).spec;
   } catch (e) {
-    throw new Error(`chart '${specTitle(spec)}': not a valid Vega-Lite spec (${(e as Error).message})`);
+    throw new Error(`chart '${specTitle(spec)}': not a valid Vega-Lite spec (${(e as Error).message})`, { cause: e });
   }
   const view = new vega.View(vega.parse(compiled), { renderer: 'none', loader: vega.loader({ mode: 'file' }) });
   try {

@@ -48,7 +48,7 @@ export function decodeImageBuffer(buf: Uint8Array, file: string): DecodedImage {
       return { data: rgbaToRgb(img.data, img.width, img.height), width: img.width, height: img.height };
     }
   } catch (e) {
-    throw new Error(`${file}: cannot decode ${isPng ? 'PNG' : 'JPEG'} (${(e as Error).message})`);
+    throw new Error(`${file}: cannot decode ${isPng ? 'PNG' : 'JPEG'} (${(e as Error).message})`, { cause: e });
   }
   throw new Error(`${file}: not a PNG or JPEG image (unrecognised signature)`);
 }
@@ -59,7 +59,7 @@ export function decodeImage(file: string): DecodedImage {
   try {
     buf = fs.readFileSync(file);
   } catch (e) {
-    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
   }
   return decodeImageBuffer(buf, file);
 }
@@ -105,7 +105,7 @@ function imageFiles(dir: string): string[] {
     try {
       entries = fs.readdirSync(d, { withFileTypes: true });
     } catch (e) {
-      throw new Error(`${d}: cannot read folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new Error(`${d}: cannot read folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
     }
     for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
       if (e.name.startsWith('.')) continue;

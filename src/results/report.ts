@@ -265,7 +265,7 @@ export function readNotebook(file: string): Notebook {
   try {
     nb = JSON.parse(fs.readFileSync(file, 'utf8')) as Notebook;
   } catch (e) {
-    throw new Error(`${file}: not a readable notebook (${(e as Error).message})`);
+    throw new Error(`${file}: not a readable notebook (${(e as Error).message})`, { cause: e });
   }
   if (nb.nbformat !== 4 || !Array.isArray(nb.cells)) throw new Error(`${file}: expected an nbformat 4 notebook with cells, got nbformat ${nb.nbformat}`);
   return nb;

@@ -44,7 +44,7 @@ export function profileOverrides(base: unknown, actual: unknown, prefix = ''): s
 /** `npm start -- --profile NAME` plus a --set for each field the run changed from the profile file. */
 export function reproduceCommand(saved: Record<string, unknown>): string {
   const name = String(saved.name);
-  let sets: string[] = [];
+  let sets: string[];
   try {
     const fresh = loadProfile(name) as unknown as Record<string, unknown>;
     // The name and description are not settings; data.dir is where this machine keeps CIFAR-10.

@@ -236,7 +236,7 @@ export function readCheckpointState(dir: string): TrainState {
   try {
     return (JSON.parse(fs.readFileSync(file, 'utf8')) as StoredCheckpoint).state;
   } catch (e) {
-    throw new Error(`${file}: unreadable checkpoint state (${(e as Error).message})`);
+    throw new Error(`${file}: unreadable checkpoint state (${(e as Error).message})`, { cause: e });
   }
 }
 

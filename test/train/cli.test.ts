@@ -44,7 +44,6 @@ test('cli train: killed after the first checkpoint, resumed, equals an uninterru
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const pointer = path.join(killedDir, 'checkpoints', 'latest.json');
   const deadline = Date.now() + 90_000;
-  let state = 'running';
   while (!fs.existsSync(pointer)) {
     if (child.exitCode !== null) throw new Error(`train exited (${child.exitCode}) before a checkpoint: ${stderr}`);
     if (Date.now() > deadline) {
@@ -56,7 +55,7 @@ test('cli train: killed after the first checkpoint, resumed, equals an uninterru
   child.kill('SIGKILL');
   await exited;
   assert.ok(!fs.existsSync(path.join(killedDir, 'train-summary.json')), 'the run was killed before it finished');
-  state = JSON.parse(fs.readFileSync(path.join(killedDir, 'train-state.json'), 'utf8')).status;
+  const state = JSON.parse(fs.readFileSync(path.join(killedDir, 'train-state.json'), 'utf8')).status;
   assert.equal(state, 'running');
 
   const resumed = spawnSync(process.execPath, [cli, 'train', '--resume', killedDir, '--json', '--progress', 'none'], { env: env(dataDir), encoding: 'utf8' });

@@ -58,7 +58,7 @@ export class DivergenceGuard implements Callback {
     if (!Number.isFinite(logs.outputSum)) this.fail(run, where, `the model's output is ${logs.outputSum} (the clipped loss reads ${logs.loss.toFixed(4)})`, row.lr);
   }
 
-  async onEpochEnd(run: PhaseRun, s: FitState, row: EpochRow): Promise<void> {
+  async onEpochEnd(run: PhaseRun, _s: FitState, row: EpochRow): Promise<void> {
     const bad = await nonFiniteWeights(this.weights());
     if (bad.length) {
       const where = { phaseEpoch: row.phase_epoch, epoch: row.epoch, step: 0 };

@@ -18,7 +18,7 @@ export class EarlyStopping implements Callback {
     private readonly progress: Progress,
   ) {}
 
-  onPhaseBegin(run: PhaseRun, s: FitState): void {
+  onPhaseBegin(_run: PhaseRun, s: FitState): void {
     // A phase starts its own count; a resumed phase keeps the checkpoint's.
     if (s.train.phaseEpoch === 0) s.train.early = { best: null, bad: 0 };
   }
