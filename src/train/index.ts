@@ -17,8 +17,7 @@ import { readJsonFile, writeJsonAtomic } from '../fsutil';
 import { saveModel, setBaseTrainable } from '../model';
 import { stableWeights, type TrainableModel } from '../model/split';
 import { createProgress, ProgressMode } from './progress';
-import { HISTORY_FILES, historyTable, readHistory, EpochRow, writeHistory } from './history';
-import { trainingCurvesSpec } from './curves';
+import { HISTORY_FILES, historyTable, EpochRow, writeHistory } from './history';
 import { latestCheckpoint, readCheckpointState, saveCheckpoint, type TrainState } from './checkpoint';
 import { ImageBatchSource, LoopDeps, runPhases } from './trainer';
 import type { Callback } from './loop';
@@ -128,11 +127,6 @@ export function phasesTable(profile: Profile): Record<string, string | number>[]
     features: p.trainable === 'head' && profile.train.featureCache ? 'cached' : profile.train.augment ? 'augmented images' : 'images',
     when: p.runIf ? `native backend${p.runIf.maxEstimatedMinutes ? ` or < ${p.runIf.maxEstimatedMinutes} min measured` : ''}` : 'always',
   }));
-}
-
-/** Vega-Lite spec of a run's loss and accuracy curves (train and validation, phase boundaries marked). */
-export function curvesSpec(runDir: string): Record<string, unknown> {
-  return trainingCurvesSpec(readHistory(runDir));
 }
 
 /**

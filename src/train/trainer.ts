@@ -24,15 +24,14 @@ import { findCheckpoint, removeStaleTemporaries, latestCheckpoint, type PhaseDec
 import type { Progress } from './progress';
 import { cacheKey, computeFeatures, contentHash, featureBatches, readCache, roundTrip, weightsHash, writeCache, type CachedFeatures, type FeatureDtype } from './feature-cache';
 import { crossEntropy, fitPhase, type Batch, type BatchStream, type Callback, type FitState, type PhaseRun } from './loop';
-import { resumeFromCheckpoint } from './callbacks/checkpointing';
-import { Checkpointing } from './callbacks/checkpointing';
+import { Checkpointing, resumeFromCheckpoint, type Resumed } from './callbacks/checkpointing';
 import { EarlyStopping } from './callbacks/early-stopping';
 import { BestWeights } from './callbacks/best-weights';
 import { DivergenceGuard, TrainingDivergedError } from './callbacks/divergence';
 import { HistoryWriter } from './callbacks/history-writer';
 import { OnEpoch, ProgressCallback } from './callbacks/progress';
 import { StopAfterEpochs, StopOnAbort } from './callbacks/stop';
-import { writeTrainState } from './run-state';
+import { writeTrainState, type DivergedAt } from './run-state';
 
 export type { TrainableModel } from '../model/split';
 export type { Batch } from './loop';
@@ -241,62 +240,65 @@ export async function preparePhase(ctx: LoopContext, p: number, rng: Random): Pr
   };
 }
 
+/** Opens the run: stale temporaries removed, the newest intact checkpoint loaded, or a fresh state. */
+function openRun(ctx: LoopContext, weights: tf.LayerVariable[]): { state: TrainState; resumed?: Resumed } {
+  const { runDir, progress } = ctx;
+  for (const t of removeStaleTemporaries(runDir)) progress.message(`removed ${path.join(runDir, 'checkpoints', t)}: left by a checkpoint write that did not finish`);
+  const resumed = ctx.resume === false ? undefined : resumeFromCheckpoint(runDir, weights);
+  const skipped = resumed?.skipped ?? (ctx.resume === false ? [] : findCheckpoint(runDir).skipped);
+  for (const s of skipped) progress.message(`skipped ${s.path}: ${s.why}`);
+  if (resumed) {
+    progress.message(`resuming ${runDir} from ${path.basename(resumed.from)} (phase '${ctx.profile.train.phases[resumed.state.phaseIndex]?.name}', ${resumed.state.epoch} epochs done)`);
+    return { state: resumed.state, resumed };
+  }
+  if (skipped.length) progress.message(`no intact checkpoint in ${runDir}: training starts over`);
+  // A run started over drops the history of an earlier attempt.
+  for (const f of Object.values(HISTORY_FILES)) fs.rmSync(path.join(runDir, f), { force: true });
+  return { state: freshState(ctx.profile, ctx.backend) };
+}
+
+/** The standard callbacks, in the order they must run at an epoch's end (checkpoint after the checks). */
+function standardCallbacks(ctx: LoopContext, state: TrainState, best: BestWeights | undefined, wallSeconds: () => number): Callback[] {
+  const { profile, runDir, built, progress } = ctx;
+  const weights = () => stableWeights(built.model);
+  const es = profile.train.earlyStopping;
+  const diverged = (at: DivergedAt, message: string, checkpoint: string | undefined) =>
+    writeTrainState(runDir, 'diverged', { message, checkpoint: checkpoint ?? null, diverged: at, epoch: state.epoch });
+  return [
+    ...(es ? [new EarlyStopping(es.monitor, es.patience, progress)] : []),
+    ...(best ? [best] : []),
+    new DivergenceGuard(weights, () => latestCheckpoint(runDir), diverged),
+    new Checkpointing(runDir, weights, profile.train.checkpointsKept ?? 2, wallSeconds, () => best?.tensors()),
+    new HistoryWriter(runDir),
+    new ProgressCallback(progress, profile.train.phases.length),
+    ...(ctx.onEpoch ? [new OnEpoch(ctx.onEpoch)] : []),
+    ...(ctx.stopAfterEpochs !== undefined ? [new StopAfterEpochs(ctx.stopAfterEpochs)] : []),
+    ...(ctx.signal ? [new StopOnAbort(ctx.signal)] : []),
+    ...(ctx.callbacks ?? []),
+  ];
+}
+
 /** Runs (or continues) the phases of ctx.profile. */
 export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   const { profile, runDir, built, progress } = ctx;
   const phases = profile.train.phases;
   const processStart = Date.now();
   installTrainingSwitch(built.model);
-  const weights = () => stableWeights(built.model);
-
-  for (const t of removeStaleTemporaries(runDir)) progress.message(`removed ${path.join(runDir, 'checkpoints', t)}: left by a checkpoint write that did not finish`);
-  const resumed = ctx.resume === false ? undefined : resumeFromCheckpoint(runDir, weights());
-  for (const s of resumed?.skipped ?? []) progress.message(`skipped ${s.path}: ${s.why}`);
-  if (resumed === undefined && ctx.resume !== false) {
-    const broken = findCheckpoint(runDir).skipped;
-    for (const s of broken) progress.message(`skipped ${s.path}: ${s.why}`);
-    if (broken.length) progress.message(`no intact checkpoint in ${runDir}: training starts over`);
-  }
-  const state = resumed?.state ?? freshState(profile, ctx.backend);
-  if (resumed) {
-    progress.message(`resuming ${runDir} from ${path.basename(resumed.from)} (phase '${phases[state.phaseIndex]?.name}', ${state.epoch} epochs done)`);
-  } else {
-    // A run started over drops the history of an earlier attempt.
-    for (const f of Object.values(HISTORY_FILES)) fs.rmSync(path.join(runDir, f), { force: true });
-  }
+  const { state, resumed } = openRun(ctx, stableWeights(built.model));
   let resumeOptimizer = resumed?.optimizer;
   const wallBefore = state.wallSeconds;
   const s: FitState = { train: state, rng: new Random(state.rngState), dropRng: new Random(state.dropoutRngState) };
   writeTrainState(runDir, 'running');
-
-  const es = profile.train.earlyStopping;
-  const restoreBest = profile.train.restoreBestWeights;
-  const best = restoreBest ? new BestWeights(restoreBest.monitor, weights, progress) : undefined;
+  const rb = profile.train.restoreBestWeights;
+  const best = rb ? new BestWeights(rb.monitor, () => stableWeights(built.model), progress) : undefined;
   best?.restoreCopy(resumed?.best);
-  const callbacks: Callback[] = [
-    ...(es ? [new EarlyStopping(es.monitor, es.patience, progress)] : []),
-    ...(best ? [best] : []),
-    new DivergenceGuard(weights, () => latestCheckpoint(runDir), (at, message, checkpoint) => writeTrainState(runDir, 'diverged', { message, checkpoint: checkpoint ?? null, diverged: at, epoch: state.epoch })),
-    new Checkpointing(runDir, weights, profile.train.checkpointsKept ?? 2, () => wallBefore + (Date.now() - processStart) / 1000, () => best?.tensors()),
-    new HistoryWriter(runDir),
-    new ProgressCallback(progress, phases.length),
-    ...(ctx.onEpoch ? [new OnEpoch(ctx.onEpoch)] : []),
-    ...(ctx.stopAfterEpochs !== undefined ? [new StopAfterEpochs(ctx.stopAfterEpochs)] : []),
-    ...(ctx.signal ? [new StopOnAbort(ctx.signal)] : []),
-    ...(ctx.callbacks ?? []),
-  ];
-
+  const callbacks = standardCallbacks(ctx, state, best, () => wallBefore + (Date.now() - processStart) / 1000);
   try {
     for (let p = state.phaseIndex; p < phases.length && !s.stopRun; p++) {
       const phase = phases[p];
       if (p === state.phaseIndex && state.phaseFinished) continue; // finished at the checkpoint: go on with the next
-      if (state.phaseIndex !== p) {
-        state.phaseIndex = p;
-        state.phaseEpoch = 0;
-        state.phaseFinished = false;
-        state.early = { best: null, bad: 0 };
-      }
-      if (!state.decisions[p]) state.decisions[p] = await decidePhase(ctx, phase, phase.batchSize ?? profile.train.batchSize);
+      if (state.phaseIndex !== p) Object.assign(state, { phaseIndex: p, phaseEpoch: 0, phaseFinished: false, early: { best: null, bad: 0 } });
+      state.decisions[p] ??= await decidePhase(ctx, phase, phase.batchSize ?? profile.train.batchSize);
       const decision = state.decisions[p]!;
       if (!decision.run) {
         progress.message(`phase '${phase.name}' skipped: ${decision.reason}`);
@@ -328,9 +330,7 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   state.wallSeconds = wallBefore + (Date.now() - processStart) / 1000;
   const last = phases.length - 1;
   const complete = state.phaseIndex >= last && (state.phaseFinished || phases[last].epochs === 0);
-  if (s.stopRun && !complete) {
-    writeTrainState(runDir, 'interrupted', { epoch: state.epoch, message: s.stopRun });
-    return { state, interrupted: true, resumedFrom: resumed?.from, skipped: resumed?.skipped ?? [] };
-  }
-  return { state, interrupted: false, resumedFrom: resumed?.from, skipped: resumed?.skipped ?? [] };
+  const outcome = { state, interrupted: !!s.stopRun && !complete, resumedFrom: resumed?.from, skipped: resumed?.skipped ?? [] };
+  if (outcome.interrupted) writeTrainState(runDir, 'interrupted', { epoch: state.epoch, message: s.stopRun });
+  return outcome;
 }
