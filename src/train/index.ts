@@ -61,6 +61,8 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Batches for the full model; default: the preprocess stage's batches(). */
   imageBatches?: ImageBatchSource;
+  /** The engine for the frozen part of cached phases (default: TF.js); see LoopDeps.featureExtractor. */
+  featureExtractor?: LoopDeps['featureExtractor'];
   /** Skip saving the final model (tests with stand-in models). */
   saveModel?: boolean;
 }
@@ -192,6 +194,7 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
   const deps: LoopDeps = {
     setTrainable: setBaseTrainable,
     imageBatches: opts.imageBatches ?? defaultImageBatches(built, numClasses),
+    featureExtractor: opts.featureExtractor,
   };
   progress.message(
     `training '${profile.name}' in ${runDir} on ${s.backend.choice}: ${data.train.count} training images, ` +

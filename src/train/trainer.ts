@@ -22,7 +22,7 @@ import { createOptimizer, restoreOptimizerState } from './optimizer';
 import { HISTORY_FILES, type EpochRow } from './history';
 import { findCheckpoint, removeStaleTemporaries, latestCheckpoint, type PhaseDecision, type TrainState } from './checkpoint';
 import type { Progress } from './progress';
-import { cacheKey, computeFeatures, contentHash, featureBatches, readCache, roundTrip, weightsHash, writeCache, type CachedFeatures, type FeatureDtype } from './feature-cache';
+import { cacheKey, computeFeatures, contentHash, featureBatches, readCache, roundTrip, weightsHash, writeCache, type CachedFeatures, type FeatureDtype, type FeatureExtractor } from './feature-cache';
 import { crossEntropy, fitPhase, type Batch, type BatchStream, type Callback, type FitState, type PhaseRun } from './loop';
 import { Checkpointing, resumeFromCheckpoint, type Resumed } from './callbacks/checkpointing';
 import { EarlyStopping } from './callbacks/early-stopping';
@@ -44,6 +44,11 @@ export interface LoopDeps {
   setTrainable: (built: TrainableModel, spec: boolean | { from: string }) => void;
   /** Batches of images for the full model. */
   imageBatches: ImageBatchSource;
+  /**
+   * The engine for the frozen part of a cached phase; default: the TF.js layers below the split
+   * (`split.extract` in tf.tidy). Another engine (e.g. ONNX Runtime) returns the same features.
+   */
+  featureExtractor?: (split: CacheSplit, built: TrainableModel) => FeatureExtractor;
 }
 
 export interface LoopContext {
@@ -106,7 +111,7 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
     progress.message(`feature cache hit: ${hit.dir}`);
     return hit;
   }
-  const extract = (xs: tf.Tensor) => tf.tidy(() => split.extract(xs));
+  const extract = ctx.deps.featureExtractor?.(split, built) ?? ((xs: tf.Tensor) => tf.tidy(() => split.extract(xs)));
   const compute = async (set: ImageSet, label: string) => {
     const task = progress.task(label, set.count);
     const batches = ctx.deps.imageBatches(set, { batchSize: profile.train.batchSize, shuffle: false, rng: new Random(0), augment: false });

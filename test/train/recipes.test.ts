@@ -73,3 +73,24 @@ test('restoreBestWeights: the phase ends with the weights of its best epoch, als
   assert.deepEqual(numbersOf(history(b.runDir).toRecords()), numbersOf(rows));
   assert.deepEqual(stableWeights(builtB.head).map((w) => Array.from(w.read().dataSync())), final);
 });
+
+test('featureExtractor: another engine computes the cached features (the hook ONNX Runtime can use), same numbers', async () => {
+  const phases: Phase[] = [{ name: 'head', trainable: 'head', optimizer: 'adam', lr: 0.05, epochs: 2 }];
+  const plain = await tempSession(testProfile(phases));
+  await train(plain, { built: tinyResnetLike(), data: syntheticData(64, 32), progress: 'none', saveModel: false });
+  const hooked = await tempSession(testProfile(phases));
+  let images = 0;
+  await train(hooked, {
+    built: tinyResnetLike(),
+    data: syntheticData(64, 32),
+    progress: 'none',
+    saveModel: false,
+    // An asynchronous engine, as ONNX Runtime's session.run is.
+    featureExtractor: (split) => async (xs) => {
+      images += xs.shape[0];
+      return tf.tidy(() => split.extract(xs));
+    },
+  });
+  assert.equal(images, 64 + 32, 'train and val features, once each');
+  assert.deepEqual(numbersOf(history(hooked.runDir).toRecords()), numbersOf(history(plain.runDir).toRecords()));
+});
