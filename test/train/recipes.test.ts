@@ -94,3 +94,22 @@ test('featureExtractor: another engine computes the cached features (the hook ON
   assert.equal(images, 64 + 32, 'train and val features, once each');
   assert.deepEqual(numbersOf(history(hooked.runDir).toRecords()), numbersOf(history(plain.runDir).toRecords()));
 });
+
+test('an AbortSignal stops the run at the next batch; the unfinished epoch is repeated by the resume, numbers unchanged', async () => {
+  const phases: Phase[] = [{ name: 'finetune-all', trainable: 'all', optimizer: 'adam', lr: 0.01, epochs: 3 }];
+  const full = await tempSession(testProfile(phases));
+  await train(full, { built: tinyResnetLike(), data: syntheticData(64, 32), progress: 'none', saveModel: false });
+  const s = await tempSession(testProfile(phases));
+  const controller = new AbortController();
+  let batches = 0;
+  // Interrupt in the middle of the second epoch (2 batches per epoch), as Kernel -> Interrupt would.
+  const interrupter = { onBatchEnd: () => (++batches === 3 ? controller.abort() : undefined) };
+  const r = await train(s, { built: tinyResnetLike(), data: syntheticData(64, 32), progress: 'none', saveModel: false, signal: controller.signal, callbacks: [interrupter] });
+  assert.equal(r.status, 'interrupted');
+  assert.equal(r.epochs, 1);
+  assert.equal(history(s.runDir).height, 1, 'the interrupted epoch left no row');
+  const resumed = await train(s, { built: tinyResnetLike(9), data: syntheticData(64, 32), progress: 'none', saveModel: false });
+  assert.equal(resumed.status, 'finished');
+  assert.deepEqual(numbersOf(history(s.runDir).toRecords()), numbersOf(history(full.runDir).toRecords()));
+  assert.deepEqual(numbersOf(history(s.runDir, 'batches').toRecords()), numbersOf(history(full.runDir, 'batches').toRecords()));
+});
