@@ -254,7 +254,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     if (!torch) report.torch = { available: false };
     else {
       report.torch = { available: !torch.error, best: torch.results, byThreads: runs.map((r) => ({ threads: r.threads, results: r.results, error: r.error })), version: torch.version, tcmalloc: torch.tcmalloc };
-      for (const [backend, byModel] of Object.entries(results)) {
+      for (const byModel of Object.values(results)) {
         for (const [model, entry] of Object.entries(byModel)) {
           for (const task of Object.keys(taskSpecs(quick)) as TaskName[]) {
             const ours = entry[task];

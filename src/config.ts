@@ -134,7 +134,7 @@ function readProfileChain(file: string, chain: string[]): Record<string, unknown
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
   if (!isObject(raw)) throw new Error(`${file}: expected a JSON object`);
   for (const k of Object.keys(raw)) checkKey(k, file);

@@ -18,6 +18,10 @@ export type { TopLevelSpec };
  */
 export type ChartSpec = TopLevelSpec | Record<string, unknown>;
 
+/** A Vega-Lite spec as this library builds them: a plain object with inline data. */
+export type VegaLiteSpec = Record<string, unknown>;
+export const VEGA_LITE_SCHEMA = 'https://vega.github.io/schema/vega-lite/v5.json';
+
 /** A Jupyter mime bundle: mime type -> content (strings, or JSON for application/*+json). */
 export type MimeBundle = Record<string, unknown>;
 
@@ -91,7 +95,7 @@ export async function chartSvg(spec: ChartSpec): Promise<string> {
   try {
     compiled = vl.compile(spec as TopLevelSpec).spec;
   } catch (e) {
-    throw new Error(`chart '${specTitle(spec)}': not a valid Vega-Lite spec (${(e as Error).message})`);
+    throw new Error(`chart '${specTitle(spec)}': not a valid Vega-Lite spec (${(e as Error).message})`, { cause: e });
   }
   const view = new vega.View(vega.parse(compiled), { renderer: 'none', loader: vega.loader({ mode: 'file' }) });
   try {

@@ -15,6 +15,8 @@ const nonNegInt = () => z.number({ error: 'an integer >= 0' }).int({ error: 'an 
 const posRate = () => z.number({ error: 'a finite positive number' }).positive({ error: 'a finite positive number' }).finite({ error: 'a finite positive number' });
 const nonNegNumber = () => z.number({ error: 'a finite number >= 0' }).nonnegative({ error: 'a finite number >= 0' }).finite({ error: 'a finite number >= 0' });
 const fraction = () => z.number({ error: 'a number in [0, 1)' }).min(0, { error: 'a number in [0, 1)' }).lt(1, { error: 'a number in [0, 1)' });
+const openFraction = () => z.number({ error: 'a number in (0, 1)' }).gt(0, { error: 'a number in (0, 1)' }).lt(1, { error: 'a number in (0, 1)' });
+const atLeastOne = () => z.number({ error: 'a finite number >= 1' }).min(1, { error: 'a finite number >= 1' }).finite({ error: 'a finite number >= 1' });
 const bool = () => z.boolean({ error: 'true or false' });
 const text = () => z.string({ error: 'a string' });
 const name = () => z.string({ error: 'a non-empty string' }).min(1, { error: 'a non-empty string' });
@@ -53,8 +55,14 @@ export const ScheduleSchema = z
         warmupEpochs: nonNegNumber().optional().describe('Linear warm-up from 0 over this many epochs.'),
         minLr: nonNegNumber().optional().describe('The rate the cosine decays to.'),
       }),
+      object({
+        kind: z.literal('one-cycle'),
+        pctStart: openFraction().optional().describe('Share of the phase spent rising to lr (default 0.25).'),
+        divFactor: atLeastOne().optional().describe('The rate starts at lr / divFactor (default 25).'),
+        finalDivFactor: atLeastOne().optional().describe('The rate ends at lr / (divFactor * finalDivFactor) (default 1e5).'),
+      }).describe('fastai fit_one_cycle: cosine up from lr/divFactor to lr, then down.'),
     ],
-    { error: "an object with kind 'constant' or 'cosine'" },
+    { error: "an object with kind 'constant', 'cosine' or 'one-cycle'" },
   )
   .describe('Learning-rate schedule within the phase.');
 
@@ -84,6 +92,7 @@ export const PhaseSchema = object({
   featureCache: bool()
     .optional()
     .describe('With trainable {from}: run the frozen layers below `from` once and train the rest on their cached output (no augmentation).'),
+  clipNorm: posRate().optional().describe('Clip the gradients to this global norm before each step (Keras/PyTorch clipnorm).'),
 }).superRefine((ph, ctx) => {
   if (ph.featureCache && typeof ph.trainable !== 'object') {
     ctx.addIssue({
@@ -107,6 +116,11 @@ export const TrainSchema = object({
     monitor: oneOf(['val_loss', 'val_accuracy']),
     patience: posInt().describe('Epochs without improvement before stopping.'),
   }).optional(),
+  restoreBestWeights: object({
+    monitor: oneOf(['val_loss', 'val_accuracy']),
+  })
+    .optional()
+    .describe('Keep the best weights of each phase by `monitor` and restore them when the phase ends (Keras restore_best_weights).'),
 });
 
 export const ResultsSchema = object({

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, BackendInfo } from './backend';
 import { loadProfile, paths, Profile, resolveProfileFile } from './config';
+import { writeJsonAtomic } from './fsutil';
 
 export interface Session {
   profile: Profile;
@@ -73,30 +74,8 @@ export function readRunProfile(runDir: string): Profile {
   return JSON.parse(fs.readFileSync(file, 'utf8')) as Profile;
 }
 
-/** Writes JSON through a temporary file and a rename, so a reader never sees half a file. */
-export function writeJsonAtomic(file: string, value: unknown): void {
-  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
-}
-
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  replaceFileAtomic(file, (tmp) => fs.writeFileSync(tmp, data));
-}
-
-/**
- * Lets `write` fill a temporary file beside `file`, then renames it over `file` (a writer that only
- * takes a path, such as polars' writeCSV/writeParquet). The temporary file is removed on failure.
- */
-export function replaceFileAtomic(file: string, write: (tmp: string) => void): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    write(tmp);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-}
+// The atomic writers moved to fsutil.ts; re-exported here for callers of the old place.
+export { writeJsonAtomic, writeFileAtomic, replaceFileAtomic } from './fsutil';
 
 /** Leaf fields where two profiles differ, as "a.b: x -> y". */
 function profileDifferences(a: unknown, b: unknown, prefix = ''): string[] {

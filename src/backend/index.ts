@@ -41,7 +41,8 @@ async function tryBackend(choice: BackendChoice): Promise<void> {
     case 'node-gpu':
     case 'node': {
       // Loading the package registers the 'tensorflow' backend with the shared tfjs-core.
-      require(choice === 'node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node');
+      if (choice === 'node-gpu') require('@tensorflow/tfjs-node-gpu');
+      else require('@tensorflow/tfjs-node');
       if (!(await tf.setBackend('tensorflow'))) throw new Error('tensorflow backend failed to initialise');
       if (choice === 'node-gpu') {
         const devices = (tf.backend() as unknown as { binding?: { isUsingGpuDevice?: () => boolean } }).binding;

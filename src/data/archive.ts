@@ -25,7 +25,7 @@ export async function extractTarGz(archive: string, dest: string): Promise<strin
     fs.renameSync(tmp, dest);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
-    throw new Error(`${archive}: cannot extract (${(e as Error).message}); the archive is corrupt or truncated`);
+    throw new Error(`${archive}: cannot extract (${(e as Error).message}); the archive is corrupt or truncated`, { cause: e });
   }
   return dest;
 }

@@ -190,7 +190,7 @@ export async function fetchCifar10(opts: FetchOptions = {}): Promise<string> {
   try {
     await download(url, archive, { md5: md5 || undefined, quiet: opts.quiet });
   } catch (e) {
-    throw new Error(`${(e as Error).message}\n(to use a local copy instead, set CIFAR10_DIR to an extracted ${CIFAR10_FOLDER} folder)`);
+    throw new Error(`${(e as Error).message}\n(to use a local copy instead, set CIFAR10_DIR to an extracted ${CIFAR10_FOLDER} folder)`, { cause: e });
   }
   // The extraction renames a finished temp folder into place, so an existing folder is complete;
   // one without the batches came from another archive and is replaced.

@@ -11,7 +11,7 @@ import * as jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { tf } from '../backend';
 import { paths } from '../config';
-import { writeFileAtomic } from '../session';
+import { writeFileAtomic } from '../fsutil';
 import { Dataset, ImageSet } from './types';
 
 export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg'];
@@ -48,7 +48,7 @@ export function decodeImageBuffer(buf: Uint8Array, file: string): DecodedImage {
       return { data: rgbaToRgb(img.data, img.width, img.height), width: img.width, height: img.height };
     }
   } catch (e) {
-    throw new Error(`${file}: cannot decode ${isPng ? 'PNG' : 'JPEG'} (${(e as Error).message})`);
+    throw new Error(`${file}: cannot decode ${isPng ? 'PNG' : 'JPEG'} (${(e as Error).message})`, { cause: e });
   }
   throw new Error(`${file}: not a PNG or JPEG image (unrecognised signature)`);
 }
@@ -72,7 +72,7 @@ export function assertRegularFile(file: string): void {
   try {
     st = fs.statSync(file);
   } catch (e) {
-    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
   }
   if (!st.isFile()) throw new Error(`${file}: ${fileKind(st)}, not an image file`);
 }
@@ -84,7 +84,7 @@ export function decodeImage(file: string): DecodedImage {
   try {
     buf = fs.readFileSync(file);
   } catch (e) {
-    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
   }
   return decodeImageBuffer(buf, file);
 }
@@ -130,7 +130,7 @@ function imageFiles(dir: string): string[] {
     try {
       entries = fs.readdirSync(d, { withFileTypes: true });
     } catch (e) {
-      throw new Error(`${d}: cannot read folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new Error(`${d}: cannot read folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
     }
     for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
       if (e.name.startsWith('.')) continue;

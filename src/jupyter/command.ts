@@ -3,13 +3,14 @@
  * <run>/notebooks/, then the report when the results stage provides one.
  * `cli kernel`: registers the tslab kernel in <root>/.jupyter (idempotent).
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend } from '../backend';
 import { loadProfile, paths } from '../config';
 import { createRun, defaultProfileFor, readRunProfile } from '../session';
 import { ensureKernel, jupyterEnv } from './kernel';
+import { writeReport } from '../results/report';
+import { assertRunFolderFree } from '../train/run-state';
 import { cellTimeout, listNotebooks, NotebookResult, RunnerEvent, runNotebooks } from './runner';
 
 const RUN_USAGE = `usage: npm run -s cli -- run [--profile NAME] [--set key.path=value ...] [--resume RUN_DIR] [--timeout SECONDS]
@@ -35,14 +36,6 @@ async function chooseProfile(flag: string | undefined, log: (s: string) => void)
   const d = defaultProfileFor(backend);
   log(`profile: ${d.name} (${d.why})`);
   return d.name;
-}
-
-/** writeReport(runDir) from src/results/report.ts, when that module exists in this build. */
-function findReportWriter(): ((runDir: string) => Promise<string>) | null {
-  const file = path.join(__dirname, '..', 'results', 'report.js');
-  if (!fs.existsSync(file)) return null;
-  const mod = require(file) as { writeReport?: (runDir: string) => Promise<string> };
-  return typeof mod.writeReport === 'function' ? mod.writeReport : null;
 }
 
 function progress(log: (s: string) => void): (e: RunnerEvent) => void {
@@ -84,6 +77,8 @@ export async function runCommand(argv: string[]): Promise<void> {
   if (values.resume) {
     if (values.set?.length || values.profile) throw new Error('--resume keeps the profile the run started with: drop --profile and --set');
     runDir = path.resolve(values.resume);
+    // Before any notebook starts: a trainer still working in that folder is named, not overwritten.
+    assertRunFolderFree(runDir, 'run --resume');
     name = readRunProfile(runDir).name;
     ensureKernel({ quiet: !!values.quiet });
     log(`run folder (resumed, profile ${name}): ${runDir}`);
@@ -111,8 +106,7 @@ export async function runCommand(argv: string[]): Promise<void> {
   }
 
   let report: string | undefined;
-  const writeReport = values['skip-report'] ? null : findReportWriter();
-  if (writeReport) report = await writeReport(runDir);
+  if (!values['skip-report']) report = await writeReport(runDir);
 
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ runDir, notebooks: results.map((r) => r.output), report: report ?? null })}\n`);

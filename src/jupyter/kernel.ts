@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { projectRoot } from '../config';
-import { writeJsonAtomic } from '../session';
+import { writeJsonAtomic } from '../fsutil';
 
 export const APT_PACKAGES = ['jupyter-nbconvert', 'python3-nbclient', 'python3-ipykernel', 'jupyter-notebook'];
 export const INSTALL_HINT =

@@ -75,6 +75,7 @@ export async function resolveKerasWeights(preset: KerasResNetPreset, includeTop:
     throw new Error(
       `${preset.arch} ImageNet weights: download failed (${(e as Error).message}). ` +
         `Put the file ${path.basename(w.url)} in ${paths().downloads}, or set ${envNames[0]} to a local copy, or use model.weights=none`,
+      { cause: e },
     );
   }
 }

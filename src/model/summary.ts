@@ -55,7 +55,6 @@ export function layerRows(model: tf.LayersModel, opts: { expand?: boolean } = {}
 
 /** layerRows as a nodejs-polars DataFrame (columns: parent, name, type, outputShape, params, trainable). */
 export function layerTable(model: tf.LayersModel, opts: { expand?: boolean } = {}): DataFrame {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
   const pl = require('nodejs-polars') as typeof import('nodejs-polars');
   const rows = layerRows(model, opts);
   return pl.DataFrame({
@@ -70,7 +69,6 @@ export function layerTable(model: tf.LayersModel, opts: { expand?: boolean } = {
 
 /** Parameters and layer counts per layer type (nested models expanded), largest first. */
 export function paramsByType(model: tf.LayersModel): DataFrame {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
   const pl = require('nodejs-polars') as typeof import('nodejs-polars');
   const byType = new Map<string, { layers: number; params: number }>();
   for (const r of layerRows(model, { expand: true })) {

@@ -38,7 +38,7 @@ async function readBytes(location: string, what: string): Promise<Uint8Array> {
     try {
       res = await fetch(location);
     } catch (e) {
-      throw new Error(`${location}: cannot fetch ${what} (${(e as Error).message}${(e as { cause?: Error }).cause ? `: ${(e as { cause: Error }).cause.message}` : ''})`);
+      throw new Error(`${location}: cannot fetch ${what} (${(e as Error).message}${(e as { cause?: Error }).cause ? `: ${(e as { cause: Error }).cause.message}` : ''})`, { cause: e });
     }
     if (!res.ok) throw new Error(`${location}: HTTP ${res.status} fetching ${what}`);
     return new Uint8Array(await res.arrayBuffer());
@@ -59,7 +59,7 @@ export async function readModelArtifacts(source: string, opts: { weights?: boole
   try {
     json = JSON.parse(text) as ModelJson;
   } catch (e) {
-    throw new Error(`${location}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${location}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
   if (!json.modelTopology || typeof json.modelTopology !== 'object') {
     throw new Error(`${location}: no 'modelTopology': not a TF.js layers model.json`);

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { checkHdf5File, h5wasm } from './h5';
+import { leafLayers } from './freeze';
 
 type H5Group = import('h5wasm').Group;
 type H5Dataset = import('h5wasm').Dataset;
@@ -162,10 +163,6 @@ function writeStringList(group: H5Group, name: string, values: string[]): void {
 }
 
 /** Leaf layers of a nested model, in order. */
-function leaves(m: tf.LayersModel): tf.layers.Layer[] {
-  return m.layers.flatMap((l) => (isContainer(l) ? leaves(l) : [l]));
-}
-
 /**
  * A layer's weights in the order Keras' legacy .h5 loader zips them with the file: a layer's own
  * order, and for a nested model all trainable-kind weights of its layers, then all non-trainable-kind
@@ -174,7 +171,7 @@ function leaves(m: tf.LayersModel): tf.layers.Layer[] {
 function kerasWeightOrder(layer: tf.layers.Layer): tf.LayerVariable[] {
   if (!isContainer(layer)) return layer.weights;
   type Internal = { _trainableWeights: tf.LayerVariable[]; _nonTrainableWeights: tf.LayerVariable[] };
-  const ls = leaves(layer) as unknown as Internal[];
+  const ls = leafLayers(layer as tf.LayersModel) as unknown as Internal[];
   return [...ls.flatMap((l) => l._trainableWeights), ...ls.flatMap((l) => l._nonTrainableWeights)];
 }
 

@@ -127,7 +127,7 @@ export async function compareCommand(argv: string[]): Promise<void> {
   const rows = positionals.map((dir) => studyRow(dir));
   const table = studyMarkdown(rows);
   if (values.out) {
-    const { writeFileAtomic } = await import('../session');
+    const { writeFileAtomic } = await import('../fsutil');
     const { chartSvg } = await import('../display');
     writeFileAtomic(path.join(values.out, 'table.md'), table);
     writeFileAtomic(path.join(values.out, 'curves.svg'), await chartSvg(studyCurvesSpec(positionals)));

@@ -18,6 +18,10 @@ import { paths } from '../config';
 import { writeFileAtomic } from '../session';
 import { describeDivergence, readDivergence } from './divergence';
 
+// Browsers ignore ASCII whitespace and control characters inside a URL's scheme ('java\tscript:').
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const URL_IGNORED_CHARS = /[\x00-\x20]/g;
+
 /** The parts of an nbformat 4 notebook the report reads. */
 interface NotebookCell {
   cell_type: 'markdown' | 'code' | 'raw';
@@ -339,7 +343,7 @@ export function readNotebook(file: string): Notebook {
   try {
     nb = JSON.parse(fs.readFileSync(file, 'utf8')) as Notebook;
   } catch (e) {
-    throw new Error(`${file}: not a readable notebook (${(e as Error).message})`);
+    throw new Error(`${file}: not a readable notebook (${(e as Error).message})`, { cause: e });
   }
   if (nb.nbformat !== 4 || !Array.isArray(nb.cells)) throw new Error(`${file}: expected an nbformat 4 notebook with cells, got nbformat ${nb.nbformat}`);
   return nb;
@@ -446,7 +450,7 @@ export function htmlViolations(html: string): string[] {
       const value = raw.trim();
       if (lname.startsWith('on')) bad.push(`<${tag} ${name}="${value.slice(0, 60)}"> (event handler)`);
       // browsers ignore ASCII whitespace and control characters inside a URL's scheme
-      if (/^(javascript|vbscript):/i.test(value.replace(/[\x00-\x20]/g, ''))) bad.push(`<${tag} ${name}="${value.slice(0, 60)}"> (script URL)`);
+      if (/^(javascript|vbscript):/i.test(value.replace(URL_IGNORED_CHARS, ''))) bad.push(`<${tag} ${name}="${value.slice(0, 60)}"> (script URL)`);
       if (lname === 'style') css.push(value);
       if (['src', 'srcset', 'href', 'xlink:href', 'poster', 'background', 'data', 'action', 'formaction'].includes(lname)) {
         if (tag === 'a' && lname === 'href') continue;

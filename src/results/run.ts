@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import { PreprocessMode, Profile } from '../config';
-import { writeJsonAtomic } from '../session';
+import { writeJsonAtomic } from '../fsutil';
 import { loadDataset } from '../data/dataset';
 import { Dataset, ImageSet } from '../data/types';
 import { loadModel } from '../model/io';

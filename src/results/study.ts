@@ -44,7 +44,7 @@ export function profileOverrides(base: unknown, actual: unknown, prefix = ''): s
 /** `npm start -- --profile NAME` plus a --set for each field the run changed from the profile file. */
 export function reproduceCommand(saved: Record<string, unknown>): string {
   const name = String(saved.name);
-  let sets: string[] = [];
+  let sets: string[];
   try {
     const fresh = loadProfile(name) as unknown as Record<string, unknown>;
     // The name and description are not settings; data.dir is where this machine keeps CIFAR-10.
@@ -103,8 +103,8 @@ export function studyCurvesSpec(runDirs: string[]): VegaLiteSpec {
   for (const dir of runDirs) {
     const run = path.basename(dir);
     for (const r of readHistory(dir)) {
-      if (r.val_accuracy !== null) points.push({ run, epoch: r.globalEpoch, phase: r.phase, metric: 'validation accuracy', value: r.val_accuracy });
-      if (r.loss !== null) points.push({ run, epoch: r.globalEpoch, phase: r.phase, metric: 'training loss', value: r.loss });
+      if (r.val_accuracy !== null) points.push({ run, epoch: r.epoch, phase: r.phase, metric: 'validation accuracy', value: r.val_accuracy });
+      if (r.loss !== null) points.push({ run, epoch: r.epoch, phase: r.phase, metric: 'training loss', value: r.loss });
     }
   }
   const panel = (metric: string): VegaLiteSpec => ({

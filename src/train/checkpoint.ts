@@ -1,13 +1,17 @@
 /**
  * Epoch checkpoints in <runDir>/checkpoints/epoch-NNNN/: state.json (phase, epoch, random states,
- * early-stopping counters, history so far), weights.bin + optimizer.bin (tf.io.encodeWeights) with
- * their specs in state.json. Each folder is written under a temporary name and renamed, then
- * latest.json is replaced atomically, so a kill at any moment leaves the previous checkpoint whole.
+ * early-stopping counters, history so far), weights.bin + optimizer.bin (+ best.bin, the best weights
+ * so far when the phase restores them) in tf.io.encodeWeights layout with their specs in state.json,
+ * and checksums.json (size and sha256 of each file), written last. Each folder is written under a
+ * temporary name and renamed, then latest.json is replaced atomically, so a kill at any moment
+ * leaves the previous checkpoint whole. A resume verifies the checksums and falls back to the newest
+ * intact checkpoint, naming what it skipped and why.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { writeJsonAtomic } from '../session';
+import { readJsonFile, writeJsonAtomic } from '../fsutil';
 import type { BatchRow, EpochRow } from './history';
 import type { NamedTensor } from './optimizer';
 
@@ -29,6 +33,8 @@ export interface TrainState {
   rngState: number;
   dropoutRngState: number;
   early: { best: number | null; bad: number };
+  /** The best monitored value of the phase so far and its epoch, when the phase restores best weights. */
+  best?: { value: number | null; epoch: number };
   decisions: (PhaseDecision | null)[];
   trainableByPhase: Record<string, number>;
   epochRows: EpochRow[];
@@ -44,6 +50,7 @@ interface StoredCheckpoint {
   state: TrainState;
   weights: { names: string[]; specs: tf.io.WeightsManifestEntry[] };
   optimizer: { names: string[]; specs: tf.io.WeightsManifestEntry[] };
+  best?: { names: string[]; specs: tf.io.WeightsManifestEntry[] };
 }
 
 export interface LoadedCheckpoint {
@@ -52,6 +59,8 @@ export interface LoadedCheckpoint {
   /** Model weights in model.weights order; the caller disposes. */
   weights: tf.Tensor[];
   optimizer: NamedTensor[];
+  /** The phase's best weights so far (stable order), when stored. */
+  best?: tf.Tensor[];
 }
 
 export function checkpointsDir(runDir: string): string {
@@ -66,11 +75,65 @@ function encode(tensors: NamedTensor[]): Promise<{ data: ArrayBuffer; specs: tf.
   }>;
 }
 
+const SPEC_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, uint8: 1 };
+
 function decode(file: string, specs: tf.io.WeightsManifestEntry[]): tf.Tensor[] {
-  const buf = fs.readFileSync(file);
-  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
-  const map = tf.io.decodeWeights(ab, specs);
-  return specs.map((s) => map[s.name]);
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    throw new Error(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+  }
+  const expected = specs.reduce((n, s) => n + s.shape.reduce((a, d) => a * d, 1) * (SPEC_BYTES[s.dtype] ?? 4), 0);
+  if (buf.byteLength !== expected) throw new Error(`${file}: ${buf.byteLength} bytes, expected ${expected} for ${specs.length} tensors (truncated or not this checkpoint's file)`);
+  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+  try {
+    const map = tf.io.decodeWeights(ab, specs);
+    return specs.map((s) => map[s.name]);
+  } catch (e) {
+    throw new Error(`${file}: cannot decode (${(e as Error).message})`, { cause: e });
+  }
+}
+
+const CHECKSUMS = 'checksums.json';
+type Checksums = Record<string, { bytes: number; sha256: string }>;
+
+function fileChecksum(file: string): { bytes: number; sha256: string } {
+  const data = fs.readFileSync(file);
+  return { bytes: data.byteLength, sha256: crypto.createHash('sha256').update(data).digest('hex') };
+}
+
+/** Why the checkpoint in `dir` cannot be used, or undefined when every file matches its checksum. */
+export function checkpointProblem(dir: string): string | undefined {
+  const sums = path.join(dir, CHECKSUMS);
+  if (!fs.existsSync(sums)) {
+    // Checkpoints written before checksums existed: state.json must parse, the decoders check sizes.
+    if (!fs.existsSync(path.join(dir, 'state.json'))) return `${path.join(dir, 'state.json')} is missing`;
+    return undefined;
+  }
+  let expected: Checksums;
+  try {
+    expected = readJsonFile<Checksums>(sums, 'the checkpoint checksums');
+  } catch (e) {
+    return (e as Error).message;
+  }
+  for (const [name, want] of Object.entries(expected)) {
+    const file = path.join(dir, name);
+    if (!fs.existsSync(file)) return `${file} is missing`;
+    const got = fileChecksum(file);
+    if (got.bytes !== want.bytes) return `${file}: ${got.bytes} bytes, expected ${want.bytes} (truncated?)`;
+    if (got.sha256 !== want.sha256) return `${file}: sha256 ${got.sha256.slice(0, 12)}..., expected ${want.sha256.slice(0, 12)}... (corrupted)`;
+  }
+  return undefined;
+}
+
+/** Removes the temporary folders of checkpoints whose writer died (full disk, kill): call with the run's lock held. */
+export function removeStaleTemporaries(runDir: string): string[] {
+  const root = checkpointsDir(runDir);
+  if (!fs.existsSync(root)) return [];
+  const stale = fs.readdirSync(root).filter((n) => n.startsWith('.tmp-') || /\.tmp-\d+$/.test(n));
+  for (const n of stale) fs.rmSync(path.join(root, n), { recursive: true, force: true });
+  return stale;
 }
 
 export async function saveCheckpoint(
@@ -79,6 +142,7 @@ export async function saveCheckpoint(
   weights: NamedTensor[],
   optimizer: NamedTensor[],
   keep = 2,
+  best?: NamedTensor[],
 ): Promise<string> {
   const root = checkpointsDir(runDir);
   fs.mkdirSync(root, { recursive: true });
@@ -87,17 +151,33 @@ export async function saveCheckpoint(
   const tmpDir = path.join(root, `.tmp-${name}-${process.pid}`);
   fs.rmSync(tmpDir, { recursive: true, force: true });
   fs.mkdirSync(tmpDir);
-  const w = await encode(weights);
-  const o = await encode(optimizer);
-  fs.writeFileSync(path.join(tmpDir, 'weights.bin'), new Uint8Array(w.data));
-  fs.writeFileSync(path.join(tmpDir, 'optimizer.bin'), new Uint8Array(o.data));
-  const stored: StoredCheckpoint = {
-    version: 1,
-    state,
-    weights: { names: weights.map((t) => t.name), specs: w.specs },
-    optimizer: { names: optimizer.map((t) => t.name), specs: o.specs },
-  };
-  fs.writeFileSync(path.join(tmpDir, 'state.json'), JSON.stringify(stored));
+  try {
+    const w = await encode(weights);
+    const o = await encode(optimizer);
+    fs.writeFileSync(path.join(tmpDir, 'weights.bin'), new Uint8Array(w.data));
+    fs.writeFileSync(path.join(tmpDir, 'optimizer.bin'), new Uint8Array(o.data));
+    const stored: StoredCheckpoint = {
+      version: 1,
+      state,
+      weights: { names: weights.map((t) => t.name), specs: w.specs },
+      optimizer: { names: optimizer.map((t) => t.name), specs: o.specs },
+    };
+    const files = ['weights.bin', 'optimizer.bin', 'state.json'];
+    if (best) {
+      const b = await encode(best);
+      fs.writeFileSync(path.join(tmpDir, 'best.bin'), new Uint8Array(b.data));
+      stored.best = { names: best.map((t) => t.name), specs: b.specs };
+      files.push('best.bin');
+    }
+    fs.writeFileSync(path.join(tmpDir, 'state.json'), JSON.stringify(stored));
+    // Last: a folder with checksums.json has every file complete.
+    const sums: Checksums = Object.fromEntries(files.map((f) => [f, fileChecksum(path.join(tmpDir, f))]));
+    fs.writeFileSync(path.join(tmpDir, CHECKSUMS), JSON.stringify(sums, null, 1));
+  } catch (e) {
+    // A full disk or a failed encode leaves no half checkpoint behind.
+    fs.rmSync(tmpDir, { recursive: true, force: true });
+    throw e;
+  }
   fs.rmSync(finalDir, { recursive: true, force: true });
   fs.renameSync(tmpDir, finalDir);
   writeJsonAtomic(path.join(root, 'latest.json'), { checkpoint: name, epoch: state.epoch, done: state.done });
@@ -115,18 +195,39 @@ function pruneCheckpoints(root: string, latest: string, keep: number): void {
   }
 }
 
-/** The newest complete checkpoint's folder, or undefined when the run has none. */
-export function latestCheckpoint(runDir: string): string | undefined {
+export interface CheckpointChoice {
+  /** The newest intact checkpoint, or undefined. */
+  dir?: string;
+  /** Newer checkpoints (and pointers) that were not usable, with the reason. */
+  skipped: { path: string; why: string }[];
+}
+
+/** The newest intact checkpoint (checksums verified), and what was skipped on the way and why. */
+export function findCheckpoint(runDir: string, olderThan?: string): CheckpointChoice {
   const root = checkpointsDir(runDir);
+  const skipped: CheckpointChoice['skipped'] = [];
+  if (!fs.existsSync(root)) return { skipped };
   const pointer = path.join(root, 'latest.json');
-  if (fs.existsSync(pointer)) {
-    const { checkpoint } = JSON.parse(fs.readFileSync(pointer, 'utf8')) as { checkpoint: string };
-    const dir = path.join(root, checkpoint);
-    if (fs.existsSync(path.join(dir, 'state.json'))) return dir;
+  if (olderThan === undefined && fs.existsSync(pointer)) {
+    try {
+      readJsonFile(pointer, 'the latest-checkpoint pointer');
+    } catch (e) {
+      skipped.push({ path: pointer, why: (e as Error).message });
+    }
   }
-  if (!fs.existsSync(root)) return undefined;
-  const dirs = fs.readdirSync(root).filter((n) => /^epoch-\d+$/.test(n) && fs.existsSync(path.join(root, n, 'state.json')));
-  return dirs.length ? path.join(root, dirs.sort()[dirs.length - 1]) : undefined;
+  const dirs = fs.readdirSync(root).filter((n) => /^epoch-\d+$/.test(n) && (olderThan === undefined || n < olderThan)).sort().reverse();
+  for (const n of dirs) {
+    const dir = path.join(root, n);
+    const why = checkpointProblem(dir);
+    if (!why) return { dir, skipped };
+    skipped.push({ path: dir, why });
+  }
+  return { skipped };
+}
+
+/** The newest intact checkpoint's folder, or undefined when the run has none. */
+export function latestCheckpoint(runDir: string): string | undefined {
+  return findCheckpoint(runDir).dir;
 }
 
 /** The state only (no tensors): enough to tell whether a run is finished. */
@@ -135,20 +236,27 @@ export function readCheckpointState(dir: string): TrainState {
   try {
     return (JSON.parse(fs.readFileSync(file, 'utf8')) as StoredCheckpoint).state;
   } catch (e) {
-    throw new Error(`${file}: unreadable checkpoint state (${(e as Error).message})`);
+    throw new Error(`${file}: unreadable checkpoint state (${(e as Error).message})`, { cause: e });
   }
 }
 
 export function loadCheckpoint(dir: string): LoadedCheckpoint {
   const file = path.join(dir, 'state.json');
-  const stored = JSON.parse(fs.readFileSync(file, 'utf8')) as StoredCheckpoint;
+  const stored = readJsonFile<StoredCheckpoint>(file, 'the checkpoint state');
   if (stored.version !== 1) throw new Error(`${file}: checkpoint version ${stored.version}, expected 1`);
   const weights = decode(path.join(dir, 'weights.bin'), stored.weights.specs);
-  const opt = decode(path.join(dir, 'optimizer.bin'), stored.optimizer.specs);
-  return {
-    dir,
-    state: stored.state,
-    weights,
-    optimizer: opt.map((tensor, i) => ({ name: stored.optimizer.names[i], tensor })),
-  };
+  try {
+    const opt = decode(path.join(dir, 'optimizer.bin'), stored.optimizer.specs);
+    const best = stored.best ? decode(path.join(dir, 'best.bin'), stored.best.specs) : undefined;
+    return {
+      dir,
+      state: stored.state,
+      weights,
+      optimizer: opt.map((tensor, i) => ({ name: stored.optimizer.names[i], tensor })),
+      best,
+    };
+  } catch (e) {
+    tf.dispose(weights);
+    throw e;
+  }
 }

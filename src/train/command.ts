@@ -9,6 +9,8 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { session } from '../session';
 import type { ProgressMode } from './progress';
+import { train } from './index';
+import { lrFind } from './lr-find';
 
 const USAGE = `usage: cli train [--profile NAME] [--set key.path=value ...] [--resume RUN_DIR] [--run-dir DIR]
                  [--backend cpu|wasm|node|node-gpu] [--progress auto|bar|lines|none] [--json]
@@ -51,9 +53,59 @@ export async function trainCommand(argv: string[]): Promise<void> {
     quiet: values.json,
   });
   if (!values.json) console.log(`run folder: ${s.runDir}`);
-  const { train } = require('./index') as typeof import('./index');
   const result = await train(s, { progress: (values.progress as ProgressMode | undefined) ?? 'auto' });
   const out = { runDir: result.runDir, epochs: result.epochs, finalValAccuracy: result.finalValAccuracy, history: result.history, status: result.status };
   if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
   else console.log(`${result.status}: ${result.epochs} epochs, val accuracy ${result.finalValAccuracy?.toFixed(4)}; history ${result.history}`);
+}
+
+const LR_FIND_USAGE = `usage: cli lr-find [--profile NAME | --run RUN_DIR] [--set key.path=value ...] [--phase N]
+                   [--min-lr X] [--max-lr Y] [--iterations N] [--backend B] [--json]
+  Sweeps the learning rate of one phase exponentially over at most N batches (default 100, 1e-7..10),
+  and suggests a rate: the steepest descent of the smoothed loss against log10(lr), before its minimum.
+  Starts from the run's last checkpoint when it has one; the run's weights and files stay as they were.
+  --run       the run folder (default: the newest run of the profile, else a new one)
+  --phase     the profile's phase to sweep, 0-based (default 0)
+  --json      print {"suggestedLr","rule","phase","minLr","maxLr","stopped","points":[{lr,loss,smoothed}]}
+`;
+
+export async function lrFindCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      profile: { type: 'string' },
+      run: { type: 'string' },
+      set: { type: 'string', multiple: true },
+      phase: { type: 'string' },
+      'min-lr': { type: 'string' },
+      'max-lr': { type: 'string' },
+      iterations: { type: 'string' },
+      backend: { type: 'string' },
+      progress: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(LR_FIND_USAGE);
+    return;
+  }
+  const number = (flag: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new Error(`--${flag}: expected a number, got '${v}'`);
+    return n;
+  };
+  if (values.run && !fs.existsSync(path.join(values.run, 'profile.json'))) throw new Error(`--run ${values.run}: not a run folder (no profile.json)`);
+  const s = await session({ profile: values.profile, overrides: values.set ?? [], runDir: values.run, backend: values.backend, quiet: values.json });
+  const r = await lrFind(s, {
+    phase: number('phase', values.phase),
+    minLr: number('min-lr', values['min-lr']),
+    maxLr: number('max-lr', values['max-lr']),
+    iterations: number('iterations', values.iterations),
+    progress: (values.progress as ProgressMode | undefined) ?? (values.json ? 'none' : 'auto'),
+  });
+  if (values.json) process.stdout.write(`${JSON.stringify({ suggestedLr: r.suggestedLr, rule: r.rule, phase: r.phase, runDir: s.runDir, minLr: r.minLr, maxLr: r.maxLr, stopped: r.stopped, points: r.points })}\n`);
+  else console.log(`suggested lr for phase '${r.phase}': ${r.suggestedLr.toExponential(2)} (${r.rule}; ${r.points.length} batches, stopped: ${r.stopped})`);
 }

@@ -10,7 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { paths } from '../config';
-import { writeJsonAtomic } from '../session';
+import { writeJsonAtomic } from '../fsutil';
+import type { Batch, BatchStream } from './loop';
 
 export type FeatureDtype = 'float32' | 'float16';
 
@@ -186,4 +187,66 @@ export function writeCache(key: string, parts: CacheKeyParts, train: FeatureSet,
 /** Rounds features the way the cache stores them, so that a miss and a later hit train identically. */
 export function roundTrip(set: FeatureSet, dtype: FeatureDtype): FeatureSet {
   return dtype === 'float16' ? { ...set, features: fromFloat16(toFloat16(set.features)) } : set;
+}
+
+/**
+ * Computes the frozen part of a model over a stream of batches: the features of every image, in
+ * stream order. `extract` is the frozen part (model/split.ts cacheSplit().extract, in inference
+ * mode, wrapped in tf.tidy); another engine (e.g. ONNX Runtime) can stand in for it by returning
+ * the same tensor. An extractor leaves no intermediate tensors; its result and the batches are
+ * disposed here.
+ */
+export type FeatureExtractor = (xs: tf.Tensor) => tf.Tensor | Promise<tf.Tensor>;
+
+export async function computeFeatures(
+  extract: FeatureExtractor,
+  batches: BatchStream,
+  opts: { count: number; labels: Uint8Array; label?: string; onBatch?: (n: number) => void },
+): Promise<FeatureSet> {
+  let features: Float32Array | undefined;
+  let shape: number[] = [];
+  let dims = 0;
+  let offset = 0;
+  for await (const b of batches) {
+    let f: tf.Tensor;
+    try {
+      f = await extract(b.xs);
+    } finally {
+      tf.dispose([b.xs, b.ys]);
+    }
+    const n = f.shape[0];
+    if (!features) {
+      shape = f.shape.slice(1);
+      dims = shape.reduce((a, d) => a * d, 1);
+      features = new Float32Array(opts.count * dims);
+    }
+    if (offset + n > opts.count) {
+      f.dispose();
+      throw new Error(`${opts.label ?? 'features'}: the batch stream gave more than ${opts.count} images`);
+    }
+    features.set((await f.data()) as Float32Array, offset * dims);
+    f.dispose();
+    offset += n;
+    opts.onBatch?.(n);
+  }
+  if (!features || offset !== opts.count) throw new Error(`${opts.label ?? 'features'}: the batch stream gave ${offset} images, expected ${opts.count}`);
+  return { features, labels: opts.labels.slice(0, opts.count), count: opts.count, dims, shape };
+}
+
+/** Batches of cached features, in the order of `order` (a permutation, or file order). */
+export function* featureBatches(set: FeatureSet, batchSize: number, order: ArrayLike<number> | undefined, numClasses: number): Generator<Batch> {
+  const dims = set.dims;
+  for (let start = 0; start < set.count; start += batchSize) {
+    const n = Math.min(batchSize, set.count - start);
+    const rows = new Float32Array(n * dims);
+    const labels = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const j = order ? order[start + i] : start + i;
+      rows.set(set.features.subarray(j * dims, (j + 1) * dims), i * dims);
+      labels[i] = set.labels[j];
+    }
+    const xs = tf.tensor(rows, [n, ...set.shape]);
+    const ys = tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses).toFloat());
+    yield { xs, ys };
+  }
 }

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import pl from 'nodejs-polars';
-import { replaceFileAtomic } from '../session';
+import { replaceFileAtomic } from '../fsutil';
 
 export interface EpochRow {
   phase: string;
@@ -14,14 +14,15 @@ export interface EpochRow {
   epoch: number;
   /** 1-based within the phase. */
   phase_epoch: number;
-  loss: number;
-  accuracy: number;
-  val_loss: number;
-  val_accuracy: number;
+  /** Training metrics; null where a history file has no value (e.g. no validation set). */
+  loss: number | null;
+  accuracy: number | null;
+  val_loss: number | null;
+  val_accuracy: number | null;
   /** Learning rate of the epoch's last step. */
-  lr: number;
+  lr: number | null;
   /** Wall seconds of the epoch (training + validation). */
-  seconds: number;
+  seconds: number | null;
   /** Whether the phase trained on cached base features. */
   cached: boolean;
 }
@@ -84,9 +85,64 @@ export function writeHistory(runDir: string, epochs: EpochRow[], batches: BatchR
   replaceFileAtomic(path.join(runDir, HISTORY_FILES.batchesParquet), (tmp) => b.writeParquet(tmp));
 }
 
-/** The epoch history of a run as a DataFrame (from history.parquet). */
-export function readHistory(runDir: string, which: 'epochs' | 'batches' = 'epochs'): pl.DataFrame {
-  const file = path.join(runDir, which === 'epochs' ? HISTORY_FILES.epochsParquet : HISTORY_FILES.batchesParquet);
-  if (!fs.existsSync(file)) throw new Error(`${file}: no training history in this run (train it first)`);
+function num(v: unknown): number | null {
+  if (v === null || v === undefined || v === '') return null;
+  const n = typeof v === 'bigint' ? Number(v) : Number(v);
+  return Number.isFinite(n) ? n : null;
+}
+
+/**
+ * Epoch rows from raw records (a history file's rows, or a notebook's own). Rows carrying a `step`
+ * value are per-batch logs and are left out; the rest keep their order, and `epoch` numbers them
+ * over all phases. A file without phase_epoch (an older or hand-written one) has its `epoch`
+ * column read as the epoch within the phase.
+ */
+export function historyFromRecords(records: Record<string, unknown>[], origin = 'history'): EpochRow[] {
+  const out: EpochRow[] = [];
+  const phases: string[] = [];
+  records.forEach((r, i) => {
+    if (num(r.step) !== null) return;
+    if (r.phase === undefined || r.epoch === undefined) {
+      throw new Error(`${origin}: row ${i + 1} lacks the column 'phase' or 'epoch' (columns: ${Object.keys(r).join(', ')})`);
+    }
+    const phase = String(r.phase);
+    if (phases[phases.length - 1] !== phase) phases.push(phase);
+    out.push({
+      phase,
+      phase_index: num(r.phase_index) ?? phases.length - 1,
+      epoch: out.length + 1,
+      phase_epoch: num(r.phase_epoch) ?? num(r.epoch) ?? 0,
+      loss: num(r.loss),
+      accuracy: num(r.accuracy),
+      val_loss: num(r.val_loss),
+      val_accuracy: num(r.val_accuracy),
+      lr: num(r.lr),
+      seconds: num(r.seconds),
+      cached: r.cached === true || r.cached === 'true',
+    });
+  });
+  return out;
+}
+
+/**
+ * The epoch history of a run: history.parquet (exact), else history.csv. The one reader of training
+ * histories: the train stage's notebook, the results stage and the study all use it.
+ */
+export function readHistory(runDir: string): EpochRow[] {
+  const parquet = path.join(runDir, HISTORY_FILES.epochsParquet);
+  const csv = path.join(runDir, HISTORY_FILES.epochsCsv);
+  if (fs.existsSync(parquet)) return historyFromRecords(pl.readParquet(parquet).toRecords() as Record<string, unknown>[], parquet);
+  if (fs.existsSync(csv)) {
+    if (fs.readFileSync(csv, 'utf8').trim().split('\n').length < 2) return [];
+    return historyFromRecords(pl.readCSV(csv).toRecords() as Record<string, unknown>[], csv);
+  }
+  throw new Error(`${runDir}: no training history (expected ${HISTORY_FILES.epochsCsv} or ${HISTORY_FILES.epochsParquet} - has the train stage run?)`);
+}
+
+/** A run's history as a table: one row per epoch, or per batch (history-batches.parquet). */
+export function historyTable(runDir: string, which: 'epochs' | 'batches' = 'epochs'): pl.DataFrame {
+  if (which === 'epochs') return epochFrame(readHistory(runDir));
+  const file = path.join(runDir, HISTORY_FILES.batchesParquet);
+  if (!fs.existsSync(file)) throw new Error(`${file}: no per-batch training history in this run (train it first)`);
   return pl.readParquet(file);
 }

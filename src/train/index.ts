@@ -10,36 +10,37 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import type pl from 'nodejs-polars';
 import type { Session } from '../session';
 import type { Profile } from '../config';
-import { writeJsonAtomic } from '../session';
-import type { Dataset, ImageSet } from '../data/types';
-import { Random } from '../random';
+import { readJsonFile, writeJsonAtomic } from '../fsutil';
+import { saveModel, setBaseTrainable } from '../model';
+import { stableWeights, type TrainableModel } from '../model/split';
 import { createProgress, ProgressMode } from './progress';
-import { HISTORY_FILES, readHistory, EpochRow, writeHistory } from './history';
-import { latestCheckpoint, readCheckpointState, saveCheckpoint } from './checkpoint';
-import { ImageBatchSource, LoopDeps, runPhases, stableWeights, TrainableModel } from './trainer';
-import { withSeededMathRandomAsync } from './seeded';
+import { HISTORY_FILES, historyTable, EpochRow, writeHistory } from './history';
+import { latestCheckpoint, readCheckpointState, saveCheckpoint, type TrainState } from './checkpoint';
+import { ImageBatchSource, LoopDeps, runPhases } from './trainer';
+import type { Callback } from './loop';
+import { TrainingDivergedError } from './callbacks/divergence';
+import { lockRunFolder, writeTrainState, type DivergedAt } from './run-state';
+import { buildTrainModel, defaultImageBatches, loadTrainData, type TrainData } from './setup';
 
 export * from './schedule';
 export * from './optimizer';
 export * from './history';
+export * from './curves';
 export * from './checkpoint';
 export * from './feature-cache';
 export * from './progress';
 export * from './trainer';
-export * from './training-mode';
+export * from './loop';
+export * from './run-state';
+export * from './lr-find';
+export * from './setup';
+export { TrainingDivergedError, nonFiniteWeights } from './callbacks/divergence';
+export { stableWeights, cacheSplit, type CacheSplit } from '../model/split';
+export { installTrainingSwitch, withTraining } from '../model/training-mode';
 export { trainCommand } from './command';
-
-export interface TrainData {
-  train: ImageSet;
-  val: ImageSet;
-  classes: string[];
-  /** Where validation images come from: a held-out split of the training set, or the test set. */
-  valSource: 'split' | 'test';
-}
 
 export interface TrainOptions {
   /** auto (default): live display in a notebook, a bar in a terminal, lines when piped. */
@@ -54,8 +55,14 @@ export interface TrainOptions {
   stopAfterEpochs?: number;
   /** Called after each epoch's checkpoint. */
   onEpoch?: (row: EpochRow) => void;
+  /** More loop callbacks (src/train/loop.ts Callback), after the built-in ones. */
+  callbacks?: Callback[];
+  /** Stop at the next batch when it fires (Kernel -> Interrupt); the run resumes from its last checkpoint. */
+  signal?: AbortSignal;
   /** Batches for the full model; default: the preprocess stage's batches(). */
   imageBatches?: ImageBatchSource;
+  /** The engine for the frozen part of cached phases (default: TF.js); see LoopDeps.featureExtractor. */
+  featureExtractor?: LoopDeps['featureExtractor'];
   /** Skip saving the final model (tests with stand-in models). */
   saveModel?: boolean;
 }
@@ -72,6 +79,10 @@ export interface TrainSummary {
   /** Threads the backend computed on (wasm: XNNPACK threads; 1 elsewhere). */
   threads: number;
   valSource: string;
+  /** finished, or diverged (then `diverged` says where; the last good checkpoint is kept). */
+  status: 'finished' | 'diverged';
+  diverged?: DivergedAt;
+  /** When the run finished or stopped. */
   finished: string;
 }
 
@@ -88,6 +99,8 @@ export interface TrainResult {
   /** The trained model (absent for 'already-finished': load it from runDir/model). */
   built?: TrainableModel;
   resumedFrom?: string;
+  /** Broken checkpoints the resume skipped, with the reason (it fell back to an older one). */
+  skipped?: { path: string; why: string }[];
 }
 
 export const SUMMARY_FILE = 'train-summary.json';
@@ -95,12 +108,12 @@ export const SUMMARY_FILE = 'train-summary.json';
 /** The run's training summary when it finished, else undefined. */
 export function readTrainSummary(runDir: string): TrainSummary | undefined {
   const file = path.join(runDir, SUMMARY_FILE);
-  return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as TrainSummary) : undefined;
+  return fs.existsSync(file) ? readJsonFile<TrainSummary>(file, 'the training summary') : undefined;
 }
 
-/** The epoch history of a run as a polars DataFrame. */
+/** The history of a run as a polars DataFrame: one row per epoch, or per batch. */
 export function history(runDir: string, which: 'epochs' | 'batches' = 'epochs'): pl.DataFrame {
-  return readHistory(runDir, which);
+  return historyTable(runDir, which);
 }
 
 /** One row per phase of a profile: what trains, how, and for how long (for a table in the notebook). */
@@ -110,41 +123,12 @@ export function phasesTable(profile: Profile): Record<string, string | number>[]
     trains: p.trainable === 'all' ? 'whole model' : p.trainable === 'head' ? 'head only (base frozen)' : `base from ${p.trainable.from}, head`,
     batchNorm: p.batchNorm === 'frozen' || p.trainable === 'head' ? 'inference' : 'training',
     optimizer: `${p.optimizer}${p.momentum ? ` m=${p.momentum}` : ''}${p.weightDecay ? ` wd=${p.weightDecay}` : ''}`,
-    lr: p.schedule?.kind === 'cosine' ? `${p.lr} cosine (warm-up ${p.schedule.warmupEpochs ?? 0} ep)` : String(p.lr),
+    lr: p.schedule?.kind === 'cosine' ? `${p.lr} cosine (warm-up ${p.schedule.warmupEpochs ?? 0} ep)` : p.schedule?.kind === 'one-cycle' ? `${p.lr} one-cycle` : String(p.lr),
     epochs: p.epochs,
     batch: p.batchSize ?? profile.train.batchSize,
     features: p.trainable === 'head' && profile.train.featureCache ? 'cached' : profile.train.augment ? 'augmented images' : 'images',
     when: p.runIf ? `native backend${p.runIf.maxEstimatedMinutes ? ` or < ${p.runIf.maxEstimatedMinutes} min measured` : ''}` : 'always',
   }));
-}
-
-/** Vega-Lite spec of a run's loss and accuracy curves (train and validation, phase boundaries marked). */
-export function curvesSpec(runDir: string): Record<string, unknown> {
-  const { readHistory: read, trainingCurvesSpec } = require('../results/charts') as typeof import('../results/charts');
-  return trainingCurvesSpec(read(runDir));
-}
-
-/** The profile's data: the training set split seeded into train/val, or the test set as validation when valFraction is 0. */
-export async function loadTrainData(s: Session): Promise<TrainData> {
-  const { loadDataset } = require('../data') as typeof import('../data');
-  const { splitTrainVal } = require('../preprocess') as typeof import('../preprocess');
-  const ds: Dataset = await loadDataset(s.profile.data);
-  if (s.profile.data.valFraction > 0) {
-    const { train, val } = splitTrainVal(ds.train, s.profile.data.valFraction, s.profile.train.seed);
-    return { train, val, classes: ds.classes, valSource: 'split' };
-  }
-  if (!ds.test) throw new Error(`profile '${s.profile.name}': data.valFraction is 0 but the data set has no test set to validate on`);
-  return { train: ds.train, val: ds.test, classes: ds.classes, valSource: 'test' };
-}
-
-function defaultImageBatches(s: Session, built: TrainableModel, numClasses: number): ImageBatchSource {
-  const { batches } = require('../preprocess') as typeof import('../preprocess');
-  return (set, o) => batches(set, { ...o, mode: built.preprocess as never, numClasses });
-}
-
-function defaultSetTrainable(built: TrainableModel, spec: boolean | { from: string }): void {
-  const { setBaseTrainable } = require('../model') as typeof import('../model');
-  setBaseTrainable(built, spec);
 }
 
 /**
@@ -153,73 +137,22 @@ function defaultSetTrainable(built: TrainableModel, spec: boolean | { from: stri
  * a finished run reports itself and trains no further (start another with session({newRun: true})).
  */
 export async function train(s: Session, opts: TrainOptions = {}): Promise<TrainResult> {
-  const { profile, runDir } = s;
-  const files = { history: path.join(runDir, HISTORY_FILES.epochsCsv), historyParquet: path.join(runDir, HISTORY_FILES.epochsParquet) };
-  const last = opts.resume === false ? undefined : latestCheckpoint(runDir);
-  const finished = readTrainSummary(runDir);
-  if (last && finished && readCheckpointState(last).done) {
-    const progress = createProgress(opts.progress ?? 'auto', finished.epochs);
-    progress.message(
-      `run ${runDir} already finished (${finished.epochs} epochs, val accuracy ${finished.finalValAccuracy?.toFixed(4)}); ` +
-        `nothing trained. For a new run: session({ newRun: true }) or the CLI without --resume.`,
-    );
-    progress.end();
-    return { runDir, status: 'already-finished', epochs: finished.epochs, finalValAccuracy: finished.finalValAccuracy, summary: finished, ...files };
+  const release = lockRunFolder(s.runDir);
+  try {
+    return await trainLocked(s, opts);
+  } finally {
+    release();
   }
-  if (opts.resume === false) fs.rmSync(path.join(runDir, 'checkpoints'), { recursive: true, force: true });
+}
 
-  const data = opts.data ?? (await loadTrainData(s));
-  const numClasses = data.classes.length;
-  let built = opts.built;
-  if (!built) {
-    const { buildModel } = require('../model') as typeof import('../model');
-    // Seeded initialisers: tfjs draws their seeds from Math.random().
-    built = await withSeededMathRandomAsync(new Random(profile.train.seed + 1), () =>
-      buildModel(profile.model, numClasses, { storedSize: profile.data.imageSize, quiet: true }),
-    );
-  }
-  const totalEpochs = profile.train.phases.reduce((n, p) => n + p.epochs, 0);
-  const progress = createProgress(opts.progress ?? 'auto', totalEpochs);
-  const deps: LoopDeps = {
-    setTrainable: defaultSetTrainable,
-    imageBatches: opts.imageBatches ?? defaultImageBatches(s, built, numClasses),
-  };
-  progress.message(
-    `training '${profile.name}' in ${runDir} on ${s.backend.choice}: ${data.train.count} training images, ` +
-      `${data.val.count} validation images (${data.valSource === 'test' ? 'the test set, as the article does' : 'held out from training'})`,
-  );
-  const outcome = await runPhases({
-    profile,
-    runDir,
-    backend: s.backend,
-    built,
-    train: data.train,
-    val: data.val,
-    numClasses,
-    progress,
-    deps,
-    resume: opts.resume,
-    stopAfterEpochs: opts.stopAfterEpochs,
-    onEpoch: opts.onEpoch,
-  });
-  const { state } = outcome;
+function summaryOf(s: Session, data: TrainData, state: TrainState, diverged?: DivergedAt): TrainSummary {
   const rows = state.epochRows;
-  const finalValAccuracy = rows.length ? rows[rows.length - 1].val_accuracy : null;
-  if (outcome.interrupted) {
-    progress.message(`stopped after epoch ${state.epoch}; resume with train() on the same run folder`);
-    progress.end();
-    return { runDir, status: 'interrupted', epochs: state.epoch, finalValAccuracy, built, resumedFrom: outcome.resumedFrom, ...files };
-  }
-  if (opts.saveModel !== false) {
-    const { saveModel } = require('../model') as typeof import('../model');
-    await saveModel(built.model, path.join(runDir, 'model'));
-  }
-  const summary: TrainSummary = {
-    profile: profile.name,
+  return {
+    profile: s.profile.name,
     epochs: state.epoch,
-    finalValAccuracy,
+    finalValAccuracy: rows.length ? rows[rows.length - 1].val_accuracy : null,
     trainableByPhase: state.trainableByPhase,
-    phases: profile.train.phases.map((p, i) => ({
+    phases: s.profile.train.phases.map((p, i) => ({
       name: p.name,
       ran: state.decisions[i]?.run ?? false,
       reason: state.decisions[i]?.reason ?? 'not reached',
@@ -229,8 +162,81 @@ export async function train(s: Session, opts: TrainOptions = {}): Promise<TrainR
     backend: s.backend.choice,
     threads: s.backend.threads,
     valSource: data.valSource,
+    status: diverged ? 'diverged' : 'finished',
+    ...(diverged ? { diverged } : {}),
     finished: new Date().toISOString(),
   };
+}
+
+async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult> {
+  const { profile, runDir } = s;
+  const files = { history: path.join(runDir, HISTORY_FILES.epochsCsv), historyParquet: path.join(runDir, HISTORY_FILES.epochsParquet) };
+  const last = opts.resume === false ? undefined : latestCheckpoint(runDir);
+  const finished = readTrainSummary(runDir);
+  if (last && finished && finished.status !== 'diverged' && readCheckpointState(last).done) {
+    const progress = createProgress(opts.progress ?? 'auto', finished.epochs);
+    progress.message(
+      `run ${runDir} already finished (${finished.epochs} epochs, val accuracy ${finished.finalValAccuracy?.toFixed(4)}); ` +
+        `nothing trained. For a new run: session({ newRun: true }) or the CLI without --resume.`,
+    );
+    progress.end();
+    return { runDir, status: 'already-finished', epochs: finished.epochs, finalValAccuracy: finished.finalValAccuracy, summary: finished, ...files };
+  }
+  if (opts.resume === false) fs.rmSync(path.join(runDir, 'checkpoints'), { recursive: true, force: true });
+  // A summary of an earlier attempt (diverged, or a run started over) is not this run's.
+  fs.rmSync(path.join(runDir, SUMMARY_FILE), { force: true });
+
+  const data = opts.data ?? (await loadTrainData(s));
+  const numClasses = data.classes.length;
+  const built = opts.built ?? (await buildTrainModel(profile, numClasses));
+  const totalEpochs = profile.train.phases.reduce((n, p) => n + p.epochs, 0);
+  const progress = createProgress(opts.progress ?? 'auto', totalEpochs);
+  const deps: LoopDeps = {
+    setTrainable: setBaseTrainable,
+    imageBatches: opts.imageBatches ?? defaultImageBatches(built, numClasses),
+    featureExtractor: opts.featureExtractor,
+  };
+  progress.message(
+    `training '${profile.name}' in ${runDir} on ${s.backend.choice}: ${data.train.count} training images, ` +
+      `${data.val.count} validation images (${data.valSource === 'test' ? 'the test set, as the article does' : 'held out from training'})`,
+  );
+  let outcome;
+  try {
+    outcome = await runPhases({
+      profile,
+      runDir,
+      backend: s.backend,
+      built,
+      train: data.train,
+      val: data.val,
+      numClasses,
+      progress,
+      deps,
+      resume: opts.resume,
+      stopAfterEpochs: opts.stopAfterEpochs,
+      signal: opts.signal,
+      onEpoch: opts.onEpoch,
+      callbacks: opts.callbacks,
+    });
+  } catch (e) {
+    if (e instanceof TrainingDivergedError && e.at) {
+      // The complete epochs before the divergence, and where it happened: predict and report read this.
+      const state = e.state ?? (e.checkpoint ? readCheckpointState(e.checkpoint) : undefined);
+      if (state) writeJsonAtomic(path.join(runDir, SUMMARY_FILE), summaryOf(s, data, state, e.at));
+      progress.end();
+    }
+    throw e;
+  }
+  const { state } = outcome;
+  const rows = state.epochRows;
+  const finalValAccuracy = rows.length ? rows[rows.length - 1].val_accuracy : null;
+  if (outcome.interrupted) {
+    progress.message(`stopped after epoch ${state.epoch}; resume with train() on the same run folder`);
+    progress.end();
+    return { runDir, status: 'interrupted', epochs: state.epoch, finalValAccuracy, built, resumedFrom: outcome.resumedFrom, skipped: outcome.skipped, ...files };
+  }
+  if (opts.saveModel !== false) await saveModel(built.model, path.join(runDir, 'model'));
+  const summary = summaryOf(s, data, state);
   writeHistory(runDir, state.epochRows, state.batchRows);
   writeJsonAtomic(path.join(runDir, SUMMARY_FILE), summary);
   state.done = true;
@@ -241,9 +247,8 @@ export async function train(s: Session, opts: TrainOptions = {}): Promise<TrainR
     [],
     profile.train.checkpointsKept ?? 2,
   );
-  writeJsonAtomic(path.join(runDir, 'train-state.json'), { status: 'finished', updated: new Date().toISOString(), epoch: state.epoch });
+  writeTrainState(runDir, 'finished', { epoch: state.epoch });
   progress.message(`finished: ${state.epoch} epochs, val accuracy ${finalValAccuracy?.toFixed(4)}, ${summary.wallSeconds}s; model in ${path.join(runDir, 'model')}`);
   progress.end();
-  void tf;
-  return { runDir, status: 'finished', epochs: state.epoch, finalValAccuracy, summary, built, resumedFrom: outcome.resumedFrom, ...files };
+  return { runDir, status: 'finished', epochs: state.epoch, finalValAccuracy, summary, built, resumedFrom: outcome.resumedFrom, skipped: outcome.skipped, ...files };
 }

@@ -5,7 +5,9 @@
  * that `--json` output on stdout stays clean.
  */
 import * as cliProgress from 'cli-progress';
+import { chartSvg, escapeHtml, inKernel, live } from '../display';
 import type { EpochRow } from './history';
+import { trainingCurvesSpec } from './curves';
 
 export type ProgressMode = 'auto' | 'bar' | 'lines' | 'live' | 'none';
 
@@ -60,10 +62,10 @@ class Eta {
 }
 
 function epochLine(row: EpochRow, total: number): string {
-  const f = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : String(x));
+  const f = (x: number | null) => (x !== null && Number.isFinite(x) ? x.toFixed(4) : String(x));
   return (
     `[${row.phase} ${row.phase_epoch}] epoch ${row.epoch}/${total}: loss ${f(row.loss)} acc ${f(row.accuracy)} ` +
-    `val_loss ${f(row.val_loss)} val_acc ${f(row.val_accuracy)} lr ${row.lr.toExponential(2)} ${row.seconds.toFixed(1)}s` +
+    `val_loss ${f(row.val_loss)} val_acc ${f(row.val_accuracy)} lr ${row.lr?.toExponential(2)} ${row.seconds?.toFixed(1)}s` +
     (row.cached ? ' (cached features)' : '')
   );
 }
@@ -173,12 +175,11 @@ class Live extends Base {
   private lastDraw = 0;
   private chartSvg = '';
   private log: string[] = [];
-  private readonly out = (require('../display') as typeof import('../display')).live();
+  private readonly out = live();
 
   private draw(force = false): void {
     if (!force && Date.now() - this.lastDraw < 500) return;
     this.lastDraw = Date.now();
-    const { escapeHtml } = require('../display') as typeof import('../display');
     const log = this.log.slice(-8).map((l) => escapeHtml(l)).join('<br>');
     this.out.html(`<div style="font-family:monospace"><b>${escapeHtml(this.status)}</b><br>${log}</div>${this.chartSvg}`);
   }
@@ -192,11 +193,9 @@ class Live extends Base {
   }
   async epochEnd(row: EpochRow, all: EpochRow[]): Promise<void> {
     this.log.push(`${epochLine(row, this.totalEpochs)}; phase ETA ${formatSeconds(this.eta.secondsLeft())}`);
-    const { historyFromRecords, trainingCurvesSpec } = require('../results/charts') as typeof import('../results/charts');
-    const { chartSvg } = require('../display') as typeof import('../display');
     try {
-      const spec = trainingCurvesSpec(historyFromRecords(all as unknown as Record<string, unknown>[]));
-      this.chartSvg = await chartSvg(spec as never);
+      const spec = trainingCurvesSpec(all);
+      this.chartSvg = await chartSvg(spec);
     } catch (e) {
       this.chartSvg = `<pre>chart unavailable: ${(e as Error).message}</pre>`;
     }
@@ -215,8 +214,7 @@ class Live extends Base {
 export function createProgress(mode: ProgressMode, totalEpochs: number): Progress {
   let m = mode;
   if (m === 'auto') {
-    const inKernel = (require('../display') as typeof import('../display')).inKernel();
-    m = inKernel ? 'live' : process.stderr.isTTY ? 'bar' : 'lines';
+    m = inKernel() ? 'live' : process.stderr.isTTY ? 'bar' : 'lines';
   }
   switch (m) {
     case 'bar':

@@ -1,11 +1,11 @@
 /**
- * The training loop, by phases. Not model.fit: we own the steps, so that checkpoints carry the
- * optimizer state and the random state, and a resumed run repeats the uninterrupted one exactly.
+ * Training by phases. Not model.fit: we own the steps, so that checkpoints carry the optimizer state
+ * and the random state, and a resumed run repeats the uninterrupted one exactly.
  *
- * Per phase: trainable set (setBaseTrainable, Keras frozen-BN semantics), optimizer, learning-rate
- * schedule, epochs, batch size. A phase that trains only the head trains on cached base features.
- * Per epoch: shuffled batches from a seeded Random (augmentation via the batch stream), one
- * optimizer.minimize per batch, validation, history rows, early stopping, a checkpoint.
+ * runPhases resumes from the newest intact checkpoint, then per phase: decides whether it runs
+ * (runIf), applies its trainable set (Keras frozen-BN semantics), computes or reads the cached
+ * features of the frozen part, and hands the epochs to the loop core (loop.ts fitPhase) with the
+ * callbacks of src/train/callbacks/.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,52 +14,41 @@ import type { Phase, Profile } from '../config';
 import type { ImageSet } from '../data/types';
 import type { BackendInfo } from '../backend';
 import { Random } from '../random';
-import { writeJsonAtomic } from '../session';
+import { countParams, leafLayers } from '../model/freeze';
+import { cacheSplit, stableWeights, type CacheSplit, type TrainableModel } from '../model/split';
+import { installTrainingSwitch, withTraining } from '../model/training-mode';
 import { learningRateAt } from './schedule';
-import { createOptimizer, NamedTensor, optimizerState, restoreOptimizerState, PhaseOptimizer } from './optimizer';
-import { withSeededMathRandom } from './seeded';
-import { installTrainingSwitch, withTraining } from './training-mode';
-import { BatchRow, EpochRow, HISTORY_FILES, writeHistory } from './history';
-import { latestCheckpoint, loadCheckpoint, PhaseDecision, saveCheckpoint, TrainState } from './checkpoint';
-import { Progress } from './progress';
-import {
-  cacheKey,
-  CachedFeatures,
-  contentHash,
-  FeatureDtype,
-  FeatureSet,
-  readCache,
-  roundTrip,
-  weightsHash,
-  writeCache,
-} from './feature-cache';
+import { createOptimizer, restoreOptimizerState } from './optimizer';
+import { HISTORY_FILES, type EpochRow } from './history';
+import { findCheckpoint, removeStaleTemporaries, latestCheckpoint, type PhaseDecision, type TrainState } from './checkpoint';
+import type { Progress } from './progress';
+import { cacheKey, computeFeatures, contentHash, featureBatches, readCache, roundTrip, weightsHash, writeCache, type CachedFeatures, type FeatureDtype, type FeatureExtractor } from './feature-cache';
+import { crossEntropy, fitPhase, type Batch, type BatchStream, type Callback, type FitState, type PhaseRun } from './loop';
+import { Checkpointing, resumeFromCheckpoint, type Resumed } from './callbacks/checkpointing';
+import { EarlyStopping } from './callbacks/early-stopping';
+import { BestWeights } from './callbacks/best-weights';
+import { DivergenceGuard, TrainingDivergedError } from './callbacks/divergence';
+import { HistoryWriter } from './callbacks/history-writer';
+import { OnEpoch, ProgressCallback } from './callbacks/progress';
+import { StopAfterEpochs, StopOnAbort } from './callbacks/stop';
+import { writeTrainState, type DivergedAt } from './run-state';
 
-/** What the loop needs of a built model (the MODEL stage's BuiltModel satisfies it). */
-export interface TrainableModel {
-  model: tf.LayersModel;
-  base: tf.LayersModel;
-  head: tf.LayersModel;
-  preprocess: string;
-  inputSize: number;
-  arch: string;
-}
-
-export interface Batch {
-  xs: tf.Tensor;
-  ys: tf.Tensor;
-}
+export type { TrainableModel } from '../model/split';
+export type { Batch } from './loop';
 
 /** Yields batches of preprocessed images and one-hot labels; the caller disposes them. */
-export type ImageBatchSource = (
-  set: ImageSet,
-  opts: { batchSize: number; shuffle: boolean; rng: Random; augment: boolean },
-) => AsyncIterable<Batch> | Iterable<Batch>;
+export type ImageBatchSource = (set: ImageSet, opts: { batchSize: number; shuffle: boolean; rng: Random; augment: boolean }) => BatchStream;
 
 export interface LoopDeps {
   /** Applies a phase's trainable set to the model. */
   setTrainable: (built: TrainableModel, spec: boolean | { from: string }) => void;
   /** Batches of images for the full model. */
   imageBatches: ImageBatchSource;
+  /**
+   * The engine for the frozen part of a cached phase; default: the TF.js layers below the split
+   * (`split.extract` in tf.tidy). Another engine (e.g. ONNX Runtime) returns the same features.
+   */
+  featureExtractor?: (split: CacheSplit, built: TrainableModel) => FeatureExtractor;
 }
 
 export interface LoopContext {
@@ -76,51 +65,19 @@ export interface LoopContext {
   resume?: boolean;
   /** Stop after this many epochs in this call (as an interruption would); for tests. */
   stopAfterEpochs?: number;
+  /** Stop at the next batch when this fires (the epoch in progress is repeated by the resume). */
+  signal?: AbortSignal;
   onEpoch?: (row: EpochRow) => void;
+  /** More callbacks, after the built-in ones. */
+  callbacks?: Callback[];
 }
 
 export interface LoopOutcome {
   state: TrainState;
   interrupted: boolean;
   resumedFrom?: string;
-}
-
-/** The loss was NaN or infinite: training stopped, the last good checkpoint is kept. */
-export class TrainingDivergedError extends Error {
-  constructor(
-    message: string,
-    readonly checkpoint: string | undefined,
-  ) {
-    super(message);
-    this.name = 'TrainingDivergedError';
-  }
-}
-
-/**
- * Every weight of `model` in a fixed order (leaf layer by leaf layer, as created). model.weights is
- * trainable-first, so its order changes with the trainable set and cannot index a checkpoint.
- */
-export function stableWeights(model: tf.LayersModel): tf.LayerVariable[] {
-  const seen = new Set<tf.LayerVariable>();
-  for (const l of leafLayers(model)) {
-    const own = l as unknown as { _trainableWeights: tf.LayerVariable[]; _nonTrainableWeights: tf.LayerVariable[] };
-    for (const w of [...own._trainableWeights, ...own._nonTrainableWeights]) seen.add(w);
-  }
-  return [...seen];
-}
-
-export function trainableParams(model: tf.LayersModel): number {
-  return model.trainableWeights.reduce((s, w) => s + w.shape.reduce((p: number, d) => p * (d as number), 1), 0);
-}
-
-function leafLayers(model: tf.LayersModel): tf.layers.Layer[] {
-  const out: tf.layers.Layer[] = [];
-  for (const l of model.layers) {
-    const nested = (l as unknown as { layers?: tf.layers.Layer[] }).layers;
-    if (Array.isArray(nested)) out.push(...leafLayers(l as unknown as tf.LayersModel));
-    else out.push(l);
-  }
-  return out;
+  /** Checkpoints (and pointers) the resume skipped as broken, with the reason. */
+  skipped: { path: string; why: string }[];
 }
 
 /** The phase's trainable set; batchNorm 'frozen' then freezes every BatchNormalization of the base. */
@@ -132,156 +89,7 @@ export function applyPhaseTrainable(built: TrainableModel, phase: Phase, deps: L
   }
 }
 
-/** The frozen part and the trained part of the model for a cached phase. */
-interface CacheSplit {
-  extract: (xs: tf.Tensor) => tf.Tensor;
-  headApply: (features: tf.Tensor, training: boolean) => tf.Tensor;
-  /** Names of the parameter-free head layers moved into the cached part. */
-  moved: string[];
-  /** The base layer the trained part starts at, when the cut is inside the base. */
-  cut?: string;
-  /** The weights the cached part computes with: they key the cache. */
-  frozenWeights: tf.LayerVariable[];
-}
-
-const PARAM_FREE_POOLS = new Set(['GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Flatten']);
-
-/**
- * model = input -> (resize) -> base -> head. The cached part runs every layer of `model` up to and
- * including the base, in inference mode. A leading global pooling of the head has no weights, so
- * it moves into the cached part too: a 4x4x1024 map shrinks to 1024 numbers per image.
- */
-export function cacheSplit(built: TrainableModel, cutAt?: string): CacheSplit {
-  const layers = built.model.layers;
-  const baseIndex = layers.findIndex((l) => l === (built.base as unknown) || l.name === built.base.name);
-  if (baseIndex < 0) throw new Error(`feature cache: the base '${built.base.name}' is not a layer of model '${built.model.name}'`);
-  const beforeBase = layers.slice(0, baseIndex).filter((l) => l.getClassName() !== 'InputLayer');
-  if (cutAt !== undefined) return cutInsideBase(built, beforeBase, cutAt);
-  const front = [...beforeBase, layers[baseIndex]];
-  const headLayers = built.head.layers.filter((l) => l.getClassName() !== 'InputLayer');
-  const isChain = headLayers.every((l) => l.inboundNodes.length === 1 && l.inboundNodes[0].inboundLayers.length <= 1);
-  const moved: tf.layers.Layer[] = [];
-  if (isChain) while (moved.length < headLayers.length - 1 && PARAM_FREE_POOLS.has(headLayers[moved.length].getClassName())) moved.push(headLayers[moved.length]);
-  const rest = headLayers.slice(moved.length);
-  return {
-    extract: (xs) => withTraining(false, () => [...front, ...moved].reduce((x, l) => l.apply(x, { training: false }) as tf.Tensor, xs)),
-    headApply: moved.length
-      ? (f, training) => withTraining(training, () => rest.reduce((x, l) => l.apply(x, { training }) as tf.Tensor, f))
-      : (f, training) => withTraining(training, () => built.head.apply(f, { training }) as tf.Tensor),
-    moved: moved.map((l) => l.name),
-    frozenWeights: stableWeights(built.base),
-  };
-}
-
-type GraphNode = { inputTensors: tf.SymbolicTensor[]; outputTensors: tf.SymbolicTensor[] };
-
-/**
- * Cut inside the base, before layer `cutAt`: the cached part is everything below it (in inference
- * mode), the trained part re-runs the base's layers from `cutAt` on (the same layer objects, so the
- * full model gets their new weights) and then the head. Every layer from `cutAt` on may read only
- * tensors made at or after the cut: one tensor is cached per image.
- */
-function cutInsideBase(built: TrainableModel, front: tf.layers.Layer[], cutAt: string): CacheSplit {
-  const base = built.base;
-  const index = base.layers.findIndex((l) => l.name === cutAt);
-  if (index <= 0) throw new Error(`feature cache: no layer '${cutAt}' above the input of base '${base.name}' to cut at`);
-  const node = (l: tf.layers.Layer) => l.inboundNodes[0] as unknown as GraphNode;
-  const cutInputs = node(base.layers[index]).inputTensors;
-  if (cutInputs.length !== 1) throw new Error(`feature cache: layer '${cutAt}' has ${cutInputs.length} inputs; cut at a layer with one`);
-  const cutTensor = cutInputs[0];
-  const suffix = base.layers.slice(index);
-  const known = new Set<number>([cutTensor.id]);
-  for (const l of suffix) {
-    const missing = node(l).inputTensors.find((t) => !known.has(t.id));
-    if (missing) throw new Error(`feature cache: layer '${l.name}' reads '${missing.name}' from below the cut at '${cutAt}'; cut at a layer whose input carries everything above it`);
-    node(l).outputTensors.forEach((t) => known.add(t.id));
-  }
-  const baseOutput = base.outputs[0];
-  if (!known.has(baseOutput.id)) throw new Error(`feature cache: the base's output is not computed from the cut at '${cutAt}'`);
-  const below = tf.model({ inputs: base.inputs, outputs: cutTensor, name: `${base.name}_below_${cutAt}` });
-  return {
-    extract: (xs) => withTraining(false, () => below.apply(front.reduce((x, l) => l.apply(x, { training: false }) as tf.Tensor, xs), { training: false }) as tf.Tensor),
-    headApply: (f, training) =>
-      withTraining(training, () => {
-        const values = new Map<number, tf.Tensor>([[cutTensor.id, f]]);
-        for (const l of suffix) {
-          const n = node(l);
-          const inputs = n.inputTensors.map((t) => values.get(t.id)!);
-          const out = l.apply(inputs.length === 1 ? inputs[0] : inputs, { training });
-          (Array.isArray(out) ? out : [out]).forEach((o, i) => values.set(n.outputTensors[i].id, o as tf.Tensor));
-        }
-        return built.head.apply(values.get(baseOutput.id)!, { training }) as tf.Tensor;
-      }),
-    moved: [],
-    cut: cutAt,
-    // Only the layers below the cut: the cache stays valid while the layers above it train (resume).
-    frozenWeights: stableWeights(below),
-  };
-}
-
-/** Categorical cross-entropy on probabilities (as Keras: clipped to [eps, 1 - eps]), mean over the batch. */
-function crossEntropy(probs: tf.Tensor, target: tf.Tensor): tf.Scalar {
-  const p = tf.clipByValue(probs, 1e-7, 1 - 1e-7);
-  return tf.neg(tf.mean(tf.sum(tf.mul(target, tf.log(p)), -1))) as tf.Scalar;
-}
-
-function correctCount(probs: tf.Tensor, ys: tf.Tensor): tf.Scalar {
-  return tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), tf.argMax(ys, -1)), 'float32')) as tf.Scalar;
-}
-
-function smooth(ys: tf.Tensor, s: number, k: number): tf.Tensor {
-  return s > 0 ? tf.add(tf.mul(ys, 1 - s), s / k) : ys;
-}
-
-/** Batches of cached features, in the order of `order` (a permutation or identity). */
-function* featureBatches(set: FeatureSet, batchSize: number, order: ArrayLike<number> | undefined, numClasses: number): Generator<Batch> {
-  const dims = set.dims;
-  for (let start = 0; start < set.count; start += batchSize) {
-    const n = Math.min(batchSize, set.count - start);
-    const rows = new Float32Array(n * dims);
-    const labels = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      const j = order ? order[start + i] : start + i;
-      rows.set(set.features.subarray(j * dims, (j + 1) * dims), i * dims);
-      labels[i] = set.labels[j];
-    }
-    const xs = tf.tensor(rows, [n, ...set.shape]);
-    const ys = tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses).toFloat());
-    yield { xs, ys };
-  }
-}
-
-async function computeFeatures(
-  split: CacheSplit,
-  set: ImageSet,
-  batchSize: number,
-  deps: LoopDeps,
-  progress: Progress,
-  label: string,
-): Promise<FeatureSet> {
-  const task = progress.task(label, set.count);
-  let features: Float32Array | undefined;
-  let shape: number[] = [];
-  let dims = 0;
-  let offset = 0;
-  for await (const b of deps.imageBatches(set, { batchSize, shuffle: false, rng: new Random(0), augment: false })) {
-    const f = tf.tidy(() => split.extract(b.xs));
-    const n = f.shape[0];
-    if (!features) {
-      shape = f.shape.slice(1);
-      dims = shape.reduce((a, d) => a * d, 1);
-      features = new Float32Array(set.count * dims);
-    }
-    features.set((await f.data()) as Float32Array, offset * dims);
-    offset += n;
-    tf.dispose([f, b.xs, b.ys]);
-    task.tick(n);
-  }
-  task.done();
-  if (!features || offset !== set.count) throw new Error(`${label}: the batch stream gave ${offset} images, expected ${set.count}`);
-  return { features, labels: set.labels.slice(0, set.count), count: set.count, dims, shape };
-}
-
+/** The frozen part's features of train and val: from the cache, or computed once and stored. */
 async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<CachedFeatures> {
   const { built, profile, progress } = ctx;
   const dtype: FeatureDtype = profile.train.featureCacheDtype ?? 'float32';
@@ -303,9 +111,16 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
     progress.message(`feature cache hit: ${hit.dir}`);
     return hit;
   }
-  const bs = profile.train.batchSize;
-  const train = await computeFeatures(split, ctx.train, bs, ctx.deps, progress, 'base features (train)');
-  const val = await computeFeatures(split, ctx.val, bs, ctx.deps, progress, 'base features (val)');
+  const extract = ctx.deps.featureExtractor?.(split, built) ?? ((xs: tf.Tensor) => tf.tidy(() => split.extract(xs)));
+  const compute = async (set: ImageSet, label: string) => {
+    const task = progress.task(label, set.count);
+    const batches = ctx.deps.imageBatches(set, { batchSize: profile.train.batchSize, shuffle: false, rng: new Random(0), augment: false });
+    const features = await computeFeatures(extract, batches, { count: set.count, labels: set.labels, label, onBatch: (n) => task.tick(n) });
+    task.done();
+    return features;
+  };
+  const train = await compute(ctx.train, 'base features (train)');
+  const val = await compute(ctx.val, 'base features (val)');
   const dir = writeCache(key, parts, train, val);
   progress.message(`feature cache written: ${dir}`);
   return { key, dir, hit: false, train: roundTrip(train, dtype), val: roundTrip(val, dtype) };
@@ -389,231 +204,138 @@ async function decidePhase(ctx: LoopContext, phase: Phase, batchSize: number): P
   }
 }
 
-function writeTrainState(runDir: string, status: string, extra: Record<string, unknown> = {}): void {
-  writeJsonAtomic(path.join(runDir, 'train-state.json'), { status, updated: new Date().toISOString(), ...extra });
+/**
+ * Prepares phase `p` for the loop: trainable set, cached features when the phase trains on them,
+ * the forward pass, the optimizer and the batch streams.
+ */
+export async function preparePhase(ctx: LoopContext, p: number, rng: Random): Promise<PhaseRun> {
+  const { profile, built } = ctx;
+  const phase = profile.train.phases[p];
+  const batchSize = phase.batchSize ?? profile.train.batchSize;
+  applyPhaseTrainable(built, phase, ctx.deps);
+  const cutAt = typeof phase.trainable === 'object' && phase.featureCache ? phase.trainable.from : undefined;
+  const cached = (phase.trainable === 'head' && profile.train.featureCache) || cutAt !== undefined;
+  const split = cached ? cacheSplit(built, cutAt) : undefined;
+  const features = split ? await cachedFeatures(ctx, split) : undefined;
+  if (cached && profile.train.augment) {
+    ctx.progress.message(`phase '${phase.name}': no augmentation - it trains on cached features (the base saw each image once, unaugmented)`);
+  }
+  const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
+  if (vars.length === 0) throw new Error(`phase '${phase.name}': nothing to train (no trainable weights)`);
+  const forward = split
+    ? (x: tf.Tensor, training: boolean) => split.headApply(x, training)
+    : (x: tf.Tensor, training: boolean) => withTraining(training, () => built.model.apply(x, { training }) as tf.Tensor);
+  const stepsPerEpoch = stepsFor(features ? features.train.count : ctx.train.count, batchSize);
+  const k = ctx.numClasses;
+  return {
+    phase,
+    index: p,
+    step: { forward, optimizer: createOptimizer(phase), vars, numClasses: k, labelSmoothing: profile.train.labelSmoothing ?? 0, clipNorm: phase.clipNorm },
+    stepsPerEpoch,
+    cached,
+    lrAt: (e, step) => learningRateAt(phase, e, step, stepsPerEpoch),
+    trainBatches: () =>
+      features
+        ? featureBatches(features.train, batchSize, rng.permutation(features.train.count), k)
+        : ctx.deps.imageBatches(ctx.train, { batchSize, shuffle: true, rng, augment: profile.train.augment }),
+    valBatches: () =>
+      features
+        ? featureBatches(features.val, batchSize, undefined, k)
+        : ctx.deps.imageBatches(ctx.val, { batchSize, shuffle: false, rng: new Random(0), augment: false }),
+  };
+}
+
+/** Opens the run: stale temporaries removed, the newest intact checkpoint loaded, or a fresh state. */
+function openRun(ctx: LoopContext, weights: tf.LayerVariable[]): { state: TrainState; resumed?: Resumed } {
+  const { runDir, progress } = ctx;
+  for (const t of removeStaleTemporaries(runDir)) progress.message(`removed ${path.join(runDir, 'checkpoints', t)}: left by a checkpoint write that did not finish`);
+  const resumed = ctx.resume === false ? undefined : resumeFromCheckpoint(runDir, weights);
+  const skipped = resumed?.skipped ?? (ctx.resume === false ? [] : findCheckpoint(runDir).skipped);
+  for (const s of skipped) progress.message(`skipped ${s.path}: ${s.why}`);
+  if (resumed) {
+    progress.message(`resuming ${runDir} from ${path.basename(resumed.from)} (phase '${ctx.profile.train.phases[resumed.state.phaseIndex]?.name}', ${resumed.state.epoch} epochs done)`);
+    return { state: resumed.state, resumed };
+  }
+  if (skipped.length) progress.message(`no intact checkpoint in ${runDir}: training starts over`);
+  // A run started over drops the history of an earlier attempt.
+  for (const f of Object.values(HISTORY_FILES)) fs.rmSync(path.join(runDir, f), { force: true });
+  return { state: freshState(ctx.profile, ctx.backend) };
+}
+
+/** The standard callbacks, in the order they must run at an epoch's end (checkpoint after the checks). */
+function standardCallbacks(ctx: LoopContext, state: TrainState, best: BestWeights | undefined, wallSeconds: () => number): Callback[] {
+  const { profile, runDir, built, progress } = ctx;
+  const weights = () => stableWeights(built.model);
+  const es = profile.train.earlyStopping;
+  const diverged = (at: DivergedAt, message: string, checkpoint: string | undefined) =>
+    writeTrainState(runDir, 'diverged', { message, checkpoint: checkpoint ?? null, diverged: at, epoch: state.epoch });
+  return [
+    ...(es ? [new EarlyStopping(es.monitor, es.patience, progress)] : []),
+    ...(best ? [best] : []),
+    new DivergenceGuard(weights, () => latestCheckpoint(runDir), diverged),
+    new Checkpointing(runDir, weights, profile.train.checkpointsKept ?? 2, wallSeconds, () => best?.tensors()),
+    new HistoryWriter(runDir),
+    new ProgressCallback(progress, profile.train.phases.length),
+    ...(ctx.onEpoch ? [new OnEpoch(ctx.onEpoch)] : []),
+    ...(ctx.stopAfterEpochs !== undefined ? [new StopAfterEpochs(ctx.stopAfterEpochs)] : []),
+    ...(ctx.signal ? [new StopOnAbort(ctx.signal)] : []),
+    ...(ctx.callbacks ?? []),
+  ];
 }
 
 /** Runs (or continues) the phases of ctx.profile. */
 export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   const { profile, runDir, built, progress } = ctx;
   const phases = profile.train.phases;
-  const k = ctx.numClasses;
-  const smoothing = profile.train.labelSmoothing ?? 0;
   const processStart = Date.now();
   installTrainingSwitch(built.model);
-
-  let state = freshState(profile, ctx.backend);
-  let resumeOptimizer: NamedTensor[] | undefined;
-  let resumedFrom: string | undefined;
-  const last = ctx.resume === false ? undefined : latestCheckpoint(runDir);
-  if (last) {
-    const ck = loadCheckpoint(last);
-    const weights = stableWeights(built.model);
-    const mismatch = ck.weights.length !== weights.length || ck.weights.some((t, i) => t.shape.join('x') !== weights[i].shape.join('x'));
-    if (mismatch) {
-      tf.dispose(ck.weights);
-      throw new Error(`${last}: its ${ck.weights.length} weight tensors do not match the model's ${weights.length}; was it made by another profile?`);
-    }
-    weights.forEach((w, i) => w.write(ck.weights[i]));
-    tf.dispose(ck.weights);
-    state = ck.state;
-    resumeOptimizer = state.phaseFinished ? (tf.dispose(ck.optimizer.map((o) => o.tensor)), undefined) : ck.optimizer;
-    resumedFrom = last;
-    progress.message(`resuming ${runDir} from ${path.basename(last)} (phase '${phases[state.phaseIndex]?.name}', ${state.epoch} epochs done)`);
-  } else {
-    // A run started over drops the history of an earlier attempt.
-    for (const f of Object.values(HISTORY_FILES)) fs.rmSync(path.join(runDir, f), { force: true });
-  }
+  const { state, resumed } = openRun(ctx, stableWeights(built.model));
+  let resumeOptimizer = resumed?.optimizer;
   const wallBefore = state.wallSeconds;
-  const dropRng = new Random(state.dropoutRngState);
-  const rng = new Random(state.rngState);
-  const totalEpochs = phases.reduce((s, p) => s + p.epochs, 0);
-  let epochsThisCall = 0;
-  writeTrainState(runDir, 'running', { pid: process.pid });
-
-  for (let p = state.phaseIndex; p < phases.length; p++) {
-    const phase = phases[p];
-    if (p === state.phaseIndex && state.phaseFinished) continue; // finished at the checkpoint: go on with the next
-    if (state.phaseIndex !== p) {
-      state.phaseIndex = p;
-      state.phaseEpoch = 0;
-      state.phaseFinished = false;
-      state.early = { best: null, bad: 0 };
-    }
-    const batchSize = phase.batchSize ?? profile.train.batchSize;
-    if (!state.decisions[p]) state.decisions[p] = await decidePhase(ctx, phase, batchSize);
-    const decision = state.decisions[p]!;
-    if (!decision.run) {
-      progress.message(`phase '${phase.name}' skipped: ${decision.reason}`);
-      state.phaseFinished = true;
-      continue;
-    }
-    if (phase.runIf) progress.message(`phase '${phase.name}' runs: ${decision.reason}`);
-
-    applyPhaseTrainable(built, phase, ctx.deps);
-    state.trainableByPhase[phase.name] = trainableParams(built.model);
-    const cutAt = typeof phase.trainable === 'object' && phase.featureCache ? phase.trainable.from : undefined;
-    const cached = (phase.trainable === 'head' && profile.train.featureCache) || cutAt !== undefined;
-    const split = cached ? cacheSplit(built, cutAt) : undefined;
-    const features = split ? await cachedFeatures(ctx, split) : undefined;
-    if (cached && profile.train.augment) {
-      progress.message(`phase '${phase.name}': no augmentation - it trains on cached features (the base saw each image once, unaugmented)`);
-    }
-    const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
-    if (vars.length === 0) throw new Error(`phase '${phase.name}': nothing to train (no trainable weights)`);
-    const forward = split
-      ? (x: tf.Tensor, training: boolean) => split.headApply(x, training)
-      : (x: tf.Tensor, training: boolean) => withTraining(training, () => built.model.apply(x, { training }) as tf.Tensor);
-    const trainCount = features ? features.train.count : ctx.train.count;
-    const stepsPerEpoch = stepsFor(trainCount, batchSize);
-    const opt: PhaseOptimizer = createOptimizer(phase);
-    try {
-      if (resumeOptimizer) {
-        await restoreOptimizerState(opt, resumeOptimizer);
-        tf.dispose(resumeOptimizer.map((o) => o.tensor));
-        resumeOptimizer = undefined;
+  const s: FitState = { train: state, rng: new Random(state.rngState), dropRng: new Random(state.dropoutRngState) };
+  writeTrainState(runDir, 'running');
+  const rb = profile.train.restoreBestWeights;
+  const best = rb ? new BestWeights(rb.monitor, () => stableWeights(built.model), progress) : undefined;
+  best?.restoreCopy(resumed?.best);
+  const callbacks = standardCallbacks(ctx, state, best, () => wallBefore + (Date.now() - processStart) / 1000);
+  try {
+    for (let p = state.phaseIndex; p < phases.length && !s.stopRun; p++) {
+      const phase = phases[p];
+      if (p === state.phaseIndex && state.phaseFinished) continue; // finished at the checkpoint: go on with the next
+      if (state.phaseIndex !== p) Object.assign(state, { phaseIndex: p, phaseEpoch: 0, phaseFinished: false, early: { best: null, bad: 0 } });
+      state.decisions[p] ??= await decidePhase(ctx, phase, phase.batchSize ?? profile.train.batchSize);
+      const decision = state.decisions[p]!;
+      if (!decision.run) {
+        progress.message(`phase '${phase.name}' skipped: ${decision.reason}`);
+        state.phaseFinished = true;
+        continue;
       }
-      progress.phaseStart({
-        phase: phase.name,
-        phaseIndex: p,
-        phases: phases.length,
-        epochs: phase.epochs,
-        startEpoch: state.phaseEpoch,
-        stepsPerEpoch,
-        cached,
-      });
-      for (let e = state.phaseEpoch; e < phase.epochs; e++) {
-        const epochStart = Date.now();
-        progress.epochStart(e);
-        const globalEpoch = state.epoch + 1;
-        const batchRows: BatchRow[] = [];
-        let lossSum = 0;
-        let correctSum = 0;
-        let seen = 0;
-        let step = 0;
-        let lr = phase.lr;
-        const source = features
-          ? featureBatches(features.train, batchSize, rng.permutation(features.train.count), k)
-          : ctx.deps.imageBatches(ctx.train, { batchSize, shuffle: true, rng, augment: profile.train.augment });
-        for await (const b of source) {
-          lr = learningRateAt(phase, e, step, stepsPerEpoch);
-          opt.setLearningRate(lr);
-          let correctT: tf.Scalar | undefined;
-          const lossT = withSeededMathRandom(dropRng, () =>
-            opt.optimizer.minimize(
-              () => {
-                const probs = forward(b.xs, true);
-                correctT = tf.keep(correctCount(probs, b.ys));
-                return crossEntropy(probs, smooth(b.ys, smoothing, k));
-              },
-              true,
-              vars,
-            ),
-          )!;
-          opt.decay(vars, lr);
-          const n = b.xs.shape[0];
-          const [lv, cv] = await Promise.all([lossT.data(), correctT!.data()]);
-          tf.dispose([lossT, correctT!, b.xs, b.ys]);
-          step++;
-          const loss = lv[0];
-          if (!Number.isFinite(loss)) {
-            const good = latestCheckpoint(runDir);
-            const msg =
-              `training diverged: the loss is ${loss} at phase '${phase.name}' epoch ${e + 1} step ${step} (lr ${lr.toExponential(2)}). ` +
-              `Stopped; ${good ? `the last good checkpoint is kept: ${good}` : 'no checkpoint was written yet'}. ` +
-              `Lower the learning rate (--set train.phases.${p}.lr=...) and start a new run.`;
-            writeTrainState(runDir, 'diverged', { message: msg, checkpoint: good ?? null });
-            progress.message(msg);
-            throw new TrainingDivergedError(msg, good);
-          }
-          lossSum += loss * n;
-          correctSum += cv[0];
-          seen += n;
-          const row: BatchRow = { phase: phase.name, epoch: globalEpoch, step, loss, accuracy: cv[0] / n, lr, seconds: (Date.now() - epochStart) / 1000 };
-          batchRows.push(row);
-          progress.batch(step, loss, row.accuracy, lr);
+      if (phase.runIf) progress.message(`phase '${phase.name}' runs: ${decision.reason}`);
+      const run = await preparePhase(ctx, p, s.rng);
+      state.trainableByPhase[phase.name] = countParams(built.model).trainableParams;
+      try {
+        if (resumeOptimizer) {
+          await restoreOptimizerState(run.step.optimizer, resumeOptimizer);
+          tf.dispose(resumeOptimizer.map((o) => o.tensor));
+          resumeOptimizer = undefined;
         }
-        // Validation, in inference mode.
-        let vLoss = 0;
-        let vCorrect = 0;
-        let vSeen = 0;
-        const valSource = features
-          ? featureBatches(features.val, batchSize, undefined, k)
-          : ctx.deps.imageBatches(ctx.val, { batchSize, shuffle: false, rng: new Random(0), augment: false });
-        for await (const b of valSource) {
-          const [l, c] = tf.tidy(() => {
-            const probs = forward(b.xs, false);
-            return [crossEntropy(probs, smooth(b.ys, smoothing, k)), correctCount(probs, b.ys)];
-          });
-          const n = b.xs.shape[0];
-          const [lv, cv] = await Promise.all([l.data(), c.data()]);
-          tf.dispose([l, c, b.xs, b.ys]);
-          vLoss += lv[0] * n;
-          vCorrect += cv[0];
-          vSeen += n;
-        }
-        const row: EpochRow = {
-          phase: phase.name,
-          phase_index: p,
-          epoch: globalEpoch,
-          phase_epoch: e + 1,
-          loss: lossSum / Math.max(1, seen),
-          accuracy: correctSum / Math.max(1, seen),
-          val_loss: vSeen ? vLoss / vSeen : NaN,
-          val_accuracy: vSeen ? vCorrect / vSeen : NaN,
-          lr,
-          seconds: (Date.now() - epochStart) / 1000,
-          cached,
-        };
-        state.epoch = globalEpoch;
-        state.phaseEpoch = e + 1;
-        state.epochRows.push(row);
-        state.batchRows.push(...batchRows);
-        // Early stopping within the phase.
-        const es = profile.train.earlyStopping;
-        if (es) {
-          const value = es.monitor === 'val_loss' ? row.val_loss : row.val_accuracy;
-          const better = state.early.best === null || (es.monitor === 'val_loss' ? value < state.early.best : value > state.early.best);
-          if (better) state.early = { best: value, bad: 0 };
-          else state.early.bad++;
-          if (state.early.bad >= es.patience && e + 1 < phase.epochs) {
-            state.phaseFinished = true;
-            progress.message(`early stopping in phase '${phase.name}': ${es.monitor} did not improve for ${es.patience} epochs (best ${state.early.best})`);
-          }
-        }
-        if (state.phaseEpoch >= phase.epochs) state.phaseFinished = true;
-        state.rngState = rng.state;
-        state.dropoutRngState = dropRng.state;
-        state.wallSeconds = wallBefore + (Date.now() - processStart) / 1000;
-        const optState = await optimizerState(opt);
-        await saveCheckpoint(
-          runDir,
-          state,
-          stableWeights(built.model).map((w) => ({ name: w.originalName ?? w.name, tensor: w.read() })),
-          optState,
-          profile.train.checkpointsKept ?? 2,
-        );
-        // getWeights() makes a fresh iteration-count scalar each call.
-        tf.dispose(optState.filter((o) => o.name === 'iter').map((o) => o.tensor));
-        writeHistory(runDir, state.epochRows, state.batchRows);
-        await progress.epochEnd(row, state.epochRows);
-        ctx.onEpoch?.(row);
-        epochsThisCall++;
-        if (state.phaseFinished) break;
-        if (ctx.stopAfterEpochs !== undefined && epochsThisCall >= ctx.stopAfterEpochs) {
-          writeTrainState(runDir, 'interrupted', { epoch: state.epoch });
-          return { state, interrupted: true, resumedFrom };
-        }
+        s.finishPhase = undefined;
+        await fitPhase(run, s, callbacks);
+      } finally {
+        run.step.optimizer.optimizer.dispose();
       }
-    } finally {
-      opt.optimizer.dispose();
     }
-    if (ctx.stopAfterEpochs !== undefined && epochsThisCall >= ctx.stopAfterEpochs && p < phases.length - 1) {
-      writeTrainState(runDir, 'interrupted', { epoch: state.epoch });
-      return { state, interrupted: true, resumedFrom };
-    }
+  } catch (e) {
+    if (e instanceof TrainingDivergedError) e.state = state;
+    throw e;
+  } finally {
+    best?.dispose();
+    if (resumeOptimizer) tf.dispose(resumeOptimizer.map((o) => o.tensor));
   }
-  void totalEpochs;
   state.wallSeconds = wallBefore + (Date.now() - processStart) / 1000;
-  return { state, interrupted: false, resumedFrom };
+  const last = phases.length - 1;
+  const complete = state.phaseIndex >= last && (state.phaseFinished || phases[last].epochs === 0);
+  const outcome = { state, interrupted: !!s.stopRun && !complete, resumedFrom: resumed?.from, skipped: resumed?.skipped ?? [] };
+  if (outcome.interrupted) writeTrainState(runDir, 'interrupted', { epoch: state.epoch, message: s.stopRun });
+  return outcome;
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { projectRoot } from '../../src/config';
-import { CIFAR10_CLASSES, loadCifar10, readCifarBatches } from '../../src/data/cifar10';
+import { CIFAR10_CLASSES, loadCifar10, parseCifarRecords, readCifarBatches } from '../../src/data/cifar10';
 import { countPerClass } from '../../src/data/types';
 import { loadDataset } from '../../src/data/dataset';
 import { cifarBatchBytes, syntheticLabel, syntheticPixel, tempDir, writeCifarFolder } from './fixtures';
@@ -50,7 +50,6 @@ test('the unaligned byte path gives the same pixels as the word path', () => {
   const dir = tempDir();
   fs.writeFileSync(path.join(dir, 'b.bin'), buf);
   const words = readCifarBatches([path.join(dir, 'b.bin')]);
-  const { parseCifarRecords } = require('../../src/data/cifar10') as typeof import('../../src/data/cifar10');
   const unaligned = new Uint8Array(3 * 3072 + 1).subarray(1);
   parseCifarRecords(buf, 3, unaligned, new Uint8Array(3), 0, 'b.bin');
   assert.deepEqual(unaligned, words.images);

@@ -15,6 +15,7 @@ import { projectRoot } from '../../src/config';
 import { findChromium, inspectPage, inspectRendered, launchChromium, reportProblems } from '../../src/results/browser';
 import { writeReport } from '../../src/results/report';
 import { makeFixtureRun, makeHostileRun, HOSTILE_CLASSES, tinyPngBase64 } from './fixtures';
+import { ensureKernel, jupyterEnv } from '../../src/jupyter/kernel';
 
 const chromium = findChromium();
 const noChromium = chromium ? false : 'no Chromium (apt-get install chromium chromium-driver, or set CHROMIUM_PATH)';
@@ -170,7 +171,6 @@ test('an executed (unsigned) results notebook shows its charts in the classic No
   const token = crypto.randomBytes(16).toString('hex');
   // The project's kernel folder on JUPYTER_PATH (the JUPYTER stage's ensureKernel registers tslab there);
   // config and runtime folders of our own so nothing of the user's is read or written.
-  const { ensureKernel, jupyterEnv } = require('../../src/jupyter/kernel') as typeof import('../../src/jupyter/kernel');
   try {
     ensureKernel({ quiet: true });
   } catch {

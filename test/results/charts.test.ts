@@ -33,7 +33,8 @@ test('readHistory numbers epochs over all phases and keeps missing validation as
   const dir = tmpRun();
   fs.writeFileSync(path.join(dir, 'history.csv'), CSV);
   const rows = readHistory(dir);
-  assert.deepEqual(rows.map((r) => [r.phase, r.epoch, r.globalEpoch]), [
+  // [phase, epoch within the phase (the file's epoch column), epoch over all phases]
+  assert.deepEqual(rows.map((r) => [r.phase, r.phase_epoch, r.epoch]), [
     ['head', 1, 1], ['head', 2, 2], ['finetune', 1, 3], ['finetune', 2, 4],
   ]);
   assert.equal(rows[3].val_accuracy, null);

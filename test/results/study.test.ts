@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { loadProfile } from '../../src/config';
+import { loadProfile, type Profile } from '../../src/config';
 import { profileOverrides, studyCurvesSpec, studyMarkdown, studyRow } from '../../src/results/study';
 
 const cli = path.resolve(__dirname, '..', '..', 'src', 'cli.js');
@@ -15,8 +15,8 @@ function write(file: string, value: unknown): void {
 }
 
 /** A run folder as the pipeline leaves it: the resolved profile, the training summary, evaluation and history. */
-function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; set?: (p: Record<string, any>) => void }): void {
-  const profile = loadProfile('smoke') as unknown as Record<string, any>;
+function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; set?: (p: Profile) => void }): void {
+  const profile = loadProfile('smoke');
   opts.set?.(profile);
   write(path.join(dir, 'profile.json'), profile);
   write(path.join(dir, 'train-summary.json'), {

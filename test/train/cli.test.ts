@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,7 +14,7 @@ import pl from 'nodejs-polars';
 import { projectRoot } from '../../src/config';
 
 const cifar = process.env.CIFAR10_DIR ?? path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
-const darknet = path.resolve(projectRoot, '../shared/data/darknet-tiny');
+const darknet = process.env.DARKNET_TINY_DIR ?? path.resolve(projectRoot, '../shared/data/darknet-tiny');
 const missing = !fs.existsSync(path.join(cifar, 'data_batch_1.bin')) || !fs.existsSync(path.join(darknet, 'model.json'))
   ? 'needs ../shared/data (CIFAR-10 binary and darknet-tiny)'
   : false;
@@ -43,7 +44,6 @@ test('cli train: killed after the first checkpoint, resumed, equals an uninterru
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const pointer = path.join(killedDir, 'checkpoints', 'latest.json');
   const deadline = Date.now() + 90_000;
-  let state = 'running';
   while (!fs.existsSync(pointer)) {
     if (child.exitCode !== null) throw new Error(`train exited (${child.exitCode}) before a checkpoint: ${stderr}`);
     if (Date.now() > deadline) {
@@ -55,7 +55,7 @@ test('cli train: killed after the first checkpoint, resumed, equals an uninterru
   child.kill('SIGKILL');
   await exited;
   assert.ok(!fs.existsSync(path.join(killedDir, 'train-summary.json')), 'the run was killed before it finished');
-  state = JSON.parse(fs.readFileSync(path.join(killedDir, 'train-state.json'), 'utf8')).status;
+  const state = JSON.parse(fs.readFileSync(path.join(killedDir, 'train-state.json'), 'utf8')).status;
   assert.equal(state, 'running');
 
   const resumed = spawnSync(process.execPath, [cli, 'train', '--resume', killedDir, '--json', '--progress', 'none'], { env: env(dataDir), encoding: 'utf8' });
@@ -93,5 +93,48 @@ test('smoke profile: well above chance on a small real CIFAR-10 subset, in about
   assert.ok(fs.existsSync(path.join(out.runDir, 'model', 'model.json')));
   assert.ok(fs.readdirSync(path.join(dataDir, 'cache', 'features')).length === 1, 'features cached once');
   process.stderr.write(`smoke: val accuracy ${out.finalValAccuracy} in ${seconds.toFixed(1)} s\n`);
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** sha256 of every checkpoint file of a run. */
+function checkpointHashes(runDir: string): Record<string, string> {
+  const root = path.join(runDir, 'checkpoints');
+  const out: Record<string, string> = {};
+  for (const d of fs.readdirSync(root)) {
+    const p = path.join(root, d);
+    const files = fs.statSync(p).isDirectory() ? fs.readdirSync(p).map((f) => path.join(d, f)) : [d];
+    for (const f of files) out[f] = crypto.createHash('sha256').update(fs.readFileSync(path.join(root, f))).digest('hex');
+  }
+  return out;
+}
+
+test('cli lr-find --profile smoke --json: a finite suggested rate inside the sweep; the run folder\'s weights unchanged', { skip: missing, timeout: 180_000 }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-lrfind-'));
+  const trained = spawnSync(process.execPath, [cli, 'train', '--profile', 'smoke', '--set', 'train.phases.0.epochs=2', '--json', '--progress', 'none'], { env: env(dataDir), encoding: 'utf8' });
+  assert.equal(trained.status, 0, trained.stderr);
+  const runDir = JSON.parse(trained.stdout.trim()).runDir;
+  const before = checkpointHashes(runDir);
+  const r = spawnSync(process.execPath, [cli, 'lr-find', '--profile', 'smoke', '--json'], { env: env(dataDir), encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim());
+  assert.equal(out.runDir, runDir, 'the newest smoke run');
+  assert.ok(Number.isFinite(out.suggestedLr) && out.suggestedLr >= out.minLr && out.suggestedLr <= out.maxLr, JSON.stringify({ ...out, points: out.points.length }));
+  assert.ok(out.points.length >= 10 && out.points.length <= 100);
+  assert.deepEqual(checkpointHashes(runDir), before);
+  process.stderr.write(`lr-find smoke: suggested ${out.suggestedLr} (${out.points.length} points, ${out.stopped})\n`);
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('cli train smoke with sgd at lr 1e38: exits non-zero, train-summary.json says diverged with the step', { skip: missing, timeout: 180_000 }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-diverge-'));
+  const runDir = path.join(dataDir, 'run');
+  const r = spawnSync(process.execPath, [cli, 'train', '--profile', 'smoke', '--set', 'train.phases.0.optimizer=sgd', '--set', 'train.phases.0.lr=1e38', '--run-dir', runDir, '--json', '--progress', 'none'], { env: env(dataDir), encoding: 'utf8' });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /training diverged/);
+  const summary = JSON.parse(fs.readFileSync(path.join(runDir, 'train-summary.json'), 'utf8'));
+  assert.equal(summary.status, 'diverged');
+  assert.equal(summary.diverged.phase, 'head');
+  assert.ok(summary.diverged.step >= 1);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(runDir, 'train-state.json'), 'utf8')).status, 'diverged');
   fs.rmSync(dataDir, { recursive: true, force: true });
 });

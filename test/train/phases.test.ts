@@ -112,7 +112,7 @@ test('featureCache on a {from} phase: layers below the cut run once and stay fix
   const weightsOf = (names: RegExp) => snapshot(stableWeights(built.base).filter((w) => names.test(w.name)));
   const below0 = weightsOf(/^conv1_/);
   const above0 = weightsOf(/^conv2_/);
-  const history: number[] = [];
+  const history: (number | null)[] = [];
   await train(s, { built, data: syntheticData(), progress: 'none', saveModel: false, stopAfterEpochs: 1, onEpoch: (r) => history.push(r.val_accuracy) });
   await train(s, { built, data: syntheticData(), progress: 'none', saveModel: false, onEpoch: (r) => history.push(r.val_accuracy) });
   assert.deepEqual(weightsOf(/^conv1_/), below0, 'frozen below the cut (BatchNorm statistics included)');
@@ -125,7 +125,7 @@ test('featureCache on a {from} phase: layers below the cut run once and stay fix
   assert.deepEqual(meta.shape, [8, 8, 4]);
   // The same phase without the cache (same seed, no augmentation) trains to the same numbers.
   const plain = await tempSession(testProfile([{ ...phase, featureCache: false }]));
-  const uncached: number[] = [];
+  const uncached: (number | null)[] = [];
   await train(plain, { built: tinyResnetLike(), data: syntheticData(), progress: 'none', saveModel: false, onEpoch: (r) => uncached.push(r.val_accuracy) });
   assert.equal(history.length, 2);
   assert.deepEqual(history, uncached);

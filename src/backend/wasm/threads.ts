@@ -66,7 +66,6 @@ parentPort.on = (event, handler) => {
 export function enableWasmThreads(threads = os.cpus().length): boolean {
   if (enabled !== undefined) return enabled === threads;
   if (typeof SharedArrayBuffer === 'undefined') return false;
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
   const wasm = require('@tensorflow/tfjs-backend-wasm') as { setThreadsCount(n: number): void };
   if (tf.findBackend('wasm') && (tf.engine() as unknown as { registry: Record<string, unknown> }).registry.wasm) return false;
   const workerFile = workerFileFor(process.pid);

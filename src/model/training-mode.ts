@@ -7,25 +7,16 @@
  * inference for frozen layers (Keras semantics).
  */
 import * as tf from '@tensorflow/tfjs';
+import { leafLayers } from './freeze';
 
 const SWITCHED = Symbol.for('tlwb.trainingSwitch');
 let current: boolean | undefined;
 
 type CallFn = (inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>) => tf.Tensor | tf.Tensor[];
 
-function leaves(model: tf.LayersModel): tf.layers.Layer[] {
-  const out: tf.layers.Layer[] = [];
-  for (const l of model.layers) {
-    const nested = (l as unknown as { layers?: unknown }).layers;
-    if (Array.isArray(nested)) out.push(...leaves(l as unknown as tf.LayersModel));
-    else out.push(l);
-  }
-  return out;
-}
-
 /** Makes every leaf layer of `model` follow withTraining(). Idempotent. */
 export function installTrainingSwitch(model: tf.LayersModel): void {
-  for (const layer of leaves(model)) {
+  for (const layer of leafLayers(model)) {
     const tagged = layer as unknown as { [SWITCHED]?: boolean; call: CallFn };
     if (tagged[SWITCHED]) continue;
     const inner = tagged.call.bind(layer) as CallFn;

@@ -1,0 +1,37 @@
+/** Early stopping within a phase (Keras EarlyStopping): the phase ends when `monitor` stops improving for `patience` epochs. */
+import type { Callback, FitState, PhaseRun } from '../loop';
+import type { EpochRow } from '../history';
+import type { Progress } from '../progress';
+
+export type Monitor = 'val_loss' | 'val_accuracy';
+
+/** Whether `value` beats `best` for `monitor` (lower loss, higher accuracy); a missing value never does. */
+export function improves(monitor: Monitor, value: number | null, best: number | null): boolean {
+  if (value === null || !Number.isFinite(value)) return false;
+  return best === null || (monitor === 'val_loss' ? value < best : value > best);
+}
+
+export class EarlyStopping implements Callback {
+  constructor(
+    private readonly monitor: Monitor,
+    private readonly patience: number,
+    private readonly progress: Progress,
+  ) {}
+
+  onPhaseBegin(_run: PhaseRun, s: FitState): void {
+    // A phase starts its own count; a resumed phase keeps the checkpoint's.
+    if (s.train.phaseEpoch === 0) s.train.early = { best: null, bad: 0 };
+  }
+
+  onEpochEnd(run: PhaseRun, s: FitState, row: EpochRow): void {
+    const early = s.train.early;
+    const value = row[this.monitor];
+    if (improves(this.monitor, value, early.best)) s.train.early = { best: value, bad: 0 };
+    else early.bad++;
+    if (s.train.early.bad >= this.patience && !s.train.phaseFinished) {
+      s.finishPhase = `early stopping in phase '${run.phase.name}': ${this.monitor} did not improve for ${this.patience} epochs (best ${s.train.early.best})`;
+      s.train.phaseFinished = true;
+      this.progress.message(s.finishPhase);
+    }
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * The loop core, as Keras' train_step/test_step/fit and fastai's one_batch/_do_epoch/_do_fit:
+ * trainStep and evalStep are tensor functions of one batch; fitPhase runs the epochs of one phase and
+ * calls the callbacks around every phase, epoch and batch. Everything else (checkpoints and resume,
+ * early stopping, the divergence guard, history files, progress, interruption, best weights, the LR
+ * finder) is a callback in src/train/callbacks/.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Phase } from '../config';
+import type { Random } from '../random';
+import type { BatchRow, EpochRow } from './history';
+import type { PhaseOptimizer } from './optimizer';
+import type { TrainState } from './checkpoint';
+import { withSeededMathRandom } from './seeded';
+
+export interface Batch {
+  xs: tf.Tensor;
+  ys: tf.Tensor;
+}
+
+export type BatchStream = AsyncIterable<Batch> | Iterable<Batch>;
+
+/** What a step needs: the forward pass, the optimizer, the variables it trains and the loss settings. */
+export interface StepModel {
+  forward: (xs: tf.Tensor, training: boolean) => tf.Tensor;
+  optimizer: PhaseOptimizer;
+  vars: tf.Variable[];
+  numClasses: number;
+  labelSmoothing: number;
+  /** Clip the gradients to this global norm (Keras clipnorm over all of them); absent: no clipping. */
+  clipNorm?: number;
+}
+
+/** One step's scalars; the caller reads and disposes them. */
+export interface StepTensors {
+  loss: tf.Scalar;
+  correct: tf.Scalar;
+  /** Sum of the model's outputs: NaN or infinite exactly when an output is (the clipped loss hides it). */
+  outputSum: tf.Scalar;
+}
+
+/** Categorical cross-entropy on probabilities (as Keras: clipped to [eps, 1 - eps]), mean over the batch. */
+export function crossEntropy(probs: tf.Tensor, target: tf.Tensor): tf.Scalar {
+  const p = tf.clipByValue(probs, 1e-7, 1 - 1e-7);
+  return tf.neg(tf.mean(tf.sum(tf.mul(target, tf.log(p)), -1))) as tf.Scalar;
+}
+
+export function correctCount(probs: tf.Tensor, ys: tf.Tensor): tf.Scalar {
+  return tf.sum(tf.cast(tf.equal(tf.argMax(probs, -1), tf.argMax(ys, -1)), 'float32')) as tf.Scalar;
+}
+
+function smooth(ys: tf.Tensor, s: number, k: number): tf.Tensor {
+  return s > 0 ? tf.add(tf.mul(ys, 1 - s), s / k) : ys;
+}
+
+/** Scales the gradients so that their global norm is at most maxNorm (tf.clip_by_global_norm). */
+export function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): tf.NamedTensorMap {
+  return tf.tidy(() => {
+    const names = Object.keys(grads);
+    const norm = tf.sqrt(tf.addN(names.map((n) => tf.sum(tf.square(grads[n])))));
+    const scale = tf.minimum(1, tf.div(maxNorm, tf.maximum(norm, 1e-12)));
+    const out: tf.NamedTensorMap = {};
+    for (const n of names) out[n] = tf.keep(tf.mul(grads[n], scale));
+    return out;
+  });
+}
+
+/** One optimizer step on `batch` at rate `lr` (dropout draws from `rng`). */
+export function trainStep(m: StepModel, batch: Batch, lr: number, rng: Random): StepTensors {
+  m.optimizer.setLearningRate(lr);
+  let correct: tf.Scalar | undefined;
+  let outputSum: tf.Scalar | undefined;
+  const lossOf = () => {
+    const probs = m.forward(batch.xs, true);
+    correct = tf.keep(correctCount(probs, batch.ys));
+    outputSum = tf.keep(tf.sum(probs) as tf.Scalar);
+    return crossEntropy(probs, smooth(batch.ys, m.labelSmoothing, m.numClasses));
+  };
+  const loss = withSeededMathRandom(rng, () => {
+    if (m.clipNorm === undefined) return m.optimizer.optimizer.minimize(lossOf, true, m.vars)!;
+    const { value, grads } = tf.variableGrads(lossOf, m.vars);
+    const clipped = clipByGlobalNorm(grads, m.clipNorm);
+    m.optimizer.optimizer.applyGradients(clipped);
+    tf.dispose([grads, clipped]);
+    return value;
+  });
+  m.optimizer.decay(m.vars, lr);
+  return { loss, correct: correct!, outputSum: outputSum! };
+}
+
+/** The loss and correct count of `batch` in inference mode: validation and evaluation. */
+export function evalStep(m: Pick<StepModel, 'forward' | 'numClasses' | 'labelSmoothing'>, batch: Batch): StepTensors {
+  return tf.tidy(() => {
+    const probs = m.forward(batch.xs, false);
+    return {
+      loss: crossEntropy(probs, smooth(batch.ys, m.labelSmoothing, m.numClasses)),
+      correct: correctCount(probs, batch.ys),
+      outputSum: tf.sum(probs) as tf.Scalar,
+    };
+  });
+}
+
+/** The numbers of one step, read back from the device. */
+export interface StepLogs {
+  loss: number;
+  correct: number;
+  outputSum: number;
+  size: number;
+}
+
+async function read(t: StepTensors, size: number): Promise<StepLogs> {
+  const [l, c, o] = await Promise.all([t.loss.data(), t.correct.data(), t.outputSum.data()]);
+  tf.dispose([t.loss, t.correct, t.outputSum]);
+  return { loss: l[0], correct: c[0], outputSum: o[0], size };
+}
+
+/** One phase as the loop runs it. */
+export interface PhaseRun {
+  phase: Phase;
+  index: number;
+  step: StepModel;
+  stepsPerEpoch: number;
+  cached: boolean;
+  /** The learning rate of step `step` (0-based) of epoch `epoch` (0-based within the phase). */
+  lrAt: (epoch: number, step: number) => number;
+  /** A fresh batch stream: the shuffled training data (draws from the data rng) or validation. */
+  trainBatches: () => BatchStream;
+  valBatches?: () => BatchStream;
+}
+
+/** The mutable state of a run that callbacks read and update; the checkpoint stores it. */
+export interface FitState {
+  train: TrainState;
+  /** Data order and augmentation; dropout. */
+  rng: Random;
+  dropRng: Random;
+  /** Set by a callback: the phase ends after this epoch (early stopping). */
+  finishPhase?: string;
+  /** Set by a callback: the run stops now, keeping the last checkpoint (interruption, stop-after, LR finder). */
+  stopRun?: string;
+}
+
+export interface Callback {
+  onPhaseBegin?(run: PhaseRun, s: FitState): void | Promise<void>;
+  onEpochBegin?(run: PhaseRun, s: FitState, epoch: number): void | Promise<void>;
+  onBatchBegin?(run: PhaseRun, s: FitState, step: number): void | Promise<void>;
+  onBatchEnd?(run: PhaseRun, s: FitState, row: BatchRow, logs: StepLogs): void | Promise<void>;
+  /** After validation and the train state's update; `row` is in s.train.epochRows. */
+  onEpochEnd?(run: PhaseRun, s: FitState, row: EpochRow): void | Promise<void>;
+  onPhaseEnd?(run: PhaseRun, s: FitState): void | Promise<void>;
+}
+
+type Hook = 'onPhaseBegin' | 'onEpochBegin' | 'onBatchBegin' | 'onBatchEnd' | 'onEpochEnd' | 'onPhaseEnd';
+
+async function emit<H extends Hook>(callbacks: Callback[], hook: H, ...args: Parameters<NonNullable<Callback[H]>>): Promise<void> {
+  for (const cb of callbacks) await (cb[hook] as ((...a: unknown[]) => unknown) | undefined)?.call(cb, ...args);
+}
+
+/** Validation: the evaluation step over every batch, averaged per image. */
+export async function evaluate(m: Pick<StepModel, 'forward' | 'numClasses' | 'labelSmoothing'>, batches: BatchStream): Promise<{ loss: number | null; accuracy: number | null }> {
+  let loss = 0;
+  let correct = 0;
+  let seen = 0;
+  for await (const b of batches) {
+    const logs = await read(evalStep(m, b), b.xs.shape[0]);
+    tf.dispose([b.xs, b.ys]);
+    loss += logs.loss * logs.size;
+    correct += logs.correct;
+    seen += logs.size;
+  }
+  return seen ? { loss: loss / seen, accuracy: correct / seen } : { loss: null, accuracy: null };
+}
+
+/**
+ * Runs the remaining epochs of one phase (from s.train.phaseEpoch on). Returns when the phase is
+ * done, a callback finished it early, or a callback stopped the run (s.stopRun).
+ */
+export async function fitPhase(run: PhaseRun, s: FitState, callbacks: Callback[]): Promise<void> {
+  const st = s.train;
+  await emit(callbacks, 'onPhaseBegin', run, s);
+  for (let e = st.phaseEpoch; e < run.phase.epochs && !s.stopRun; e++) {
+    const started = Date.now();
+    await emit(callbacks, 'onEpochBegin', run, s, e);
+    const batchRows: BatchRow[] = [];
+    const sums = { loss: 0, correct: 0, seen: 0 };
+    let step = 0;
+    let lr = run.phase.lr;
+    for await (const b of run.trainBatches()) {
+      if (s.stopRun) {
+        tf.dispose([b.xs, b.ys]);
+        continue; // drain the stream so that its resources are released
+      }
+      await emit(callbacks, 'onBatchBegin', run, s, step);
+      lr = run.lrAt(e, step);
+      const logs = await read(trainStep(run.step, b, lr, s.dropRng), b.xs.shape[0]);
+      tf.dispose([b.xs, b.ys]);
+      step++;
+      sums.loss += logs.loss * logs.size;
+      sums.correct += logs.correct;
+      sums.seen += logs.size;
+      const row: BatchRow = { phase: run.phase.name, epoch: st.epoch + 1, step, loss: logs.loss, accuracy: logs.correct / logs.size, lr, seconds: (Date.now() - started) / 1000 };
+      batchRows.push(row);
+      await emit(callbacks, 'onBatchEnd', run, s, row, logs);
+    }
+    if (s.stopRun) break; // an unfinished epoch leaves no trace: a resume repeats it whole
+    const val = run.valBatches ? await evaluate(run.step, run.valBatches()) : { loss: null, accuracy: null };
+    const row: EpochRow = {
+      phase: run.phase.name,
+      phase_index: run.index,
+      epoch: st.epoch + 1,
+      phase_epoch: e + 1,
+      loss: sums.loss / Math.max(1, sums.seen),
+      accuracy: sums.correct / Math.max(1, sums.seen),
+      val_loss: val.loss,
+      val_accuracy: val.accuracy,
+      lr,
+      seconds: (Date.now() - started) / 1000,
+      cached: run.cached,
+    };
+    st.epoch = row.epoch;
+    st.phaseEpoch = e + 1;
+    st.epochRows.push(row);
+    st.batchRows.push(...batchRows);
+    st.rngState = s.rng.state;
+    st.dropoutRngState = s.dropRng.state;
+    if (st.phaseEpoch >= run.phase.epochs) st.phaseFinished = true;
+    await emit(callbacks, 'onEpochEnd', run, s, row);
+    if (s.finishPhase) {
+      st.phaseFinished = true;
+      break;
+    }
+  }
+  if (!s.stopRun) await emit(callbacks, 'onPhaseEnd', run, s);
+}

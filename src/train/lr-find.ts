@@ -1,0 +1,225 @@
+/**
+ * The learning-rate finder (fastai lr_find, after Smith 2015): train one phase for a bounded number
+ * of batches while the rate grows exponentially from minLr to maxLr, record the loss of each batch
+ * (smoothed as fastai does: an exponential moving average, debiased), stop early once the smoothed
+ * loss passes stopFactor x its minimum, and suggest a rate.
+ *
+ * Suggestion rule: steepest descent - the rate where the smoothed loss falls fastest against
+ * log10(rate), looked for before the loss reaches its minimum.
+ *
+ * Built on the loop core: the phase is prepared as training would (trainable set, cached features,
+ * optimizer), and fitPhase runs it with a callback that sets the rate and stops the sweep. Every
+ * weight is restored afterwards and the optimizer is thrown away; nothing is written to the run
+ * folder (its checkpoint, when there is one, is only read: the sweep starts from its weights).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Session } from '../session';
+import { VEGA_LITE_SCHEMA, type VegaLiteSpec } from '../display';
+import { Random } from '../random';
+import { setBaseTrainable } from '../model';
+import { stableWeights, type TrainableModel } from '../model/split';
+import { installTrainingSwitch } from '../model/training-mode';
+import { fitPhase, type BatchStream, type Callback, type FitState, type PhaseRun, type StepLogs } from './loop';
+import type { BatchRow } from './history';
+import { createProgress, type ProgressMode } from './progress';
+import { preparePhase, type ImageBatchSource } from './trainer';
+import { resumeFromCheckpoint } from './callbacks/checkpointing';
+import { latestCheckpoint, readCheckpointState } from './checkpoint';
+import { lockRunFolder } from './run-state';
+import { buildTrainModel, defaultImageBatches, loadTrainData, type TrainData } from './setup';
+
+export interface LrFindOptions {
+  /** The profile's phase to sweep (0-based, default 0). */
+  phase?: number;
+  minLr?: number;
+  maxLr?: number;
+  /** Batches in the sweep at most (default 100). */
+  iterations?: number;
+  /** Stop once the smoothed loss exceeds this multiple of its minimum (default 4). */
+  stopFactor?: number;
+  progress?: ProgressMode;
+  built?: TrainableModel;
+  data?: TrainData;
+  imageBatches?: ImageBatchSource;
+}
+
+export interface LrPoint {
+  lr: number;
+  loss: number;
+  smoothed: number;
+}
+
+export interface LrFindResult {
+  phase: string;
+  suggestedLr: number;
+  rule: string;
+  minLr: number;
+  maxLr: number;
+  points: LrPoint[];
+  /** Why the sweep ended. */
+  stopped: string;
+}
+
+export const LR_RULE = 'steepest descent of the smoothed loss against log10(lr), before the loss minimum';
+
+/**
+ * The rate at which `points`' smoothed loss falls fastest, before its minimum. As fastai, the first
+ * tenth of the sweep (the average still settling) and the last 5 points (the blow-up) are left out.
+ */
+export function suggestLr(points: LrPoint[]): number {
+  if (points.length === 0) throw new Error('lr-find: no points to suggest a rate from');
+  const start = Math.floor(points.length / 10);
+  const usable = points.length - start > 8 ? points.slice(start, points.length - 5) : points;
+  let minAt = 0;
+  usable.forEach((p, i) => {
+    if (p.smoothed < usable[minAt].smoothed) minAt = i;
+  });
+  const upTo = usable.slice(0, minAt + 1);
+  if (upTo.length < 2) return usable[minAt].lr / 10;
+  let best = 0;
+  let bestSlope = Infinity;
+  for (let i = 0; i + 1 < upTo.length; i++) {
+    const slope = (upTo[i + 1].smoothed - upTo[i].smoothed) / (Math.log10(upTo[i + 1].lr) - Math.log10(upTo[i].lr));
+    if (slope < bestSlope) {
+      bestSlope = slope;
+      best = i;
+    }
+  }
+  return upTo[best].lr;
+}
+
+/** Sets the exponential rate on each batch and records the loss; stops the run when the sweep is over. */
+class LrSweep implements Callback {
+  readonly points: LrPoint[] = [];
+  stopped = '';
+  private avg = 0;
+  private min = Infinity;
+  constructor(
+    private readonly iterations: number,
+    private readonly stopFactor: number,
+    private readonly beta = 0.98,
+  ) {}
+  onBatchEnd(_run: PhaseRun, s: FitState, row: BatchRow, logs: StepLogs): void {
+    const n = this.points.length + 1;
+    this.avg = this.beta * this.avg + (1 - this.beta) * logs.loss;
+    const smoothed = this.avg / (1 - this.beta ** n);
+    if (!Number.isFinite(logs.loss) || !Number.isFinite(logs.outputSum)) {
+      this.stopped = `the loss went non-finite at lr ${row.lr.toExponential(2)}`;
+    } else {
+      this.points.push({ lr: row.lr, loss: logs.loss, smoothed });
+      this.min = Math.min(this.min, smoothed);
+      if (smoothed > this.stopFactor * this.min) this.stopped = `the smoothed loss passed ${this.stopFactor} x its minimum`;
+      else if (n >= this.iterations) this.stopped = `${this.iterations} batches`;
+    }
+    if (this.stopped) s.stopRun = this.stopped;
+  }
+}
+
+/** Sweeps the learning rate of one phase of the session's profile; see the file comment. */
+export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFindResult> {
+  const { profile, runDir } = s;
+  const p = opts.phase ?? 0;
+  const phase = profile.train.phases[p];
+  if (!phase) throw new Error(`lr-find: profile '${profile.name}' has no phase ${p} (it has ${profile.train.phases.length})`);
+  const minLr = opts.minLr ?? 1e-7;
+  const maxLr = opts.maxLr ?? 10;
+  const iterations = opts.iterations ?? 100;
+  if (!(minLr > 0 && maxLr > minLr)) throw new Error(`lr-find: expected 0 < minLr < maxLr, got ${minLr} and ${maxLr}`);
+  if (!(Number.isInteger(iterations) && iterations >= 5)) throw new Error(`lr-find: iterations should be an integer >= 5, got ${iterations}`);
+  const release = lockRunFolder(runDir);
+  const progress = createProgress(opts.progress ?? 'auto', 1);
+  try {
+    const data = opts.data ?? (await loadTrainData(s));
+    const numClasses = data.classes.length;
+    const built = opts.built ?? (await buildTrainModel(profile, numClasses));
+    installTrainingSwitch(built.model);
+    const weights = stableWeights(built.model);
+    // The weights the phase starts from: the run's checkpoint up to that point; for phase 0 of a run
+    // past its start, the model as built (seeded, as the run began).
+    const last = latestCheckpoint(runDir);
+    const st = last ? readCheckpointState(last) : undefined;
+    const atStart = st && (st.phaseIndex < p || (st.phaseIndex === p && st.phaseEpoch === 0) || (st.phaseIndex === p - 1 && st.phaseFinished));
+    if (st && (atStart || p > 0)) {
+      const resumed = resumeFromCheckpoint(runDir, weights);
+      if (resumed) {
+        tf.dispose([...(resumed.optimizer ?? []).map((o) => o.tensor), ...(resumed.best ?? [])]);
+        progress.message(`lr-find: starting from the weights of ${resumed.from}${atStart ? '' : ` (the run is past the start of phase ${p}: its latest weights)`}`);
+      }
+    } else if (st) progress.message(`lr-find: the run is past the start of phase 0: sweeping from the initial weights`);
+    const saved = weights.map((w) => tf.clone(w.read()));
+    const rng = new Random(profile.train.seed);
+    const run = await preparePhase(
+      {
+        profile,
+        runDir,
+        backend: s.backend,
+        built,
+        train: data.train,
+        val: data.val,
+        numClasses,
+        progress,
+        deps: { setTrainable: setBaseTrainable, imageBatches: opts.imageBatches ?? defaultImageBatches(built, numClasses) },
+      },
+      p,
+      rng,
+    );
+    const sweep = new LrSweep(iterations, opts.stopFactor ?? 4);
+    const rate = (e: number, step: number) => minLr * (maxLr / minLr) ** Math.min(1, (e * run.stepsPerEpoch + step) / (iterations - 1));
+    const sweepRun: PhaseRun = {
+      ...run,
+      phase: { ...phase, epochs: Math.ceil(iterations / run.stepsPerEpoch) },
+      lrAt: rate,
+      valBatches: undefined as (() => BatchStream) | undefined,
+    };
+    const state: FitState = {
+      train: { epoch: 0, phaseIndex: p, phaseEpoch: 0, phaseFinished: false, rngState: rng.state, dropoutRngState: 0, early: { best: null, bad: 0 }, decisions: [], trainableByPhase: {}, epochRows: [], batchRows: [], wallSeconds: 0, done: false, backend: s.backend.choice },
+      rng,
+      dropRng: new Random(profile.train.seed ^ 0x5eed),
+    };
+    try {
+      progress.message(`lr-find: phase '${phase.name}', lr ${minLr} to ${maxLr} over at most ${iterations} batches`);
+      await fitPhase(sweepRun, state, [sweep]);
+    } finally {
+      run.step.optimizer.optimizer.dispose();
+      weights.forEach((w, i) => w.write(saved[i]));
+      tf.dispose(saved);
+    }
+    if (!sweep.stopped) sweep.stopped = 'the data ran out';
+    const suggestedLr = suggestLr(sweep.points);
+    progress.message(`lr-find: suggested lr ${suggestedLr.toExponential(2)} (${LR_RULE}); stopped: ${sweep.stopped}`);
+    return { phase: phase.name, suggestedLr, rule: LR_RULE, minLr, maxLr, points: sweep.points, stopped: sweep.stopped };
+  } finally {
+    progress.end();
+    release();
+  }
+}
+
+/** Loss against learning rate (log scale), the smoothed curve and the suggested rate. */
+export function lrFindSpec(r: LrFindResult): VegaLiteSpec {
+  const values = r.points.flatMap((p) => [
+    { lr: p.lr, loss: p.loss, series: 'loss' },
+    { lr: p.lr, loss: p.smoothed, series: 'smoothed' },
+  ]);
+  return {
+    $schema: VEGA_LITE_SCHEMA,
+    title: `learning-rate finder: phase '${r.phase}', suggested ${r.suggestedLr.toExponential(2)}`,
+    width: 420,
+    height: 240,
+    layer: [
+      {
+        data: { values },
+        mark: { type: 'line' },
+        encoding: {
+          x: { field: 'lr', type: 'quantitative', scale: { type: 'log' }, title: 'learning rate' },
+          y: { field: 'loss', type: 'quantitative', scale: { zero: false }, title: 'training loss' },
+          color: { field: 'series', type: 'nominal', title: null },
+        },
+      },
+      {
+        data: { values: [{ lr: r.suggestedLr, label: `suggested ${r.suggestedLr.toExponential(2)}` }] },
+        mark: { type: 'rule', strokeDash: [4, 4], color: '#c00' },
+        encoding: { x: { field: 'lr', type: 'quantitative' }, tooltip: [{ field: 'label' }] },
+      },
+    ],
+  };
+}

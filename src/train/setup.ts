@@ -1,0 +1,42 @@
+/** What training starts from: the profile's data split and its model (seeded), and the image batches. */
+import type { Session } from '../session';
+import type { Profile } from '../config';
+import type { ImageSet } from '../data/types';
+import { loadDataset } from '../data';
+import { batches, splitTrainVal } from '../preprocess';
+import { buildModel } from '../model';
+import type { TrainableModel } from '../model/split';
+import { Random } from '../random';
+import type { ImageBatchSource } from './trainer';
+import { withSeededMathRandomAsync } from './seeded';
+
+export interface TrainData {
+  train: ImageSet;
+  val: ImageSet;
+  classes: string[];
+  /** Where validation images come from: a held-out split of the training set, or the test set. */
+  valSource: 'split' | 'test';
+}
+
+/** The profile's data: the training set split seeded into train/val, or the test set as validation when valFraction is 0. */
+export async function loadTrainData(s: Session): Promise<TrainData> {
+  const ds = await loadDataset(s.profile.data);
+  if (s.profile.data.valFraction > 0) {
+    const { train, val } = splitTrainVal(ds.train, s.profile.data.valFraction, s.profile.train.seed);
+    return { train, val, classes: ds.classes, valSource: 'split' };
+  }
+  if (!ds.test) throw new Error(`profile '${s.profile.name}': data.valFraction is 0 but the data set has no test set to validate on`);
+  return { train: ds.train, val: ds.test, classes: ds.classes, valSource: 'test' };
+}
+
+export function defaultImageBatches(built: TrainableModel, numClasses: number): ImageBatchSource {
+  return (set, o) => batches(set, { ...o, mode: built.preprocess as never, numClasses });
+}
+
+/** The profile's model, with seeded initialisers (tfjs draws their seeds from Math.random()). */
+export async function buildTrainModel(profile: Profile, numClasses: number): Promise<TrainableModel> {
+  return withSeededMathRandomAsync(new Random(profile.train.seed + 1), () =>
+    buildModel(profile.model, numClasses, { storedSize: profile.data.imageSize, quiet: true }),
+  );
+}
+
