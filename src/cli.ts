@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The command line: one subcommand per job, each implemented beside its stage.
- *   data | model | train | run | report | predict | compare | bench | kernel
+ *   data | model | train | run | report | predict | export | compare | bench | kernel
  * Every subcommand parses its own flags (node:util parseArgs) and prints JSON with --json.
  */
 type Command = (argv: string[]) => Promise<void>;
@@ -13,6 +13,7 @@ const commands: Record<string, { summary: string; load: () => Command }> = {
   run: { summary: 'run notebooks 01..05 headless for a profile and write the report', load: () => require('./jupyter/command').runCommand },
   report: { summary: 'write the self-contained HTML report of a run', load: () => require('./results/command').reportCommand },
   predict: { summary: 'top-3 classes for image files with a trained run', load: () => require('./results/command').predictCommand },
+  export: { summary: 'write a trained run as an ONNX file (preprocessing and class names inside)', load: () => require('./results/export').exportCommand },
   compare: { summary: 'a Markdown table and curves of several runs side by side', load: () => require('./results/command').compareCommand },
   bench: { summary: 'images per second per backend (and against PyTorch when present)', load: () => require('../bench/command').benchCommand },
   kernel: { summary: 'register the tslab kernel in the project-local Jupyter folder', load: () => require('./jupyter/command').kernelCommand },

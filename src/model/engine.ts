@@ -7,7 +7,9 @@
  */
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
+import * as fs from 'node:fs';
 import { exportOnnx, OnnxExport } from './onnx/export';
+import { OnnxFileInfo, readOnnxInfo } from './onnx/read';
 
 export type EngineName = 'onnx' | 'tfjs';
 
@@ -103,6 +105,8 @@ interface Compiled {
 }
 
 const compiled = new WeakMap<object, Compiled>();
+/** Models the exporter cannot write (an unsupported layer): they run on TF.js, said once. */
+const notExportable = new WeakMap<object, string>();
 
 function weightsOf(model: Runnable): tf.LayerVariable[] {
   return Array.isArray(model) ? model.flatMap((l) => l.weights) : model.weights;
@@ -154,8 +158,18 @@ export async function runSession(session: Session, input: tf.Tensor, names?: { i
  */
 export async function runModel(model: Runnable, input: tf.Tensor, opts: { engine?: EngineInfo; tfjs?: (x: tf.Tensor) => tf.Tensor } = {}): Promise<tf.Tensor> {
   const engine = opts.engine ?? inferenceEngine();
-  if (engine.name === 'onnx') {
-    const c = await compile(model, engine.threads);
+  if (engine.name === 'onnx' && !notExportable.has(model)) {
+    let c: Compiled;
+    try {
+      c = await compile(model, engine.threads);
+    } catch (e) {
+      const msg = (e as Error).message;
+      // Forced ORT fails loudly; the automatic choice falls back to TF.js for this model, saying why.
+      if (requestedEngine() === 'onnx' || !msg.startsWith('ONNX export:')) throw e;
+      notExportable.set(model, msg);
+      console.log(`inference: tfjs for this model - ${msg}`);
+      return runModel(model, input, { ...opts, engine: { name: 'tfjs', reason: msg, threads: 1 } });
+    }
     return runSession(c.session, input, { input: c.exported.input.name, output: c.exported.output.name });
   }
   if (opts.tfjs) return tf.tidy(() => opts.tfjs!(input));
@@ -170,4 +184,19 @@ export async function releaseModel(model: Runnable): Promise<void> {
     compiled.delete(model);
     await c.session.release();
   }
+}
+
+export interface OnnxFile {
+  file: string;
+  session: Session;
+  info: OnnxFileInfo;
+  /** True when the file takes raw RGB 0..255 (its preprocessing baked in). */
+  rawInput: boolean;
+}
+
+/** An exported ONNX file opened in ORT, with its metadata (see exportRun). */
+export async function openOnnxFile(file: string, threads = os.cpus().length): Promise<OnnxFile> {
+  const bytes = fs.readFileSync(file);
+  const info = readOnnxInfo(bytes, file);
+  return { file, session: await createSession(bytes, threads), info, rawInput: info.metadata.preprocess_baked === 'true' };
 }

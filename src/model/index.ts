@@ -13,3 +13,5 @@ export * from './summary';
 export * from './imagenet';
 export { modelCommand } from './command';
 export * from './inspect';
+export * from './onnx';
+export * from './engine';

@@ -33,6 +33,7 @@ import {
   weightsHash,
   writeCache,
 } from './feature-cache';
+import { describeEngine, inferenceEngine, Runnable, runModel } from '../model/engine';
 
 /** What the loop needs of a built model (the MODEL stage's BuiltModel satisfies it). */
 export interface TrainableModel {
@@ -142,6 +143,8 @@ interface CacheSplit {
   cut?: string;
   /** The weights the cached part computes with: they key the cache. */
   frozenWeights: tf.LayerVariable[];
+  /** The cached part as a chain of layers, for the inference engine (ONNX Runtime or TF.js). */
+  frozen: Runnable;
 }
 
 const PARAM_FREE_POOLS = new Set(['GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Flatten']);
@@ -170,6 +173,7 @@ export function cacheSplit(built: TrainableModel, cutAt?: string): CacheSplit {
       : (f, training) => withTraining(training, () => built.head.apply(f, { training }) as tf.Tensor),
     moved: moved.map((l) => l.name),
     frozenWeights: stableWeights(built.base),
+    frozen: [...front, ...moved],
   };
 }
 
@@ -216,6 +220,7 @@ function cutInsideBase(built: TrainableModel, front: tf.layers.Layer[], cutAt: s
     cut: cutAt,
     // Only the layers below the cut: the cache stays valid while the layers above it train (resume).
     frozenWeights: stableWeights(below),
+    frozen: [...front, below],
   };
 }
 
@@ -265,7 +270,7 @@ async function computeFeatures(
   let dims = 0;
   let offset = 0;
   for await (const b of deps.imageBatches(set, { batchSize, shuffle: false, rng: new Random(0), augment: false })) {
-    const f = tf.tidy(() => split.extract(b.xs));
+    const f = await runModel(split.frozen, b.xs, { tfjs: split.extract });
     const n = f.shape[0];
     if (!features) {
       shape = f.shape.slice(1);
@@ -296,6 +301,8 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
     movedLayers: split.moved.join(','),
     // Only cuts inside the base name their layer, so the keys of head-only caches stay as they were.
     ...(split.cut ? { cutBefore: split.cut } : {}),
+    // ORT's features differ from TF.js' in the last bits: they get their own cache (TF.js keys unchanged).
+    ...(inferenceEngine({ quiet: true }).name === 'onnx' ? { engine: 'onnx' } : {}),
   };
   const key = cacheKey(parts);
   const hit = readCache(key);
@@ -304,6 +311,7 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
     return hit;
   }
   const bs = profile.train.batchSize;
+  progress.message(describeEngine(inferenceEngine({ quiet: true })));
   const train = await computeFeatures(split, ctx.train, bs, ctx.deps, progress, 'base features (train)');
   const val = await computeFeatures(split, ctx.val, bs, ctx.deps, progress, 'base features (val)');
   const dir = writeCache(key, parts, train, val);
