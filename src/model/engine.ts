@@ -58,10 +58,13 @@ let chosen: EngineInfo | undefined;
 /**
  * The engine for this process, chosen once: TLWB_INFERENCE (or `force`) when set - 'onnx' then fails
  * if ORT does not load - else ORT when it loads and TF.js does not run on a GPU, else TF.js.
- * Prints one line saying which and why unless `quiet`.
+ * The first call that is not `quiet` prints one line saying which and why.
  */
 export function inferenceEngine(opts: { force?: EngineName; quiet?: boolean } = {}): EngineInfo {
-  if (chosen && !opts.force) return chosen;
+  if (chosen && !opts.force) {
+    if (!opts.quiet && !announced) announce(chosen);
+    return chosen;
+  }
   const forced = opts.force ?? requestedEngine();
   const threads = os.cpus().length;
   let info: EngineInfo;
@@ -79,8 +82,15 @@ export function inferenceEngine(opts: { force?: EngineName; quiet?: boolean } = 
     else info = { name: 'onnx', reason: `onnxruntime-node ${o.env.versions?.node ?? ''} loaded (native CPU, faster than TF.js '${tfName}' for inference)`.replace('  ', ' '), threads, ortVersion: o.env.versions?.node };
   }
   if (!opts.force) chosen = info;
-  if (!opts.quiet && !opts.force) console.log(describeEngine(info));
+  if (!opts.quiet && !opts.force) announce(info);
   return info;
+}
+
+let announced = false;
+/** The engine line, once per process (the first caller that is not quiet prints it). */
+function announce(info: EngineInfo): void {
+  announced = true;
+  console.log(describeEngine(info));
 }
 
 function isTfGpu(): boolean {
