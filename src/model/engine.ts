@@ -88,9 +88,16 @@ export function inferenceEngine(opts: { force?: EngineName; quiet?: boolean } = 
 
 let announced = false;
 /** The engine line, once per process (the first caller that is not quiet prints it). */
-function announce(info: EngineInfo): void {
+function announce(info: EngineInfo, print: (line: string) => void = console.log): void {
   announced = true;
-  console.log(describeEngine(info));
+  print(describeEngine(info));
+}
+
+/** Says which engine runs (once per process) through `print`, e.g. a progress reporter. */
+export function announceEngine(print: (line: string) => void): EngineInfo {
+  const info = inferenceEngine({ quiet: true });
+  if (!announced) announce(info, print);
+  return info;
 }
 
 function isTfGpu(): boolean {

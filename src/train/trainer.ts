@@ -33,7 +33,7 @@ import {
   weightsHash,
   writeCache,
 } from './feature-cache';
-import { describeEngine, inferenceEngine, Runnable, runModel } from '../model/engine';
+import { announceEngine, inferenceEngine, Runnable, runModel } from '../model/engine';
 
 /** What the loop needs of a built model (the MODEL stage's BuiltModel satisfies it). */
 export interface TrainableModel {
@@ -311,7 +311,7 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
     return hit;
   }
   const bs = profile.train.batchSize;
-  progress.message(describeEngine(inferenceEngine({ quiet: true })));
+  announceEngine((line) => progress.message(line));
   const train = await computeFeatures(split, ctx.train, bs, ctx.deps, progress, 'base features (train)');
   const val = await computeFeatures(split, ctx.val, bs, ctx.deps, progress, 'base features (val)');
   const dir = writeCache(key, parts, train, val);
