@@ -10,8 +10,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as jpeg from 'jpeg-js';
+import { initBackend, tf } from '../../src/backend';
 import { projectRoot } from '../../src/config';
+import { readCifarBatches } from '../../src/data/cifar10';
+import { inferenceEngine, releaseModel, runModel } from '../../src/model/engine';
+import { loadModel } from '../../src/model/io';
 import { readOnnxFileInfo } from '../../src/model/onnx';
+import { preprocess } from '../../src/preprocess';
 
 const cifar = process.env.CIFAR10_DIR ?? path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
 const darknet = process.env.DARKNET_TINY_DIR ?? path.join(path.dirname(path.resolve(cifar)), 'darknet-tiny');
@@ -94,4 +99,21 @@ test('predict: the exported file in ONNX Runtime and the TF.js model agree on to
   assert.ok(maxDiff < 1e-4, `top-1 probabilities differ by ${maxDiff}`);
   // Not a constant answer: the trained model tells at least three classes apart on these images.
   assert.ok(new Set(a.map((r) => r.top[0].class)).size >= 3);
+});
+
+test('evaluation: the trained smoke model in ORT and in TF.js, same top-1 on 500 test images', { skip: missing, timeout: 300_000 }, async () => {
+  await initBackend({ force: 'wasm', quiet: true });
+  const model = await loadModel(path.join(run, 'model'));
+  const set = readCifarBatches([path.join(cifar, 'test_batch.bin')], 500);
+  const x = tf.tidy(() => preprocess(tf.tensor4d(Float32Array.from(set.images), [500, 32, 32, 3]), 'unit'));
+  const a = await runModel(model, x, { engine: inferenceEngine({ force: 'onnx', quiet: true }) });
+  const b = await runModel(model, x, { engine: inferenceEngine({ force: 'tfjs', quiet: true }) });
+  const [topA, topB] = [a, b].map((t) => tf.tidy(() => tf.argMax(t, -1).dataSync() as Int32Array));
+  const differ = topA.filter((c, i) => c !== topB[i]).length;
+  const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+  assert.equal(differ, 0, `${differ} of 500 images get another top-1 class (max probability difference ${diff})`);
+  assert.ok(diff < 1e-4, `probabilities differ by ${diff}`);
+  tf.dispose([x, a, b]);
+  await releaseModel(model);
+  model.dispose();
 });
