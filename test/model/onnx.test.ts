@@ -14,7 +14,7 @@ import { exportOnnx, samePads } from '../../src/model/onnx/export';
 import { modelProtoType } from '../../src/model/onnx/schema';
 import { createSession, loadOrt, runSession } from '../../src/model/engine';
 import { ResNet50 } from '../../src/model/resnet';
-import { loadTfjsModel } from '../../src/model/tfjs-backbone';
+import { cutModel, loadTfjsModel } from '../../src/model/tfjs-backbone';
 import { Random } from '../../src/random';
 
 // The shared data folder beside the clone, else the one holding CIFAR10_DIR (a worktree elsewhere).
@@ -212,5 +212,12 @@ test('whole network: MobileNet v1 0.75 (224 px)', { skip: fs.existsSync(path.joi
   x.dispose();
   console.log(`mobilenet-v1-0.75: max |diff| ${r.abs.toExponential(3)}, max |value| ${r.max.toExponential(3)}, relative ${r.rel.toExponential(3)}`);
   assert.ok(r.rel <= 1e-4, `relative ${r.rel}`);
+  // The logits too (before the softmax squeezes differences): cut at conv_preds.
+  const logits = cutModel(model, 'conv_preds', { name: 'mobilenet_logits' });
+  const x2 = randomInput([2, 224, 224, 3], 24);
+  const l = await compare(logits, x2);
+  x2.dispose();
+  console.log(`mobilenet-v1-0.75 logits: max |diff| ${l.abs.toExponential(3)}, max |value| ${l.max.toExponential(3)}, relative ${l.rel.toExponential(3)}`);
+  assert.ok(l.rel <= 1e-4, `relative ${l.rel}`);
   model.dispose();
 });
