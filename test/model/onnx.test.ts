@@ -37,12 +37,17 @@ function randomInput(shape: number[], seed: number, scale = 1): tf.Tensor {
 }
 
 /** Largest |ORT - TF.js| relative to the largest |TF.js| value, over `batch` random inputs. */
-async function compare(model: tf.LayersModel | tf.layers.Layer[], input: tf.Tensor, tfjsOut?: tf.Tensor): Promise<{ rel: number; abs: number; max: number; ort: Float32Array; tfjs: Float32Array }> {
-  const { bytes } = exportOnnx(model);
+/** An exported file's bytes, to hand to compare() with the expected output. */
+function exportOnnxFile(model: tf.LayersModel, preprocess: 'unit' | 'torch' | 'none' | 'caffe'): { bytes: Uint8Array } {
+  return { bytes: exportOnnx(model, { preprocess }).bytes };
+}
+
+async function compare(model: tf.LayersModel | tf.layers.Layer[] | { bytes: Uint8Array }, input: tf.Tensor, tfjsOut?: tf.Tensor): Promise<{ rel: number; abs: number; max: number; ort: Float32Array; tfjs: Float32Array }> {
+  const bytes = 'bytes' in model ? model.bytes : exportOnnx(model).bytes;
   const session = await createSession(bytes, 2);
   try {
     const got = await runSession(session, input);
-    const want = tfjsOut ?? (Array.isArray(model) ? model.reduce((x, l) => l.apply(x) as tf.Tensor, input) : (model.predict(input) as tf.Tensor));
+    const want = tfjsOut ?? (Array.isArray(model) ? model.reduce((x, l) => l.apply(x) as tf.Tensor, input) : ((model as tf.LayersModel).predict(input) as tf.Tensor));
     assert.deepEqual(got.shape, want.shape, 'output shapes');
     const a = got.dataSync() as Float32Array;
     const b = want.dataSync() as Float32Array;
@@ -103,6 +108,7 @@ cases.push(
   { name: 'Conv2D relu activation, no bias', shape: [6, 6, 3], layers: () => [tf.layers.conv2d({ filters: 4, kernelSize: 3, activation: 'relu', useBias: false })] },
   { name: 'BatchNormalization (4-D and 2-D)', shape: [5, 5, 3], layers: () => [tf.layers.batchNormalization({ epsilon: 1.001e-5 }), tf.layers.flatten(), tf.layers.batchNormalization({ center: false })] },
   { name: 'ReLU, ReLU6 (maxValue), LeakyReLU, Activation relu6/sigmoid/tanh', shape: [4, 4, 3], layers: () => [tf.layers.leakyReLU({ alpha: 0.1 }), tf.layers.activation({ activation: 'tanh' }), tf.layers.reLU({ maxValue: 0.5 }), tf.layers.activation({ activation: 'sigmoid' }), tf.layers.activation({ activation: 'relu6' }), tf.layers.reLU()] },
+  { name: 'ELU layer, activations elu/selu/hardSigmoid/swish/softplus/softsign', shape: [3, 3, 2], layers: () => [tf.layers.elu({}), ...(['elu', 'selu', 'hardSigmoid', 'swish', 'softplus', 'softsign'] as const).map((activation) => tf.layers.activation({ activation }))] },
   { name: 'ZeroPadding2D asymmetric', shape: [5, 6, 2], layers: () => [tf.layers.zeroPadding2d({ padding: [[1, 2], [3, 0]] }), tf.layers.conv2d({ filters: 2, kernelSize: 2 })] },
   { name: 'GlobalAveragePooling2D, Dense, Dropout, Softmax', shape: [4, 4, 6], layers: () => [tf.layers.globalAveragePooling2d({}), tf.layers.dropout({ rate: 0.5 }), tf.layers.dense({ units: 7, activation: 'softmax', biasInitializer: 'randomNormal' })] },
   { name: 'GlobalMaxPooling2D', shape: [3, 5, 6], layers: () => [tf.layers.globalMaxPooling2d({})] },
@@ -165,6 +171,18 @@ test('an unsupported layer fails naming the layer and its class', () => {
   const gelu = seqModel([3], [tf.layers.dense({ units: 2, activation: 'mish' as 'relu', name: 'dense_mish' })]);
   assert.throws(() => exportOnnx(gelu), /layer 'dense_mish' \(class Dense\) has activation 'mish'/);
 });
+
+for (const mode of ['unit', 'torch', 'none'] as const) {
+  test(`baked preprocessing '${mode}': raw pixels in the file = preprocess() then the model`, async () => {
+    const model = seqModel([3, 3, 3], [tf.layers.conv2d({ filters: 2, kernelSize: 1 })]);
+    const { preprocess } = await import('../../src/preprocess');
+    const raw = tf.tidy(() => tf.mul(tf.add(randomInput([2, 3, 3, 3], 6), 1), 127.5));
+    const want = tf.tidy(() => model.predict(preprocess(raw as tf.Tensor4D, mode)) as tf.Tensor);
+    const r = await compare(exportOnnxFile(model, mode), raw, want);
+    raw.dispose();
+    assert.ok(r.rel <= 1e-5, `max |diff| ${r.abs} vs ${r.max}`);
+  });
+}
 
 test('the file is a valid ModelProto with opset 13, metadata, and baked preprocessing', async () => {
   const model = seqModel([4, 4, 3], [tf.layers.conv2d({ filters: 2, kernelSize: 1 }), tf.layers.flatten()]);
