@@ -73,13 +73,16 @@ export function inferenceEngine(opts: { force?: EngineName; quiet?: boolean } = 
   } else if (forced === 'onnx') {
     const o = loadOrt();
     if (!o) throw new Error(`TLWB_INFERENCE=onnx: onnxruntime-node does not load (${ortError}); install it with npm ci, or use TLWB_INFERENCE=tfjs`);
-    info = { name: 'onnx', reason: opts.force ? 'asked for' : 'TLWB_INFERENCE=onnx', threads, ortVersion: o.env.versions?.node };
+    info = { name: 'onnx', reason: opts.force ? 'asked for' : 'TLWB_INFERENCE=onnx', threads, ortVersion: o.env.versions.node };
   } else {
     const o = loadOrt();
-    const tfName = tf.getBackend();
+    const tfName = tfBackendName();
     if (!o) info = { name: 'tfjs', reason: `ONNX Runtime unavailable: ${ortError}`, threads: 1 };
     else if (tfName === 'tensorflow' && isTfGpu()) info = { name: 'tfjs', reason: 'TF.js runs on a CUDA GPU; ONNX Runtime here is CPU-only', threads: 1 };
-    else info = { name: 'onnx', reason: `onnxruntime-node ${o.env.versions?.node ?? ''} loaded (native CPU, faster than TF.js '${tfName}' for inference)`.replace('  ', ' '), threads, ortVersion: o.env.versions?.node };
+    else {
+      const versus = tfName ? ` than TF.js '${tfName}'` : '';
+      info = { name: 'onnx', reason: `onnxruntime-node ${o.env.versions.node} loaded (native CPU code, faster${versus} for inference)`, threads, ortVersion: o.env.versions.node };
+    }
   }
   if (!opts.force) chosen = info;
   if (!opts.quiet && !opts.force) announce(info);
@@ -98,6 +101,12 @@ export function announceEngine(print: (line: string) => void): EngineInfo {
   const info = inferenceEngine({ quiet: true });
   if (!announced) announce(info, print);
   return info;
+}
+
+/** The TF.js backend in use, without initialising one (undefined before initBackend). */
+function tfBackendName(): string | undefined {
+  const engine = tf.engine() as unknown as { backendInstance?: unknown; backendName?: string };
+  return engine.backendInstance ? tf.getBackend() : undefined;
 }
 
 function isTfGpu(): boolean {
