@@ -5,7 +5,9 @@
  */
 import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { initBackend, tf } from '../../src/backend';
 import { projectRoot } from '../../src/config';
@@ -237,5 +239,37 @@ test('whole network: MobileNet v1 0.75 (224 px)', { skip: fs.existsSync(path.joi
   x2.dispose();
   console.log(`mobilenet-v1-0.75 logits: max |diff| ${l.abs.toExponential(3)}, max |value| ${l.max.toExponential(3)}, relative ${l.rel.toExponential(3)}`);
   assert.ok(l.rel <= 1e-4, `relative ${l.rel}`);
+  model.dispose();
+});
+
+// The official ONNX checker (python3-onnx), independent of ONNX Runtime: the schema of every node,
+// strict shape inference. Skipped where /usr/bin/python3 has no onnx package (apt: python3-onnx).
+const pythonOnnx = spawnSync('/usr/bin/python3', ['-c', 'import onnx'], { encoding: 'utf8' }).status === 0;
+test('the official onnx checker accepts an export with every layer kind (full check, strict shape inference)', { skip: pythonOnnx ? false : 'no python3-onnx' }, () => {
+  const input = tf.input({ shape: [9, 9, 3] });
+  let x = new ImageResize({ height: 12, width: 12 }).apply(input) as tf.SymbolicTensor;
+  x = tf.layers.zeroPadding2d({ padding: 1 }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.conv2d({ filters: 4, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu' }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.batchNormalization({}).apply(x) as tf.SymbolicTensor;
+  const d = tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same' }).apply(x) as tf.SymbolicTensor;
+  const a = tf.layers.add().apply([x, tf.layers.leakyReLU({}).apply(d) as tf.SymbolicTensor]) as tf.SymbolicTensor;
+  const c = tf.layers.concatenate().apply([a, tf.layers.reLU({ maxValue: 6 }).apply(x) as tf.SymbolicTensor]) as tf.SymbolicTensor;
+  const m = tf.layers.maxPooling2d({ poolSize: 2, padding: 'same' }).apply(c) as tf.SymbolicTensor;
+  const p = tf.layers.averagePooling2d({ poolSize: 2 }).apply(m) as tf.SymbolicTensor;
+  const g = tf.layers.globalAveragePooling2d({}).apply(p) as tf.SymbolicTensor;
+  const r = tf.layers.reshape({ targetShape: [1, 1, 8] }).apply(g) as tf.SymbolicTensor;
+  const f = tf.layers.flatten().apply(tf.layers.activation({ activation: 'relu6' }).apply(r) as tf.SymbolicTensor) as tf.SymbolicTensor;
+  const out = tf.layers.dense({ units: 5, activation: 'softmax' }).apply(tf.layers.dropout({ rate: 0.2 }).apply(f) as tf.SymbolicTensor) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: out, name: 'everything' });
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-onnx-')), 'everything.onnx');
+  fs.writeFileSync(file, exportOnnx(model, { preprocess: 'caffe', metadata: { classes: '["a"]' } }).bytes);
+  const py = `import onnx, sys
+m = onnx.load(sys.argv[1])
+onnx.checker.check_model(m, full_check=True)
+i = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+print([d.dim_value or d.dim_param for d in i.graph.output[0].type.tensor_type.shape.dim])`;
+  const run = spawnSync('/usr/bin/python3', ['-c', py, file], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout.trim(), "['batch', 5]");
   model.dispose();
 });
