@@ -20,7 +20,9 @@ async function tfjsModel(name: OnnxModelName, size: number, sharedData: string):
     const { ResNet50 } = await import('../src/model/resnet');
     return ResNet50({ inputShape: [size, size, 3], classes: 1000 });
   }
-  const dir = path.join(sharedData, name === 'darknet-tiny' ? 'darknet-tiny' : 'mobilenet-v1-0.75');
+  const folders: Record<string, string> = { 'darknet-tiny': 'darknet-tiny', mobilenet: 'mobilenet-v1-0.75' };
+  if (!folders[name]) throw new Error(`no ONNX bench recipe for model '${name}' (resnet50, darknet-tiny, mobilenet)`);
+  const dir = path.join(sharedData, folders[name]);
   if (!fs.existsSync(path.join(dir, 'model.json'))) throw new Error(`${dir}/model.json not found`);
   const { loadTfjsModel } = await import('../src/model/tfjs-backbone');
   return loadTfjsModel(dir, { inputSize: size });
