@@ -1,5 +1,5 @@
 /**
- * `npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu] [--threads N] [--models resnet50,darknet-tiny] [--no-torch]`
+ * `npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu,onnx] [--threads N] [--models resnet50,darknet-tiny] [--no-torch]`
  *
  * Images per second for ResNet-50 (random weights: speed only) and Darknet-Tiny (../shared/data/darknet-tiny):
  * inference at 224 and 128, one Adam training step at 224 (batch 16) and at 32x32 (batch 64), on every
@@ -19,13 +19,24 @@ import * as tf from '@tensorflow/tfjs';
 import { registerWasmTrainingKernels } from '../src/backend/wasm-kernels';
 import { initWasmThreaded } from '../src/backend/wasm/threads';
 import { measureConv, resnetConvShapes, type ConvRate } from './conv-kernels';
+import { benchOnnx } from './onnx';
+
+/** The SIMD flags that decide native kernels' speed (AVX2/AVX-512/AMX), from /proc/cpuinfo. */
+function cpuFlags(): string[] {
+  try {
+    const line = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
+    return line.split(':')[1].trim().split(/\s+/).filter((f) => /^(avx|fma|amx|sse4_2|f16c)/.test(f)).sort();
+  } catch {
+    return [];
+  }
+}
 
 export type TaskName = 'inference224' | 'inference128' | 'train224' | 'train32';
 export interface TaskSpec { size: number; batch: number; train: boolean }
 export type ModelName = 'resnet50' | 'darknet-tiny';
 
 const projectRoot = path.resolve(__dirname, '..', '..');
-const darknetDir = path.resolve(projectRoot, '../shared/data/darknet-tiny');
+const darknetDir = path.resolve(process.env.DARKNET_TINY_DIR || path.join(projectRoot, '../shared/data/darknet-tiny'));
 
 export function taskSpecs(quick: boolean): Record<TaskName, TaskSpec> {
   return {
@@ -170,7 +181,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu] [--threads N]\n' +
+      'usage: npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu,onnx] [--threads N]\n' +
         '                              [--models resnet50,darknet-tiny] [--no-torch] [--python /usr/bin/python3]\n' +
         'Images/s for inference at 224 and 128 and Adam training steps at 224 and 32, per backend, against PyTorch.\n',
     );
@@ -184,7 +195,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const report: Record<string, unknown> = {
     date: started.toISOString(),
     command: `npm run -s cli -- bench ${argv.join(' ')}`.trim(),
-    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, loadAverageAtStart: os.loadavg().map((v) => Math.round(v * 100) / 100) },
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, cpuFlags: cpuFlags(), memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, loadAverageAtStart: os.loadavg().map((v) => Math.round(v * 100) / 100) },
     tasks: taskSpecs(quick),
     quick,
   };
@@ -195,8 +206,13 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const mtThreads = Math.max(2, os.cpus().length);
   report.threads = { wasm: threads, 'wasm-mt': mtThreads };
   // --quick leaves out the threaded child (it repeats every wasm task) unless asked for.
-  const backends = (values.backends ?? (quick ? 'wasm,cpu' : 'wasm,wasm-mt,cpu')).split(',').filter(Boolean);
+  const backends = (values.backends ?? (quick ? 'wasm,cpu,onnx' : 'wasm,wasm-mt,cpu,onnx')).split(',').filter(Boolean);
   for (const backend of backends) {
+    if (backend === 'onnx') {
+      log('onnx: the same networks exported to ONNX, in onnxruntime-node (inference only) ...');
+      results.onnx = await benchOnnx(models, taskSpecs(quick), { quick, sharedData: path.dirname(darknetDir), log });
+      continue;
+    }
     if (backend === 'wasm-mt') {
       log(`wasm-mt: threaded SIMD binary with ${mtThreads} threads, in a child process ...`);
       const child = runThreadedChild(argv, mtThreads);

@@ -15,3 +15,5 @@ export { modelCommand } from './command';
 export * from './inspect';
 export * from './split';
 export * from './training-mode';
+export * from './onnx';
+export * from './engine';

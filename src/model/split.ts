@@ -4,6 +4,7 @@
  * the part a phase trains.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { Runnable } from './engine';
 import { leafLayers } from './freeze';
 import { withTraining } from './training-mode';
 
@@ -40,6 +41,8 @@ export interface CacheSplit {
   cut?: string;
   /** The weights the cached part computes with: they key the cache. */
   frozenWeights: tf.LayerVariable[];
+  /** The cached part as a chain of layers, for the inference engine (ONNX Runtime or TF.js). */
+  frozen: Runnable;
 }
 
 const PARAM_FREE_POOLS = new Set(['GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Flatten']);
@@ -68,6 +71,7 @@ export function cacheSplit(built: TrainableModel, cutAt?: string): CacheSplit {
       : (f, training) => withTraining(training, () => built.head.apply(f, { training }) as tf.Tensor),
     moved: moved.map((l) => l.name),
     frozenWeights: stableWeights(built.base),
+    frozen: [...front, ...moved],
   };
 }
 
@@ -114,6 +118,7 @@ function cutInsideBase(built: TrainableModel, front: tf.layers.Layer[], cutAt: s
     cut: cutAt,
     // Only the layers below the cut: the cache stays valid while the layers above it train (resume).
     frozenWeights: stableWeights(below),
+    frozen: [...front, below],
   };
 }
 

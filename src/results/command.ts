@@ -88,6 +88,8 @@ export async function predictCommand(argv: string[]): Promise<void> {
   await initBackend({ force: values.backend, quiet: true });
   const { loadPredictor, predictFile } = await import('./predict');
   const predictor = await loadPredictor(runDir);
+  const { announceEngine } = await import('../model/engine');
+  announceEngine((line) => process.stderr.write(`${line}${predictor.onnx ? ` (${predictor.onnx.file})` : ''}\n`));
   let failed = 0;
   for (const file of positionals) {
     try {

@@ -11,6 +11,7 @@ import { PreprocessMode } from '../config';
 import { ImageSet, Dataset } from '../data/types';
 import { md5FileSync } from '../data/download';
 import { preprocess } from '../preprocess';
+import { runModel } from '../model/engine';
 import { accuracy, argmaxRows, confusionMatrix, mean, mostConfused, perClassMetrics, perExampleLoss, topLossIndices, ConfusedPair, ClassMetrics } from './metrics';
 
 export interface EvaluateOptions {
@@ -64,11 +65,11 @@ export async function predictSet(
   const out = new Float32Array(set.count * numClasses);
   for (let start = 0; start < set.count; start += batchSize) {
     const end = Math.min(set.count, start + batchSize);
-    const probs = tf.tidy(() => {
-      let x = batchTensor(set, start, end);
-      if (opts.flip) x = tf.image.flipLeftRight(x);
-      return model.predict(preprocess(x, opts.mode)) as tf.Tensor;
+    const x = tf.tidy(() => {
+      const raw = batchTensor(set, start, end);
+      return preprocess(opts.flip ? tf.image.flipLeftRight(raw) : raw, opts.mode);
     });
+    const probs = await runModel(model, x).finally(() => x.dispose());
     try {
       if (probs.shape[1] !== numClasses) throw new Error(`model output has ${probs.shape[1]} columns, expected ${numClasses}`);
       out.set(await probs.data<'float32'>(), start * numClasses);

@@ -12,6 +12,7 @@ import { CIFAR10_CLASSES, readCifarClasses } from '../data/cifar10';
 import { decodeImage, fitImage } from '../data/imagefolder';
 import { presetFor } from '../model/presets';
 import { loadModel } from '../model/io';
+import { inferenceEngine, OnnxFile, openOnnxFile, runModel, runSession } from '../model/engine';
 import { preprocess } from '../preprocess';
 import { topK } from './metrics';
 import { describeDivergence, readDivergence } from './divergence';
@@ -26,6 +27,8 @@ export interface Predictor {
   mode: PreprocessMode;
   /** Side of the square the model takes (the stored image size). */
   size: number;
+  /** The run's exported model.onnx, when inference runs on ONNX Runtime and the file is up to date. */
+  onnx?: OnnxFile;
 }
 
 export interface Prediction {
@@ -95,16 +98,23 @@ export async function loadPredictor(runDir: string): Promise<Predictor> {
   if (n !== classes.length) throw new Error(`${modelDir}: the model predicts ${n} classes but the run names ${classes.length} (${classes.join(', ')})`);
   const inShape = model.inputs[0].shape;
   const size = typeof inShape[1] === 'number' ? inShape[1] : profile.data.imageSize;
-  return { runDir: dir, model, classes, mode: runPreprocessMode(dir, profile), size };
+  return { runDir: dir, model, classes, mode: runPreprocessMode(dir, profile), size, onnx: await exportedFile(dir) };
+}
+
+/** <run>/model.onnx when the engine is ORT and the file is not older than the TF.js model. */
+async function exportedFile(dir: string): Promise<OnnxFile | undefined> {
+  const file = path.join(dir, 'model.onnx');
+  if (inferenceEngine({ quiet: true }).name !== 'onnx' || !fs.existsSync(file)) return undefined;
+  if (fs.statSync(file).mtimeMs < fs.statSync(path.join(dir, 'model', 'model.json')).mtimeMs) return undefined;
+  return openOnnxFile(file);
 }
 
 /** Top-k classes of one image file. A file that is not a PNG or JPEG fails with its name in the message. */
 export async function predictFile(p: Predictor, file: string, k = 3): Promise<Prediction> {
   const img = decodeImage(file);
-  const probs = tf.tidy(() => {
-    const x = fitImage(img, p.size).expandDims(0) as tf.Tensor4D;
-    return p.model.predict(preprocess(x, p.mode)) as tf.Tensor;
-  });
+  const raw = tf.tidy(() => fitImage(img, p.size).expandDims(0) as tf.Tensor4D);
+  const x = p.onnx?.rawInput ? raw : tf.tidy(() => preprocess(raw, p.mode));
+  const probs = await (p.onnx ? runSession(p.onnx.session, x) : runModel(p.model, x)).finally(() => tf.dispose([raw, x]));
   let values: Float32Array;
   try {
     values = (await probs.data()) as Float32Array;

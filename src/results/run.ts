@@ -8,6 +8,7 @@ import { writeJsonAtomic } from '../fsutil';
 import { loadDataset } from '../data/dataset';
 import { Dataset, ImageSet } from '../data/types';
 import { loadModel } from '../model/io';
+import { releaseModel } from '../model/engine';
 import { splitTrainVal } from '../preprocess/split';
 import { live } from '../display';
 import { evaluate, Evaluation, EvaluationSummary, summarize, testSubsets } from './evaluate';
@@ -55,6 +56,7 @@ export async function evaluateRun(s: { profile: Profile; runDir: string }, opts:
     const subsets = testSource === 'test' ? testSubsets(dataset, test) : [];
     return { dataset, test, testSource, mode, evaluation, summary: summarize(evaluation, dataset.classes, subsets) };
   } finally {
+    await releaseModel(model); // the ORT session exported from it, if any
     model.dispose();
   }
 }

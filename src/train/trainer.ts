@@ -17,6 +17,7 @@ import { Random } from '../random';
 import { countParams, leafLayers } from '../model/freeze';
 import { cacheSplit, stableWeights, type CacheSplit, type TrainableModel } from '../model/split';
 import { installTrainingSwitch, withTraining } from '../model/training-mode';
+import { announceEngine, inferenceEngine, runModel } from '../model/engine';
 import { learningRateAt } from './schedule';
 import { createOptimizer, restoreOptimizerState } from './optimizer';
 import { HISTORY_FILES, type EpochRow } from './history';
@@ -104,6 +105,8 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
     movedLayers: split.moved.join(','),
     // Only cuts inside the base name their layer, so the keys of head-only caches stay as they were.
     ...(split.cut ? { cutBefore: split.cut } : {}),
+    // ORT's features differ from TF.js' in the last bits: they get their own cache (TF.js keys unchanged).
+    ...(!ctx.deps.featureExtractor && inferenceEngine({ quiet: true }).name === 'onnx' ? { engine: 'onnx' } : {}),
   };
   const key = cacheKey(parts);
   const hit = readCache(key);
@@ -111,7 +114,9 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
     progress.message(`feature cache hit: ${hit.dir}`);
     return hit;
   }
-  const extract = ctx.deps.featureExtractor?.(split, built) ?? ((xs: tf.Tensor) => tf.tidy(() => split.extract(xs)));
+  if (!ctx.deps.featureExtractor) announceEngine((line) => progress.message(line));
+  // Default: the inference engine (ONNX Runtime when it loads, else TF.js in tf.tidy).
+  const extract = ctx.deps.featureExtractor?.(split, built) ?? ((xs: tf.Tensor) => runModel(split.frozen, xs, { tfjs: split.extract }));
   const compute = async (set: ImageSet, label: string) => {
     const task = progress.task(label, set.count);
     const batches = ctx.deps.imageBatches(set, { batchSize: profile.train.batchSize, shuffle: false, rng: new Random(0), augment: false });
