@@ -108,7 +108,7 @@ export async function predictCommand(argv: string[]): Promise<void> {
 }
 
 const COMPARE_USAGE = `usage: npm run -s cli -- compare <runDir>... [--out DIR] [--json]
-  One row per run - test accuracy (all test images, and CIFAR-10's exact first 1,000), validation
+  One row per run - test accuracy (on all test images; the header says how many), validation
   accuracy, training time, backend, resolution, epochs per phase, and the command that makes the run
   again - printed as a Markdown table. --out DIR also writes DIR/table.md and DIR/curves.svg
   (validation accuracy and training loss per epoch, one line per run).

@@ -4,12 +4,9 @@
  * kept as typed arrays. Test-time augmentation (the mean of the probabilities for each image and its
  * mirror image) is reported separately, never mixed into the plain score.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { tf } from '../backend';
 import { PreprocessMode } from '../config';
-import { ImageSet, Dataset } from '../data/types';
-import { md5FileSync } from '../data/download';
+import { ImageSet } from '../data/types';
 import { preprocess } from '../preprocess';
 import { runModel } from '../model/engine';
 import { accuracy, argmaxRows, confusionMatrix, mean, mostConfused, perClassMetrics, perExampleLoss, topLossIndices, ConfusedPair, ClassMetrics } from './metrics';
@@ -117,55 +114,6 @@ export async function evaluate(model: tf.LayersModel, set: ImageSet, opts: Evalu
   return result;
 }
 
-/** Scores of the images at `indices` (e.g. the exact first 1,000 CIFAR-10 test images). */
-export function restrictScores(e: Evaluation, indices: ArrayLike<number>): Scores & { count: number } {
-  const n = indices.length;
-  const probabilities = new Float32Array(n * e.numClasses);
-  const labels = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    const j = indices[i];
-    if (!(j >= 0 && j < e.count)) throw new Error(`restrictScores: index ${j} outside 0..${e.count - 1}`);
-    probabilities.set(e.probabilities.subarray(j * e.numClasses, (j + 1) * e.numClasses), i * e.numClasses);
-    labels[i] = e.labels[j];
-  }
-  return { ...scoresFrom(probabilities, labels, e.numClasses), count: n };
-}
-
-// ---------------------------------------------------------------------------------------------
-// CIFAR-10 test subsets
-
-/** md5 of test_batch.bin in the offline copy whose records 1000..9999 were rebuilt from JPEGs. */
-export const SHARED_TEST_BATCH_MD5 = '5a681acb9c1f9822ef129630e7ab0cb5';
-/** Records 0..999 of test_batch.bin have exact pixels in every copy we know. */
-export const EXACT_TEST_RECORDS = 1000;
-
-export interface TestSubset {
-  name: string;
-  description: string;
-  indices: Int32Array;
-}
-
-/**
- * Subsets of the test set scored separately. For CIFAR-10: the first 1,000 test records, whose
- * pixels are exact even in the offline copy (where the other 9,000 come from JPEG copies).
- */
-export function testSubsets(dataset: Pick<Dataset, 'name' | 'source'>, set: ImageSet): TestSubset[] {
-  if (dataset.name !== 'cifar10' || set.count === 0) return [];
-  const n = Math.min(EXACT_TEST_RECORDS, set.count);
-  const file = path.join(dataset.source, 'test_batch.bin');
-  // Only worth saying when the set reaches past the exact records.
-  const jpegCopies = set.count > EXACT_TEST_RECORDS && fs.existsSync(file) && md5FileSync(file) === SHARED_TEST_BATCH_MD5;
-  return [
-    {
-      name: 'first1000',
-      description:
-        `test records 0..${n - 1} (the original first ${n} CIFAR-10 test images, exact pixels)` +
-        (jpegCopies ? '; records 1000..9999 of this copy are decoded from JPEG copies' : ''),
-      indices: Int32Array.from({ length: n }, (_, i) => i),
-    },
-  ];
-}
-
 // ---------------------------------------------------------------------------------------------
 // Summaries
 
@@ -215,7 +163,6 @@ export interface EvaluationSummary {
   accuracy: number;
   loss: number;
   tta: { accuracy: number; loss: number } | null;
-  subsets: { name: string; description: string; count: number; accuracy: number; loss: number; tta: { accuracy: number; loss: number } | null }[];
   perClass: ClassMetrics[];
   confusion: number[][];
   mostConfused: ConfusedPair[];
@@ -223,7 +170,7 @@ export interface EvaluationSummary {
   evaluatedAt: string;
 }
 
-export function summarize(e: Evaluation, classes: string[], subsets: TestSubset[] = []): EvaluationSummary {
+export function summarize(e: Evaluation, classes: string[]): EvaluationSummary {
   if (classes.length !== e.numClasses) throw new Error(`summarize: ${classes.length} class names for a ${e.numClasses}-class model`);
   const confusion = confusionMatrix(e.labels, e.predictions, e.numClasses);
   const ttaOf = (s?: Scores) => (s ? { accuracy: s.accuracy, loss: s.loss } : null);
@@ -233,11 +180,6 @@ export function summarize(e: Evaluation, classes: string[], subsets: TestSubset[
     accuracy: e.accuracy,
     loss: e.loss,
     tta: ttaOf(e.tta),
-    subsets: subsets.map((s) => {
-      const r = restrictScores(e, s.indices);
-      const t = e.tta ? restrictScores({ ...e, ...e.tta }, s.indices) : undefined;
-      return { name: s.name, description: s.description, count: r.count, accuracy: r.accuracy, loss: r.loss, tta: ttaOf(t) };
-    }),
     perClass: perClassMetrics(confusion, classes),
     confusion,
     mostConfused: mostConfused(confusion, classes, 10),
@@ -248,8 +190,5 @@ export function summarize(e: Evaluation, classes: string[], subsets: TestSubset[
 
 /** The headline numbers as table rows (metric, value) for display.table. */
 export function metricsRows(s: EvaluationSummary): { set: string; images: number; accuracy: number; loss: number; tta_accuracy: number | null }[] {
-  return [
-    { set: 'test (all)', images: s.count, accuracy: s.accuracy, loss: s.loss, tta_accuracy: s.tta?.accuracy ?? null },
-    ...s.subsets.map((x) => ({ set: x.name, images: x.count, accuracy: x.accuracy, loss: x.loss, tta_accuracy: x.tta?.accuracy ?? null })),
-  ];
+  return [{ set: 'test (all)', images: s.count, accuracy: s.accuracy, loss: s.loss, tta_accuracy: s.tta?.accuracy ?? null }];
 }

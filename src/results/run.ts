@@ -11,7 +11,7 @@ import { loadModel } from '../model/io';
 import { releaseModel } from '../model/engine';
 import { splitTrainVal } from '../preprocess/split';
 import { live } from '../display';
-import { evaluate, Evaluation, EvaluationSummary, summarize, testSubsets } from './evaluate';
+import { evaluate, Evaluation, EvaluationSummary, summarize } from './evaluate';
 import { runPreprocessMode } from './predict';
 
 export interface RunEvaluation {
@@ -53,8 +53,7 @@ export async function evaluateRun(s: { profile: Profile; runDir: string }, opts:
       batchSize: opts.batchSize ?? s.profile.train.batchSize,
       onProgress: (done, total) => line?.text(`evaluated ${done} / ${total} images`),
     });
-    const subsets = testSource === 'test' ? testSubsets(dataset, test) : [];
-    return { dataset, test, testSource, mode, evaluation, summary: summarize(evaluation, dataset.classes, subsets) };
+    return { dataset, test, testSource, mode, evaluation, summary: summarize(evaluation, dataset.classes) };
   } finally {
     await releaseModel(model); // the ORT session exported from it, if any
     model.dispose();

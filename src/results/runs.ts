@@ -16,7 +16,8 @@ export type RunRow = {
   wall_seconds: number | null;
   val_accuracy: number | null;
   test_accuracy: number | null;
-  first1000_accuracy: number | null;
+  /** Images the test accuracy is over (a profile's data.testLimit can cut the test set). */
+  test_images: number | null;
   tta_accuracy: number | null;
 };
 
@@ -55,7 +56,6 @@ export function readRunRow(runDir: string): RunRow {
   const summary = readJson(path.join(runDir, 'train-summary.json'));
   const evaluation = readJson(path.join(runDir, 'evaluation.json'));
   const model = (profile?.model ?? {}) as Record<string, unknown>;
-  const subsets = (evaluation?.subsets ?? []) as { name?: string; accuracy?: unknown }[];
   const profileName = strOrNull(profile?.name) ?? strOrNull(summary?.profile);
   return {
     run: path.basename(runDir),
@@ -66,7 +66,7 @@ export function readRunRow(runDir: string): RunRow {
     wall_seconds: numOrNull(summary?.wallSeconds) === null ? null : Math.round(numOrNull(summary?.wallSeconds)! * 10) / 10,
     val_accuracy: numOrNull(summary?.finalValAccuracy),
     test_accuracy: numOrNull(evaluation?.accuracy),
-    first1000_accuracy: numOrNull(subsets.find((s) => s.name === 'first1000')?.accuracy),
+    test_images: numOrNull(evaluation?.count),
     tta_accuracy: numOrNull((evaluation?.tta as { accuracy?: unknown } | null)?.accuracy),
   };
 }
@@ -83,7 +83,7 @@ export function runRows(runsDir = paths().runs): RunRow[] {
 }
 
 export const RUN_COLUMNS: (keyof RunRow)[] = [
-  'run', 'profile', 'backbone', 'backend', 'epochs', 'wall_seconds', 'val_accuracy', 'test_accuracy', 'first1000_accuracy', 'tta_accuracy',
+  'run', 'profile', 'backbone', 'backend', 'epochs', 'wall_seconds', 'val_accuracy', 'test_accuracy', 'test_images', 'tta_accuracy',
 ];
 
 /** The runs as a polars DataFrame (typed columns, nulls where a run lacks a file). */
@@ -94,6 +94,8 @@ export function runsTable(runsDir = paths().runs): pl.DataFrame {
   return pl.DataFrame([
     text('run'), text('profile'), text('backbone'), text('backend'),
     pl.Series('epochs', rows.map((r) => r.epochs), pl.Int32),
-    float('wall_seconds'), float('val_accuracy'), float('test_accuracy'), float('first1000_accuracy'), float('tta_accuracy'),
+    float('wall_seconds'), float('val_accuracy'), float('test_accuracy'),
+    pl.Series('test_images', rows.map((r) => r.test_images), pl.Int32),
+    float('tta_accuracy'),
   ]);
 }

@@ -15,9 +15,9 @@ import { readJson, readRunRow } from './runs';
 export interface StudyRow {
   run: string;
   profile: string;
-  /** Accuracy on the whole test set, and on CIFAR-10's exact first 1,000 test images (null elsewhere). */
+  /** Accuracy on the whole test set, and how many images that is (a profile's data.testLimit can cut it). */
   testAccuracy: number | null;
-  first1000Accuracy: number | null;
+  testImages: number | null;
   valAccuracy: number | null;
   /** Training wall time (all phases, summed over resumed sittings). */
   trainMinutes: number | null;
@@ -68,7 +68,7 @@ export function studyRow(runDir: string): StudyRow {
     run: row.run,
     profile: String(profile.name),
     testAccuracy: row.test_accuracy,
-    first1000Accuracy: row.first1000_accuracy,
+    testImages: row.test_images,
     valAccuracy: row.val_accuracy,
     trainMinutes: row.wall_seconds === null ? null : row.wall_seconds / 60,
     backend: row.backend === null ? null : `${row.backend}${threads}`,
@@ -79,14 +79,30 @@ export function studyRow(runDir: string): StudyRow {
 }
 
 const pct = (v: number | null) => (v === null ? '-' : `${(100 * v).toFixed(2)}%`);
+const images = (n: number) => `${n.toLocaleString('en-US')} images`;
 
-/** The rows as a Markdown table (the command in a code span). */
+/** The test-set size most runs were scored on (the first of equally common ones), null when none was. */
+function commonTestImages(rows: StudyRow[]): number | null {
+  const counts = rows.map((r) => r.testImages).filter((n): n is number => n !== null);
+  let best: number | null = null;
+  let bestRuns = 0;
+  for (const n of counts) {
+    const runs = counts.filter((c) => c === n).length;
+    if (runs > bestRuns) [best, bestRuns] = [n, runs];
+  }
+  return best;
+}
+
+/**
+ * The rows as a Markdown table (the command in a code span). The test column's header names the
+ * test-set size the runs share; a run scored on another number of images says so in its cell.
+ */
 export function studyMarkdown(rows: StudyRow[]): string {
-  const head = ['run', 'test (10,000)', 'test (first 1,000)', 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
+  const common = commonTestImages(rows);
+  const head = ['run', common === null ? 'test' : `test (${images(common)})`, 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
   const lines = rows.map((r) => [
     r.run,
-    pct(r.testAccuracy),
-    pct(r.first1000Accuracy),
+    pct(r.testAccuracy) + (r.testAccuracy !== null && r.testImages !== null && r.testImages !== common ? ` (${images(r.testImages)})` : ''),
     pct(r.valAccuracy),
     r.trainMinutes === null ? '-' : `${r.trainMinutes.toFixed(1)} min`,
     r.backend ?? '-',

@@ -6,9 +6,7 @@ import * as path from 'node:path';
 import { initBackend, tf } from '../../src/backend';
 import { projectRoot } from '../../src/config';
 import { ImageSet } from '../../src/data/types';
-import {
-  evaluate, predictSet, restrictScores, summarize, testSubsets, topLossGallery, metricsRows, scoresFrom, SHARED_TEST_BATCH_MD5,
-} from '../../src/results/evaluate';
+import { evaluate, predictSet, summarize, topLossGallery, metricsRows, scoresFrom } from '../../src/results/evaluate';
 
 const S = 4;
 
@@ -90,23 +88,21 @@ test('evaluate names the problem for labels the model cannot predict and for an 
   model.dispose();
 });
 
-test('subsets, summary and gallery are computed from the kept numbers', () => {
+test('summary and gallery are computed from the kept numbers', () => {
   // 3 classes, 4 images: probabilities chosen by hand
   const probs = Float32Array.from([0.7, 0.2, 0.1, 0.1, 0.3, 0.6, 0.2, 0.5, 0.3, 0.05, 0.05, 0.9]);
   const labels = Uint8Array.from([0, 1, 1, 2]);
   const scores = scoresFrom(probs, labels, 3);
   const e = { ...scores, count: 4, numClasses: 3, labels, seconds: 1 };
   assert.deepEqual([...e.predictions], [0, 2, 1, 2]);
-  const first2 = restrictScores(e, [0, 1]);
-  assert.equal(first2.accuracy, 0.5);
-  assert.ok(Math.abs(first2.loss - (-Math.log(0.7) - Math.log(0.3)) / 2) < 1e-6);
-  const s = summarize(e, ['a', 'b', 'c'], [{ name: 'first2', description: 'd', indices: Int32Array.from([0, 1]) }]);
+  const s = summarize(e, ['a', 'b', 'c']);
+  assert.equal(s.count, 4);
   assert.equal(s.accuracy, 0.75);
+  assert.ok(Math.abs(s.loss - (-Math.log(0.7) - Math.log(0.3) - Math.log(0.5) - Math.log(0.9)) / 4) < 1e-6);
   assert.deepEqual(s.confusion, [[1, 0, 0], [0, 1, 1], [0, 0, 1]]);
   assert.deepEqual(s.mostConfused, [{ actual: 'b', predicted: 'c', count: 1 }]);
-  assert.equal(s.subsets[0].accuracy, 0.5);
   assert.equal(s.tta, null);
-  assert.deepEqual(metricsRows(s).map((r) => r.set), ['test (all)', 'first2']);
+  assert.deepEqual(metricsRows(s), [{ set: 'test (all)', images: 4, accuracy: 0.75, loss: s.loss, tta_accuracy: null }]);
   assert.throws(() => summarize(e, ['a', 'b']), /2 class names for a 3-class model/);
 
   const set: ImageSet = { images: Uint8Array.from({ length: 4 * 2 * 2 * 3 }, (_, i) => i), labels, count: 4, height: 2, width: 2 };
@@ -119,27 +115,10 @@ test('subsets, summary and gallery are computed from the kept numbers', () => {
   assert.match(g[0].caption, /^#1 b → c 60%$/);
 });
 
-test('testSubsets: the first 1,000 CIFAR-10 test records, flagged when the copy is the offline one', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-subsets-'));
-  const set: ImageSet = { images: new Uint8Array(0), labels: new Uint8Array(1500), count: 1500, height: 32, width: 32 };
-  const subs = testSubsets({ name: 'cifar10', source: dir }, set);
-  assert.equal(subs.length, 1);
-  assert.equal(subs[0].indices.length, 1000);
-  assert.equal(subs[0].indices[999], 999);
-  assert.doesNotMatch(subs[0].description, /JPEG/);
-  assert.equal(testSubsets({ name: 'cifar10', source: dir }, { ...set, count: 300 })[0].indices.length, 300);
-  assert.deepEqual(testSubsets({ name: 'flowers', source: dir }, set), []);
-  const shared = path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
-  if (fs.existsSync(path.join(shared, 'test_batch.bin'))) {
-    assert.match(testSubsets({ name: 'cifar10', source: shared }, set)[0].description, /JPEG copies/, `md5 ${SHARED_TEST_BATCH_MD5}`);
-  }
-  fs.rmSync(dir, { recursive: true });
-});
+const sharedCifar = process.env.CIFAR10_DIR || path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
+const noShared = fs.existsSync(path.join(sharedCifar, 'test_batch.bin')) ? false : `no CIFAR-10 copy at ${sharedCifar} (set CIFAR10_DIR)`;
 
-const sharedCifar = path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
-const noShared = fs.existsSync(path.join(sharedCifar, 'test_batch.bin')) ? false : `no shared CIFAR-10 copy at ${sharedCifar}`;
-
-test('evaluateRun + saveEvaluation on a run folder with a saved model and the real test set', { skip: noShared, timeout: 60_000 }, async (t) => {
+test('evaluateRun + saveEvaluation: one accuracy over all 10,000 real test images, saved and read back', { skip: noShared, timeout: 120_000 }, async (t) => {
   const { saveModel } = await import('../../src/model/io');
   const { evaluateRun, saveEvaluation } = await import('../../src/results/run');
   const { readRunRow } = await import('../../src/results/runs');
@@ -147,9 +126,9 @@ test('evaluateRun + saveEvaluation on a run folder with a saved model and the re
   t.after(() => fs.rmSync(run, { recursive: true, force: true }));
   const profile = {
     name: 'tiny', description: '',
-    data: { source: 'cifar10', dir: sharedCifar, trainLimit: 10, testLimit: 1200, valFraction: 0, imageSize: 32 },
+    data: { source: 'cifar10', dir: sharedCifar, trainLimit: 10, valFraction: 0, imageSize: 32 },
     model: { arch: 'darknet-tiny', head: 'gap', inputSize: 64, weights: 'none' },
-    train: { batchSize: 300, seed: 1, labelSmoothing: 0, augment: false, featureCache: false, phases: [] },
+    train: { batchSize: 1000, seed: 1, labelSmoothing: 0, augment: false, featureCache: false, phases: [] },
     results: { tta: true, galleryCount: 4 },
   };
   fs.writeFileSync(path.join(run, 'profile.json'), JSON.stringify(profile));
@@ -159,15 +138,19 @@ test('evaluateRun + saveEvaluation on a run folder with a saved model and the re
   const r = await evaluateRun({ profile: profile as never, runDir: run }, { progress: false });
   assert.equal(r.testSource, 'test');
   assert.equal(r.mode, 'unit', "darknet-tiny's preprocessing, from its preset");
-  assert.equal(r.summary.count, 1200);
+  assert.equal(r.summary.count, 10000, 'no testLimit: every test image is scored');
   assert.equal(r.summary.classes[0], 'airplane');
   assert.ok(r.summary.tta && r.evaluation.tta, 'the profile asked for TTA');
-  assert.equal(r.summary.subsets[0].count, 1000);
-  assert.match(r.summary.subsets[0].description, /JPEG copies/);
-  assert.equal(r.summary.confusion.flat().reduce((a, b) => a + b, 0), 1200);
+  assert.deepEqual(r.summary.confusion.map((row) => row.reduce((a, b) => a + b, 0)), Array(10).fill(1000), 'the official test set: 1,000 images per class');
+  const correct = r.summary.confusion.reduce((sum, row, i) => sum + row[i], 0);
+  assert.equal(r.summary.accuracy, correct / 10000, 'the accuracy is over all 10,000 images');
+  assert.deepEqual(metricsRows(r.summary).map((m) => [m.set, m.images]), [['test (all)', 10000]]);
   const file = saveEvaluation(run, r.summary);
   const saved = JSON.parse(fs.readFileSync(file, 'utf8'));
   assert.equal(saved.accuracy, r.summary.accuracy);
-  assert.equal(readRunRow(run).test_accuracy, r.summary.accuracy);
-  assert.equal(readRunRow(run).first1000_accuracy, r.summary.subsets[0].accuracy);
+  assert.equal(saved.count, 10000);
+  assert.ok(!('subsets' in saved), 'evaluation.json has no subsets');
+  const row = readRunRow(run);
+  assert.equal(row.test_accuracy, r.summary.accuracy);
+  assert.equal(row.test_images, 10000);
 });

@@ -15,7 +15,7 @@ function write(file: string, value: unknown): void {
 }
 
 /** A run folder as the pipeline leaves it: the resolved profile, the training summary, evaluation and history. */
-function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; set?: (p: Profile) => void }): void {
+function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; testImages?: number; set?: (p: Profile) => void }): void {
   const profile = loadProfile('smoke');
   opts.set?.(profile);
   write(path.join(dir, 'profile.json'), profile);
@@ -27,7 +27,7 @@ function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; s
     ],
   });
   if (opts.testAccuracy !== undefined) {
-    write(path.join(dir, 'evaluation.json'), { accuracy: opts.testAccuracy, subsets: [{ name: 'first1000', accuracy: 0.612 }] });
+    write(path.join(dir, 'evaluation.json'), { count: opts.testImages ?? 10000, accuracy: opts.testAccuracy });
   }
   const rows = opts.epochs.length ? Array.from({ length: opts.epochs[0] }, (_, i) => `head,${i + 1},${1 - i / 10},${0.3 + i / 10},1.2,${(0.35 + i / 10).toFixed(2)},0.001,3`) : [];
   write(path.join(dir, 'history.csv'), ['phase,epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds', ...rows].join('\n') + '\n');
@@ -40,21 +40,26 @@ test('studyRow reads each run\'s own files, and the command names every field th
   const changed = path.join(root, 'changed');
   fakeRun(plain, { epochs: [3], testAccuracy: 0.5678 });
   fakeRun(changed, { epochs: [2], set: (p) => { p.train.phases[0].epochs = 2; p.model.inputSize = 48; p.description = 'edited since'; } });
+  const small = path.join(root, 'small');
+  fakeRun(small, { epochs: [1], testAccuracy: 0.6, testImages: 500 });
 
   const a = studyRow(plain);
   assert.deepEqual(a, {
-    run: 'plain', profile: 'smoke', testAccuracy: 0.5678, first1000Accuracy: 0.612, valAccuracy: 0.5, trainMinutes: 2.5,
+    run: 'plain', profile: 'smoke', testAccuracy: 0.5678, testImages: 10000, valAccuracy: 0.5, trainMinutes: 2.5,
     backend: 'wasm, 2 threads', resolution: 64, epochs: 'head 3', command: 'npm start -- --profile smoke',
   });
   const b = studyRow(changed);
   assert.equal(b.command, 'npm start -- --profile smoke --set model.inputSize=48 --set train.phases.0.epochs=2');
   assert.equal(b.testAccuracy, null, 'no evaluation yet');
 
-  const md = studyMarkdown([a, b]).trim().split('\n');
-  assert.equal(md.length, 4);
-  assert.match(md[0], /^\| run \| test \(10,000\) \| test \(first 1,000\) \|/);
-  assert.equal(md[2], '| plain | 56.78% | 61.20% | 50.00% | 2.5 min | wasm, 2 threads | 64x64 | head 3 | `npm start -- --profile smoke` |');
-  assert.match(md[3], /^\| changed \| - \| - \|/);
+  const md = studyMarkdown([a, b, studyRow(small)]).trim().split('\n');
+  assert.equal(md.length, 5);
+  assert.match(md[0], /^\| run \| test \(10,000 images\) \| val \|/, 'the header names the test-set size the runs share');
+  assert.equal(md[2], '| plain | 56.78% | 50.00% | 2.5 min | wasm, 2 threads | 64x64 | head 3 | `npm start -- --profile smoke` |');
+  assert.match(md[3], /^\| changed \| - \| 50\.00% \|/);
+  assert.match(md[4], /^\| small \| 60\.00% \(500 images\) \| 50\.00% \|/, 'a run scored on another number of images says so');
+  assert.match(studyMarkdown([studyRow(small)]), /^\| run \| test \(500 images\) \|/);
+  assert.match(studyMarkdown([b]), /^\| run \| test \| val \|/, 'no run evaluated yet: no size to name');
 
   const spec = studyCurvesSpec([plain, changed]) as { data: { values: { run: string; metric: string; value: number }[] } };
   const val = spec.data.values.filter((p) => p.metric === 'validation accuracy');
