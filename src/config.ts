@@ -40,7 +40,7 @@ export function paths(): Paths {
   };
 }
 
-export type PreprocessMode = 'caffe' | 'unit' | 'torch' | 'none';
+export type PreprocessMode = 'caffe' | 'unit' | 'torch' | 'tf' | 'none';
 export type HeadKind = 'seed' | 'gap' | 'none';
 
 export interface DataConfig {
@@ -66,6 +66,8 @@ export interface ModelConfig {
   /** 'imagenet' (the preset's weights), 'none' (random init) or a path/URL to a weights file. */
   weights: string;
   dropout?: number;
+  /** The layer the 'gap' (and 'none') head cuts a TF.js backbone at, instead of the preset's. */
+  cutLayer?: string;
 }
 
 export interface Phase {
