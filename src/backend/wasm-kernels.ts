@@ -334,6 +334,117 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
   }
 }
 
+/** computeConv2DInfo for a depthwise convolution (filter [KH, KW, C, multiplier]); only NHWC, dilation 1. */
+function depthwiseInfoOf(xShape: number[], filterShape: number[], attrs: Attrs): tf.backend_util.Conv2DInfo {
+  const dilations = (attrs.dilations as number[] | number | undefined) ?? 1;
+  if (!(dilations === 1 || (Array.isArray(dilations) && dilations.every((d) => d === 1)))) {
+    throw new Error(`wasm training kernels: depthwise gradients need dilation 1, got ${JSON.stringify(dilations)}`);
+  }
+  return tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides as [number, number] | number,
+    1,
+    attrs.pad as 'same' | 'valid' | number,
+    attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
+    true,
+  );
+}
+
+/**
+ * Depthwise filter gradient: dW[i, j, c, q] = Σ over (n, y, x) of x[n, y·sh + i - top, x·sw + j - left, c]
+ * · dY[n, y, x, c·m + q]. One pass over dY in JS on the wasm heap (no copies): for each output row and
+ * tap, the valid output columns are a contiguous range and the channels the innermost loop, so every
+ * read is sequential. Sums in float64 (a tap sums N·OH·OW products).
+ */
+function depthwiseBackpropFilter(args: KernelArgs): TensorInfo {
+  const backend = args.backend as WasmBackend;
+  const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+  const attrs = args.attrs ?? {};
+  const filterShape = attrs.filterShape as number[];
+  const info = depthwiseInfoOf(x.shape, filterShape, attrs);
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
+  const m = filterShape[3];
+  const cm = c * m;
+  const { top, left } = info.padInfo;
+  const out = backend.makeOutput(filterShape, 'float32');
+  const X = backend.typedArrayFromHeap(x);
+  const D = backend.typedArrayFromHeap(dy);
+  const acc = new Float64Array(kh * kw * cm);
+  // Per-row partial sums in float32 (fast), flushed into float64 after every output row.
+  const rowAcc = new Float32Array(kh * kw * cm);
+  for (let b = 0; b < n; b++) {
+    for (let y = 0; y < oh; y++) {
+      const dyRow = (b * oh + y) * ow * cm;
+      rowAcc.fill(0);
+      for (let i = 0; i < kh; i++) {
+        const hi = y * sh + i - top;
+        if (hi < 0 || hi >= h) continue;
+        const xRow = (b * h + hi) * w * c;
+        for (let j = 0; j < kw; j++) {
+          // Output columns whose tap j lands inside the row: 0 <= x·sw + j - left < w.
+          const x0 = Math.max(0, Math.ceil((left - j) / sw));
+          const x1 = Math.min(ow, Math.floor((w - 1 + left - j) / sw) + 1);
+          const a = (i * kw + j) * cm;
+          if (m === 1) {
+            for (let xo = x0; xo < x1; xo++) {
+              const xp = xRow + (xo * sw + j - left) * c;
+              const dp = dyRow + xo * c;
+              for (let ch = 0; ch < c; ch++) rowAcc[a + ch] += X[xp + ch] * D[dp + ch];
+            }
+          } else {
+            for (let xo = x0; xo < x1; xo++) {
+              const xp = xRow + (xo * sw + j - left) * c;
+              const dp = dyRow + xo * cm;
+              for (let ch = 0; ch < c; ch++) {
+                const xv = X[xp + ch];
+                for (let q = 0; q < m; q++) rowAcc[a + ch * m + q] += xv * D[dp + ch * m + q];
+              }
+            }
+          }
+        }
+      }
+      for (let k = 0; k < acc.length; k++) acc[k] += rowAcc[k];
+    }
+  }
+  backend.typedArrayFromHeap(out).set(acc);
+  return out;
+}
+
+/**
+ * Depthwise input gradient: the forward depthwise convolution (XNNPACK) of dY, zero-upsampled when
+ * strided, with the filter's taps reversed, padded so that dX[h, w] collects every tap that read x[h, w].
+ * With a channel multiplier m the m outputs of each input channel are then summed.
+ */
+function depthwiseBackpropInput(args: KernelArgs): TensorInfo {
+  const backend = args.backend as WasmBackend;
+  const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+  const attrs = args.attrs ?? {};
+  const inputShape = attrs.inputShape as number[];
+  const info = depthwiseInfoOf(inputShape, filter.shape, attrs);
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
+  const m = filter.shape[3];
+  const { top, left } = info.padInfo;
+  const s = new Scratch(backend);
+  try {
+    const rotated = reverseTaps(s, s.reshape(filter, [kh, kw, 1, c * m])); // taps reversed, [KH, KW, C·m] blocks
+    const kernel = s.reshape(rotated, [kh, kw, c * m, 1]);
+    const upsampled = zeroUpsample(s, dy, sh, sw);
+    const padTop = kh - 1 - top;
+    const padLeft = kw - 1 - left;
+    const padBottom = h - upsampled.shape[1] - padTop + kh - 1;
+    const padRight = w - upsampled.shape[2] - padLeft + kw - 1;
+    const cropped = s.padCrop(upsampled, [[0, 0], [Math.min(padTop, 0), Math.min(padBottom, 0)], [Math.min(padLeft, 0), Math.min(padRight, 0)], [0, 0]]);
+    const pad = [[0, 0], [Math.max(padTop, 0), Math.max(padBottom, 0)], [Math.max(padLeft, 0), Math.max(padRight, 0)], [0, 0]];
+    const grad = s.run('DepthwiseConv2dNative', { x: cropped, filter: kernel }, { strides: [1, 1], pad, dilations: [1, 1], dimRoundingMode: undefined });
+    if (m === 1) return s.keep(grad);
+    const summed = s.run('Sum', { x: s.reshape(grad, [n * h * w * c, m]) }, { axis: [1], keepDims: false });
+    return s.keep(s.reshape(summed, [n, h, w, c]));
+  } finally {
+    s.dispose();
+  }
+}
+
 type HeapArray = Float32Array | Int32Array | Uint8Array;
 
 /** The kernels replaced here, for the cases they keep handling (string tensors). */
@@ -439,6 +550,8 @@ function identity(args: KernelArgs): TensorInfo {
 const KERNELS: { kernelName: string; kernelFunc: (args: KernelArgs) => TensorInfo }[] = [
   { kernelName: 'Conv2DBackpropFilter', kernelFunc: conv2DBackpropFilter },
   { kernelName: 'Conv2DBackpropInput', kernelFunc: conv2DBackpropInput },
+  { kernelName: 'DepthwiseConv2dNativeBackpropFilter', kernelFunc: depthwiseBackpropFilter },
+  { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: depthwiseBackpropInput },
   { kernelName: 'Tile', kernelFunc: tile },
   { kernelName: 'Identity', kernelFunc: identity },
   { kernelName: 'Sum', kernelFunc: (args) => reduceLeading('Sum', args) },
@@ -464,4 +577,4 @@ export function registerWasmTrainingKernels(): void {
 }
 
 /** The formulations above as plain functions, for tests and benchmarks. */
-export const wasmTrainingKernels = { conv2DBackpropFilter, conv2DBackpropInput, tile, identity, reduceLeading };
+export const wasmTrainingKernels = { conv2DBackpropFilter, conv2DBackpropInput, depthwiseBackpropFilter, depthwiseBackpropInput, tile, identity, reduceLeading };
