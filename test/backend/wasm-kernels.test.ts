@@ -177,7 +177,16 @@ for (const c of depthwiseCases) {
     const inputGrad = () => tf.tidy(() =>
       tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy: tf.tensor(dyData, dyShape), filter: tf.tensor(wData, filterShape) }, { ...attrs, inputShape: xShape } as never) as tf.Tensor);
     const before = tf.memory().numTensors;
-    assertClose(await onBackend('wasm', filterGrad), await onBackend('cpu', filterGrad), `depthwise filter gradient ${label}`);
+    const expectedFilterGrad = await onBackend('cpu', filterGrad);
+    // Both formulations: phased dot products (multiplier 1) and the direct pass (any multiplier).
+    for (const formulation of ['phased', 'direct'] as const) {
+      wasmKernelOptions.depthwiseFilterGrad = formulation;
+      try {
+        assertClose(await onBackend('wasm', filterGrad), expectedFilterGrad, `depthwise filter gradient (${formulation}) ${label}`);
+      } finally {
+        wasmKernelOptions.depthwiseFilterGrad = 'phased';
+      }
+    }
     assertClose(await onBackend('wasm', inputGrad), await onBackend('cpu', inputGrad), `depthwise input gradient ${label}`);
     assert.equal(tf.memory().numTensors, before, 'no tensors leaked');
   });
