@@ -214,6 +214,7 @@ export function validateProfile(p: Profile, origin: string): void {
   if (typeof p.model.arch !== 'string') fail('model.arch', 'a string', p.model.arch);
   if (!['seed', 'gap', 'none'].includes(p.model.head)) fail('model.head', "'seed', 'gap' or 'none'", p.model.head);
   if (!(Number.isInteger(p.model.inputSize) && p.model.inputSize >= 32)) fail('model.inputSize', 'an integer >= 32', p.model.inputSize);
+  if (p.model.cutLayer !== undefined && (typeof p.model.cutLayer !== 'string' || !p.model.cutLayer)) fail('model.cutLayer', 'a layer name', p.model.cutLayer);
   if (!isObject(p.train)) fail('train', 'an object', p.train);
   if (!(Number.isInteger(p.train.batchSize) && p.train.batchSize > 0)) fail('train.batchSize', 'a positive integer', p.train.batchSize);
   if (!Array.isArray(p.train.phases) || p.train.phases.length === 0) fail('train.phases', 'a non-empty array', p.train.phases);
