@@ -109,7 +109,7 @@ function zeroUpsample(s: Scratch, x: TensorInfo, sh: number, sw: number): Tensor
 }
 
 /** Formulation overrides, for tests and measurements ('auto' picks by estimated cost). */
-export const wasmKernelOptions: { inputGrad: 'auto' | 'conv' | 'col2im'; depthwiseFilterGrad: 'phased' | 'direct' } = { inputGrad: 'auto', depthwiseFilterGrad: 'phased' };
+export const wasmKernelOptions: { inputGrad: 'auto' | 'conv' | 'col2im'; depthwiseFilterGrad: 'auto' | 'phased' | 'direct' } = { inputGrad: 'auto', depthwiseFilterGrad: 'auto' };
 
 /** Largest transposed-im2col block built at once (floats); bigger problems run in offset groups. */
 const IM2COL_BLOCK_FLOATS = 16 * 1024 * 1024;
@@ -375,6 +375,10 @@ function depthwiseFilterGradPhased(s: Scratch, x: TensorInfo, dy: TensorInfo, in
   const D = backend.typedArrayFromHeap(dyT);
   const dW = backend.typedArrayFromHeap(out);
   const len = n * hq * wq;
+  if (kh === 3 && kw === 3 && wasmKernelOptions.depthwiseFilterGrad === 'auto') {
+    depthwiseFilterGrad3x3(X, D, dW, c, len, sh, sw, wq);
+    return out;
+  }
   for (let i = 0; i < kh; i++) {
     for (let j = 0; j < kw; j++) {
       const shift = Math.floor(i / sh) * wq + Math.floor(j / sw);
@@ -402,6 +406,47 @@ function depthwiseFilterGradPhased(s: Scratch, x: TensorInfo, dy: TensorInfo, in
 }
 
 /**
+ * depthwiseFilterGradPhased's dot products for 3x3 kernels, the nine taps of a channel in one pass:
+ * each dY value is read once for nine multiply-adds (1.5-2x the tap-by-tap loop).
+ */
+function depthwiseFilterGrad3x3(X: Float32Array, D: Float32Array, dW: Float32Array, c: number, len: number, sh: number, sw: number, wq: number): void {
+  const shifts: number[] = [];
+  const phases: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) {
+      shifts.push(Math.floor(i / sh) * wq + Math.floor(j / sw));
+      phases.push((i % sh) * sw + (j % sw));
+    }
+  }
+  const common = len - Math.max(...shifts);
+  for (let ch = 0; ch < c; ch++) {
+    const o = shifts.map((shift, t) => (phases[t] * c + ch) * len + shift);
+    const [o0, o1, o2, o3, o4, o5, o6, o7, o8] = o;
+    const dOff = ch * len;
+    let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, s8 = 0;
+    for (let k = 0; k < common; k++) {
+      const d = D[dOff + k];
+      s0 += X[o0 + k] * d;
+      s1 += X[o1 + k] * d;
+      s2 += X[o2 + k] * d;
+      s3 += X[o3 + k] * d;
+      s4 += X[o4 + k] * d;
+      s5 += X[o5 + k] * d;
+      s6 += X[o6 + k] * d;
+      s7 += X[o7 + k] * d;
+      s8 += X[o8 + k] * d;
+    }
+    const sums = [s0, s1, s2, s3, s4, s5, s6, s7, s8];
+    // Each tap's own tail (its dot runs to len - shift; the rest of dY there is zeros).
+    for (let t = 0; t < 9; t++) {
+      let tail = 0;
+      for (let k = common; k < len - shifts[t]; k++) tail += X[o[t] + k] * D[dOff + k];
+      dW[t * c + ch] = sums[t] + tail;
+    }
+  }
+}
+
+/**
  * Depthwise filter gradient, any channel multiplier m: dW[i, j, c, q] = Σ over (n, y, x) of
  * x[n, y·sh + i - top, x·sw + j - left, c] · dY[n, y, x, c·m + q], one sequential pass over dY in JS
  * on the wasm heap. Multiplier 1 (MobileNet) takes the faster phased dot products above.
@@ -414,7 +459,7 @@ function depthwiseBackpropFilter(args: KernelArgs): TensorInfo {
   const info = depthwiseInfoOf(x.shape, filterShape, attrs);
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
   const m = filterShape[3];
-  if (m === 1 && wasmKernelOptions.depthwiseFilterGrad === 'phased') {
+  if (m === 1 && wasmKernelOptions.depthwiseFilterGrad !== 'direct') {
     const s = new Scratch(backend);
     try {
       return depthwiseFilterGradPhased(s, x, dy, info);

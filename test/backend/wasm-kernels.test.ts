@@ -178,13 +178,13 @@ for (const c of depthwiseCases) {
       tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy: tf.tensor(dyData, dyShape), filter: tf.tensor(wData, filterShape) }, { ...attrs, inputShape: xShape } as never) as tf.Tensor);
     const before = tf.memory().numTensors;
     const expectedFilterGrad = await onBackend('cpu', filterGrad);
-    // Both formulations: phased dot products (multiplier 1) and the direct pass (any multiplier).
-    for (const formulation of ['phased', 'direct'] as const) {
+    // Every formulation: 3x3 taps in one pass, phased dot products tap by tap (multiplier 1), the direct pass (any multiplier).
+    for (const formulation of ['auto', 'phased', 'direct'] as const) {
       wasmKernelOptions.depthwiseFilterGrad = formulation;
       try {
         assertClose(await onBackend('wasm', filterGrad), expectedFilterGrad, `depthwise filter gradient (${formulation}) ${label}`);
       } finally {
-        wasmKernelOptions.depthwiseFilterGrad = 'phased';
+        wasmKernelOptions.depthwiseFilterGrad = 'auto';
       }
     }
     assertClose(await onBackend('wasm', inputGrad), await onBackend('cpu', inputGrad), `depthwise input gradient ${label}`);
