@@ -118,7 +118,8 @@ export interface StepProfile { kernelMs: number; shares: Record<string, number> 
 async function profileStep(fn: () => Promise<void>): Promise<StepProfile> {
   const info = await tf.profile(fn);
   const byKernel: Record<string, number> = {};
-  for (const k of info.kernels) byKernel[k.name] = (byKernel[k.name] ?? 0) + (typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0);
+  // Ops built with customGrad (e.g. fusedConv2d__op) are listed besides the kernels they run: count kernels only.
+  for (const k of info.kernels) if (!k.name.endsWith('__op')) byKernel[k.name] = (byKernel[k.name] ?? 0) + (typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0);
   const total = Object.values(byKernel).reduce((a, b) => a + b, 0);
   const shares: Record<string, number> = {};
   for (const [name, ms] of Object.entries(byKernel).sort((a, b) => b[1] - a[1]).slice(0, 12)) shares[name] = Math.round((ms / total) * 1000) / 1000;
