@@ -7,7 +7,9 @@
  * a child process since threads must be chosen before wasm starts); the same networks and steps in PyTorch when /usr/bin/python3 has torch
  * (channels_last, 2 threads, tcmalloc preloaded when installed). Ratios are TensorFlow.js images/s divided
  * by PyTorch images/s (keys ending in "RatioVsTorch": 1 = parity, 0.1 = ten times slower).
- * `--quick` uses small batches, one timed repetition and no wasm-mt (about a minute on an idle machine); the cpu backend is measured on
+ * MobileNet v1 0.75 (its preset's files): inference at 224 and 128, training steps at 96, 128, 160 and 224 px (batch 32; 16 at 224),
+ * the projected minutes of one 45,000-image epoch at 96/128/160, and one profiled step's kernel shares (the depthwise gradients').
+ * `--quick` uses small batches, one timed repetition and no wasm-mt unless MobileNet is measured (about a minute on an idle machine); the cpu backend is measured on
  * Darknet-Tiny only (ResNet-50 on it takes minutes per image batch).
  */
 import * as fs from 'node:fs';
@@ -18,22 +20,16 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { registerWasmTrainingKernels } from '../src/backend/wasm-kernels';
 import { initWasmThreaded } from '../src/backend/wasm/threads';
-import { measureConv, resnetConvShapes, type ConvRate } from './conv-kernels';
+import { measureConv, measureDepthwise, mobilenetDepthwiseShapes, resnetConvShapes, type ConvRate } from './conv-kernels';
 import { benchOnnx } from './onnx';
+import { PRESETS, tfjsSource, type TfjsPreset } from '../src/model/presets';
 
-/** The SIMD flags that decide native kernels' speed (AVX2/AVX-512/AMX), from /proc/cpuinfo. */
-function cpuFlags(): string[] {
-  try {
-    const line = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
-    return line.split(':')[1].trim().split(/\s+/).filter((f) => /^(avx|fma|amx|sse4_2|f16c)/.test(f)).sort();
-  } catch {
-    return [];
-  }
-}
-
-export type TaskName = 'inference224' | 'inference128' | 'train224' | 'train32';
+export type TaskName = 'inference224' | 'inference128' | 'train224' | 'train32' | 'train96' | 'train128' | 'train160';
 export interface TaskSpec { size: number; batch: number; train: boolean }
-export type ModelName = 'resnet50' | 'darknet-tiny';
+export type ModelName = 'resnet50' | 'darknet-tiny' | 'mobilenet-v1-0.75';
+export const MODEL_NAMES: readonly ModelName[] = ['resnet50', 'darknet-tiny', 'mobilenet-v1-0.75'];
+/** Training images in one epoch of the full CIFAR-10 training split (50,000 less a 10% validation split). */
+export const EPOCH_IMAGES = 45_000;
 
 const projectRoot = path.resolve(__dirname, '..', '..');
 const darknetDir = path.resolve(process.env.DARKNET_TINY_DIR || path.join(projectRoot, '../shared/data/darknet-tiny'));
@@ -44,7 +40,26 @@ export function taskSpecs(quick: boolean): Record<TaskName, TaskSpec> {
     inference128: { size: 128, batch: quick ? 4 : 16, train: false },
     train224: { size: 224, batch: quick ? 2 : 16, train: true },
     train32: { size: 32, batch: quick ? 16 : 64, train: true },
+    // MobileNet's fine-tuning resolutions (batch 32, what its profiles train with).
+    train96: { size: 96, batch: quick ? 8 : 32, train: true },
+    train128: { size: 128, batch: quick ? 8 : 32, train: true },
+    train160: { size: 160, batch: quick ? 8 : 32, train: true },
   };
+}
+
+/** MobileNet's files: MOBILENET_V1_0_75_DIR, ../shared/data/mobilenet-v1-0.75, else the upstream URL (as its preset). */
+function mobilenetSource(): string {
+  return tfjsSource(PRESETS['mobilenet-v1-0.75'] as TfjsPreset);
+}
+
+/** The CPU's vector-instruction flags (from /proc/cpuinfo; what XNNPACK, PyTorch and V8 can use), recorded with every run. */
+export function cpuFlags(): string[] {
+  try {
+    const line = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => /^(flags|Features)\s*:/.test(l)) ?? '';
+    return line.split(':')[1].trim().split(/\s+/).filter((f) => /^(sse|ssse3|avx|fma|f16c|amx|asimd|neon|sve)/.test(f)).sort();
+  } catch {
+    return [];
+  }
 }
 
 /**
@@ -65,7 +80,14 @@ function tasksFor(backend: string, model: ModelName, quick: boolean): TaskName[]
     if (model !== 'darknet-tiny') return [];
     return quick ? ['inference128'] : ['inference224', 'inference128', 'train32'];
   }
+  if (model === 'mobilenet-v1-0.75') return quick ? ['inference224', 'inference128', 'train128', 'train224'] : ['inference224', 'inference128', 'train96', 'train128', 'train160', 'train224'];
   return ['inference224', 'inference128', 'train224', 'train32'];
+}
+
+/** Tasks PyTorch runs for a model: the same as the wasm backends'. */
+function torchTasks(model: ModelName, quick: boolean): Partial<Record<TaskName, TaskSpec>> {
+  const specs = taskSpecs(quick);
+  return Object.fromEntries(tasksFor('wasm', model, quick).map((t) => [t, specs[t]]));
 }
 
 async function buildModel(name: ModelName, size: number): Promise<tf.LayersModel> {
@@ -73,8 +95,10 @@ async function buildModel(name: ModelName, size: number): Promise<tf.LayersModel
     const { ResNet50 } = await import('../src/model/resnet');
     return ResNet50({ inputShape: [size, size, 3], classes: 1000 });
   }
-  if (!fs.existsSync(path.join(darknetDir, 'model.json'))) throw new Error(`${darknetDir}/model.json not found`);
   const { loadTfjsModel } = await import('../src/model/tfjs-backbone');
+  // MobileNet through its model stage (which also gives its ReLU6 layers the single Relu6 kernel).
+  if (name === 'mobilenet-v1-0.75') return loadTfjsModel(mobilenetSource(), { inputSize: size });
+  if (!fs.existsSync(path.join(darknetDir, 'model.json'))) throw new Error(`${darknetDir}/model.json not found`);
   return loadTfjsModel(darknetDir, { inputSize: size });
 }
 
@@ -89,7 +113,21 @@ async function imagesPerSecond(fn: () => Promise<void>, batch: number, minSecond
   return (batch * reps) / ((performance.now() - start) / 1000);
 }
 
-async function measureTask(model: ModelName, spec: TaskSpec, quick: boolean): Promise<number> {
+/** Share of one profiled training step's kernel time per kernel name (the depthwise gradients' share goes into the report). */
+export interface StepProfile { kernelMs: number; shares: Record<string, number> }
+
+async function profileStep(fn: () => Promise<void>): Promise<StepProfile> {
+  const info = await tf.profile(fn);
+  const byKernel: Record<string, number> = {};
+  // Ops built with customGrad (e.g. fusedConv2d__op) are listed besides the kernels they run: count kernels only.
+  for (const k of info.kernels) if (!k.name.endsWith('__op')) byKernel[k.name] = (byKernel[k.name] ?? 0) + (typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0);
+  const total = Object.values(byKernel).reduce((a, b) => a + b, 0);
+  const shares: Record<string, number> = {};
+  for (const [name, ms] of Object.entries(byKernel).sort((a, b) => b[1] - a[1]).slice(0, 12)) shares[name] = Math.round((ms / total) * 1000) / 1000;
+  return { kernelMs: Math.round(total), shares };
+}
+
+async function measureTask(model: ModelName, spec: TaskSpec, quick: boolean, profile?: (p: StepProfile) => void): Promise<number> {
   const net = await buildModel(model, spec.size);
   const classes = (net.outputs[0].shape[net.outputs[0].shape.length - 1] ?? 1000) as number;
   const xs = tf.randomNormal([spec.batch, spec.size, spec.size, 3]);
@@ -107,7 +145,9 @@ async function measureTask(model: ModelName, spec: TaskSpec, quick: boolean): Pr
           await y.data();
           y.dispose();
         };
-    return await imagesPerSecond(fn, spec.batch, quick ? 0 : 3, 1);
+    const ips = await imagesPerSecond(fn, spec.batch, quick ? 0 : 3, 1);
+    if (profile) profile(await profileStep(fn));
+    return ips;
   } finally {
     tf.dispose([xs, ys]);
     optimizer.dispose();
@@ -129,13 +169,13 @@ async function useBackend(name: string, threads: number): Promise<boolean> {
 }
 
 /** 'wasm-mt': the threaded binary must start before any other wasm use, so it runs in a child process. */
-function runThreadedChild(argv: string[], threads: number): { results?: Record<string, Record<string, number | string>>; convGflops?: ConvRate[]; error?: string } {
+function runThreadedChild(argv: string[], threads: number): { results?: Record<string, Record<string, number | string>>; convGflops?: ConvRate[]; depthwiseGflops?: ConvRate[]; error?: string } {
   const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
   const keep = argv.filter((a, i) => !['--backends', '--threads'].includes(a) && !['--backends', '--threads'].includes(argv[i - 1] ?? '') && !a.startsWith('--backends=') && !a.startsWith('--threads='));
   const run = spawnSync(process.execPath, [cli, 'bench', ...keep, '--json', '--no-torch', '--backends', 'wasm', '--threads', String(threads)], { encoding: 'utf8', maxBuffer: 1 << 24, stdio: ['ignore', 'pipe', 'inherit'] });
   if (run.status !== 0) return { error: `child exited ${run.status}` };
-  const report = JSON.parse(run.stdout) as { results: Record<string, Record<string, Record<string, number | string>>>; convGflops?: Record<string, ConvRate[]> };
-  return { results: report.results.wasm, convGflops: report.convGflops?.wasm };
+  const report = JSON.parse(run.stdout) as { results: Record<string, Record<string, Record<string, number | string>>>; convGflops?: Record<string, ConvRate[]>; depthwiseGflops?: Record<string, ConvRate[]> };
+  return { results: report.results.wasm, convGflops: report.convGflops?.wasm, depthwiseGflops: report.depthwiseGflops?.wasm };
 }
 
 interface TorchResult { version?: string; threads?: number; results?: Record<string, Record<string, number>>; error?: string; tcmalloc?: string | null }
@@ -152,13 +192,16 @@ function runTorch(models: ModelName[], quick: boolean, python: string, threads: 
   if (!fs.existsSync(python)) return undefined;
   const probe = spawnSync(python, ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
   if (probe.status !== 0) return undefined;
-  const specs = taskSpecs(quick);
-  const tasks: Record<string, Record<string, TaskSpec>> = {};
-  for (const m of models) tasks[m] = { ...specs };
+  const tasks: Record<string, Partial<Record<TaskName, TaskSpec>>> = {};
+  for (const m of models) tasks[m] = torchTasks(m, quick);
   const tcmalloc = tcmallocPath();
   const env = { ...process.env, OMP_NUM_THREADS: String(threads), ...(tcmalloc ? { LD_PRELOAD: tcmalloc } : {}) };
   const args = [path.join(projectRoot, 'bench', 'torch_bench.py'), '--tasks', JSON.stringify(tasks), '--threads', String(threads), '--min-seconds', quick ? '0' : '3', '--min-reps', '1'];
   if (fs.existsSync(path.join(darknetDir, 'model.json'))) args.push('--darknet', path.join(darknetDir, 'model.json'));
+  if (models.includes('mobilenet-v1-0.75')) {
+    const source = mobilenetSource();
+    if (fs.existsSync(source)) args.push('--mobilenet', fs.statSync(source).isDirectory() ? path.join(source, 'model.json') : source);
+  }
   const run = spawnSync(python, args, { encoding: 'utf8', env, maxBuffer: 1 << 24 });
   if (run.status !== 0) return { error: (run.stderr || `exit ${run.status}`).trim().split('\n').slice(-3).join(' | '), tcmalloc };
   return { ...(JSON.parse(run.stdout) as TorchResult), tcmalloc };
@@ -174,7 +217,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
       'no-torch': { type: 'boolean', default: false },
       backends: { type: 'string' },
       threads: { type: 'string', default: '1' },
-      models: { type: 'string', default: 'resnet50,darknet-tiny' },
+      models: { type: 'string', default: 'resnet50,darknet-tiny,mobilenet-v1-0.75' },
       python: { type: 'string', default: '/usr/bin/python3' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -182,14 +225,15 @@ export async function benchCommand(argv: string[]): Promise<void> {
   if (values.help) {
     process.stdout.write(
       'usage: npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu,onnx] [--threads N]\n' +
-        '                              [--models resnet50,darknet-tiny] [--no-torch] [--python /usr/bin/python3]\n' +
-        'Images/s for inference at 224 and 128 and Adam training steps at 224 and 32, per backend, against PyTorch.\n',
+        '                              [--models resnet50,darknet-tiny,mobilenet-v1-0.75] [--no-torch] [--python /usr/bin/python3]\n' +
+        'Images/s for inference at 224 and 128 and Adam training steps (224 and 32; MobileNet at 96, 128, 160, 224), per backend,\n' +
+        'against PyTorch (onnx: ONNX Runtime inference); MobileNet also gets projected seconds per 45,000-image epoch and its depthwise gradients\' share of a step.\n',
     );
     return;
   }
   const quick = values.quick!;
   const models = values.models!.split(',').filter(Boolean) as ModelName[];
-  for (const m of models) if (m !== 'resnet50' && m !== 'darknet-tiny') throw new Error(`--models: unknown model '${m}'; expected resnet50, darknet-tiny`);
+  for (const m of models) if (!MODEL_NAMES.includes(m)) throw new Error(`--models: unknown model '${m}'; expected ${MODEL_NAMES.join(', ')}`);
   const log = (msg: string) => { if (!values.json) console.log(msg); else process.stderr.write(`${msg}\n`); };
   const started = new Date();
   const report: Record<string, unknown> = {
@@ -201,12 +245,15 @@ export async function benchCommand(argv: string[]): Promise<void> {
   };
   const results: Record<string, Record<string, Record<string, number | string>>> = {};
   const kernels: Record<string, ConvRate[]> = {};
+  const depthwise: Record<string, ConvRate[]> = {};
   const threads = Number(values.threads);
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads: expected a positive integer, got '${values.threads}'`);
   const mtThreads = Math.max(2, os.cpus().length);
   report.threads = { wasm: threads, 'wasm-mt': mtThreads };
   // --quick leaves out the threaded child (it repeats every wasm task) unless asked for.
-  const backends = (values.backends ?? (quick ? 'wasm,cpu,onnx' : 'wasm,wasm-mt,cpu,onnx')).split(',').filter(Boolean);
+  // MobileNet keeps wasm-mt even then: its training target is the threaded binary against PyTorch.
+  const quickBackends = models.includes('mobilenet-v1-0.75') ? 'wasm,wasm-mt,cpu,onnx' : 'wasm,cpu,onnx';
+  const backends = (values.backends ?? (quick ? quickBackends : 'wasm,wasm-mt,cpu,onnx')).split(',').filter(Boolean);
   for (const backend of backends) {
     if (backend === 'onnx') {
       log('onnx: the same networks exported to ONNX, in onnxruntime-node (inference only) ...');
@@ -218,6 +265,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
       const child = runThreadedChild(argv, mtThreads);
       results[backend] = child.results ?? { error: { message: child.error ?? 'no results' } };
       if (child.convGflops) kernels[backend] = child.convGflops;
+      if (child.depthwiseGflops) depthwise[backend] = child.depthwiseGflops;
       continue;
     }
     if (!(await useBackend(backend, threads))) {
@@ -228,14 +276,28 @@ export async function benchCommand(argv: string[]): Promise<void> {
       log(`${backend}: convolution GFLOP/s on ResNet-50 shapes (batch ${quick ? 2 : 8}, ${threads} thread${threads > 1 ? 's' : ''})`);
       kernels[backend] = resnetConvShapes(quick ? 2 : 8).map((shape) => measureConv(shape, quick ? 0.2 : 1));
       for (const k of kernels[backend]) log(`${backend} ${k.name}: forward ${k.forward} / input-grad ${k.inputGrad} / filter-grad ${k.filterGrad} GFLOP/s`);
+      if (models.includes('mobilenet-v1-0.75')) {
+        log(`${backend}: depthwise convolution GFLOP/s on MobileNet v1 0.75's shapes at 128 px (batch ${quick ? 8 : 32})`);
+        depthwise[backend] = mobilenetDepthwiseShapes(quick ? 8 : 32, 128).map((shape) => measureDepthwise(shape, quick ? 0.2 : 1));
+        for (const k of depthwise[backend]) log(`${backend} ${k.name}: forward ${k.forward} / input-grad ${k.inputGrad} / filter-grad ${k.filterGrad} GFLOP/s`);
+      }
     }
     for (const model of models) {
       for (const task of tasksFor(backend, model, quick)) {
         const spec = { ...taskSpecs(quick)[task], batch: batchFor(backend, model, task, quick) };
         const entry = ((results[backend] ??= {})[model] ??= {});
         try {
-          const ips = await measureTask(model, spec, quick);
+          // One profiled MobileNet step at 128 px: how much of it the depthwise gradient kernels take.
+          const profile = model === 'mobilenet-v1-0.75' && task === 'train128' && backend === 'wasm'
+            ? (p: StepProfile) => {
+                entry.train128DepthwiseGradShare = Math.round(((p.shares.DepthwiseConv2dNativeBackpropFilter ?? 0) + (p.shares.DepthwiseConv2dNativeBackpropInput ?? 0)) * 1000) / 1000;
+                entry.train128KernelShares = JSON.stringify(p.shares);
+              }
+            : undefined;
+          const ips = await measureTask(model, spec, quick, profile);
           entry[task] = Math.round(ips * 1000) / 1000;
+          if (spec.train) entry[`${task}SecondsPerStep`] = Math.round((spec.batch / ips) * 1000) / 1000;
+          if (/^train(96|128|160)$/.test(task)) entry[`${task}EpochMinutes`] = Math.round((EPOCH_IMAGES / ips / 60) * 10) / 10;
           if (spec.batch !== taskSpecs(quick)[task].batch) entry[`${task}Batch`] = spec.batch;
           log(`${backend} ${model} ${task} (batch ${spec.batch}): ${entry[task]} images/s`);
         } catch (e) {
@@ -247,6 +309,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   }
   report.results = results;
   if (Object.keys(kernels).length) report.convGflops = kernels;
+  if (Object.keys(depthwise).length) report.depthwiseGflops = depthwise;
   if (!values['no-torch']) {
     // PyTorch with 2 threads (its best configuration on an idle machine) and, outside --quick, 1 thread:
     // with the cores shared, OpenMP's 2 threads can be slower than 1. Ratios use the faster per task.
@@ -280,6 +343,11 @@ export async function benchCommand(argv: string[]): Promise<void> {
         }
       }
       if (torch.results) for (const [model, r] of Object.entries(torch.results)) log(`pytorch ${model} (best of thread counts): ${JSON.stringify(r)}`);
+      const epochs: Record<string, Record<string, number>> = {};
+      for (const [model, r] of Object.entries(torch.results ?? {})) {
+        for (const task of ['train96', 'train128', 'train160']) if (r[task] > 0) (epochs[model] ??= {})[`${task}EpochMinutes`] = Math.round((EPOCH_IMAGES / r[task] / 60) * 10) / 10;
+      }
+      (report.torch as Record<string, unknown>).epochMinutes = epochs;
     }
   }
   (report.machine as Record<string, unknown>).loadAverageAtEnd = os.loadavg().map((v) => Math.round(v * 100) / 100);

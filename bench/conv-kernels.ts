@@ -53,3 +53,29 @@ export function measureConv(shape: ConvShape, minSeconds = 0.5): ConvRate {
   const rate = (s: number) => Math.round((gflop / s) * 100) / 100;
   return { name: shape.name, gflop: Math.round(gflop * 1000) / 1000, forward: rate(forward), inputGrad: rate(inputGrad), filterGrad: rate(filterGrad) };
 }
+
+/** MobileNet v1 0.75's depthwise 3x3 shapes at `size` px (batch `batch`): each block's input side, channels and stride. */
+export function mobilenetDepthwiseShapes(batch: number, size: number): ConvShape[] {
+  const blocks: [number, number, number][] = [[2, 24, 1], [2, 48, 2], [4, 96, 1], [4, 96, 2], [8, 192, 1], [8, 192, 2], [16, 384, 1], [16, 384, 2], [32, 768, 1]];
+  return blocks.map(([div, c, stride]) => {
+    const side = Math.ceil(size / div);
+    return { name: `dw 3x3/${stride} ${side}x${side}x${c}`, x: [batch, side, side, c], k: 3, cout: c, stride, pad: 'same' };
+  });
+}
+
+/** Seconds per call -> GFLOP/s of the depthwise forward convolution and its two gradients (multiplier 1). */
+export function measureDepthwise(shape: ConvShape, minSeconds = 0.5): ConvRate {
+  const filterShape: [number, number, number, number] = [shape.k, shape.k, shape.x[3], 1];
+  const x = tf.randomNormal(shape.x) as tf.Tensor4D;
+  const w = tf.randomNormal(filterShape) as tf.Tensor4D;
+  const y = tf.depthwiseConv2d(x, w, shape.stride, shape.pad);
+  const dy = tf.randomNormal(y.shape);
+  const gflop = (2 * y.size * shape.k * shape.k) / 1e9;
+  const attrs = { strides: [shape.stride, shape.stride], pad: shape.pad, dilations: [1, 1] };
+  const forward = timeIt(() => tf.depthwiseConv2d(x, w, shape.stride, shape.pad), minSeconds);
+  const inputGrad = timeIt(() => tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy, filter: w }, { ...attrs, inputShape: shape.x } as never) as tf.Tensor, minSeconds);
+  const filterGrad = timeIt(() => tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { ...attrs, filterShape } as never) as tf.Tensor, minSeconds);
+  tf.dispose([x, w, y, dy]);
+  const rate = (s: number) => Math.round((gflop / s) * 100) / 100;
+  return { name: shape.name, gflop: Math.round(gflop * 1000) / 1000, forward: rate(forward), inputGrad: rate(inputGrad), filterGrad: rate(filterGrad) };
+}

@@ -43,6 +43,7 @@ export const ModelSchema = object({
     .describe('Side of the square the backbone sees; the model resizes its input to it.'),
   weights: name().describe("'imagenet' (the preset's weights), 'none' (random init) or a path/URL to a weights file."),
   dropout: fraction().optional().describe('Dropout before the last Dense layer (gap head).'),
+  cutLayer: name().optional().describe("The layer the 'gap' (and 'none') head cuts a TF.js backbone at, instead of the preset's."),
 });
 
 export const ScheduleSchema = z
@@ -143,7 +144,7 @@ export type ModelConfig = z.infer<typeof ModelSchema>;
 export type Phase = z.infer<typeof PhaseSchema>;
 export type TrainConfig = z.infer<typeof TrainSchema>;
 export type Profile = z.infer<typeof ProfileSchema>;
-export type PreprocessMode = 'caffe' | 'unit' | 'torch' | 'none';
+export type PreprocessMode = 'caffe' | 'unit' | 'torch' | 'tf' | 'none';
 export type HeadKind = ModelConfig['head'];
 
 /**

@@ -49,6 +49,8 @@ test('TLWB_SET applies before command-line overrides', () => {
 test('a bad field is named with the override that set it, over the profile file', () => {
   assert.throws(() => loadProfile('smoke', ['train.batchSize=0']), /--set train\.batchSize=0 \(over .*smoke\.json\): field 'train\.batchSize' should be a positive integer, got 0/);
   assert.throws(() => loadProfile('smoke', ['model.head=huge']), /field 'model\.head'/);
+  assert.throws(() => loadProfile('smoke', ['model.cutLayer=7']), /field 'model\.cutLayer' should be a layer name/);
+  assert.equal(loadProfile('smoke-mobilenet', ['model.cutLayer=conv_pw_11_relu']).model.cutLayer, 'conv_pw_11_relu');
   assert.throws(() => loadProfile('no-such-profile'), /unknown profile 'no-such-profile'.*available: .*smoke/);
   assert.throws(() => loadProfile('smoke', ['novalue']), /override 'novalue': expected key\.path=value/);
 });

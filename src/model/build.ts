@@ -46,6 +46,8 @@ export interface BuildOptions {
    * 'zeros' (no random draws: for structure and parameter counts only). Loaded weights always skip the draws.
    */
   init?: 'keras' | 'zeros';
+  /** Head 'none' keeps the backbone's ImageNet classifier even where the preset's bare backbone drops it (the ImageNet check). */
+  imagenetTop?: boolean;
 }
 
 /** The .h5 to load for a Keras ResNet: local file/env/cache, else the official download (md5-checked). */
@@ -96,19 +98,29 @@ async function buildKerasBase(preset: KerasResNetPreset, head: HeadKind, inputSi
   return { base, weightsSource, weightsReport, baseOutput: 'probabilities' as const };
 }
 
-async function buildTfjsBase(preset: TfjsPreset, head: HeadKind, inputSize: number, weights: string, opts: BuildOptions) {
+async function buildTfjsBase(preset: TfjsPreset, cfg: ModelConfig, inputSize: number, weights: string, opts: BuildOptions) {
+  const head = cfg.head;
+  if (preset.minInputSize && inputSize < preset.minInputSize) {
+    throw new Error(`model.inputSize ${inputSize}: ${preset.arch} needs at least ${preset.minInputSize} px (its total stride)`);
+  }
   const explicit = opts.weightsFile ?? (weights !== 'imagenet' && weights !== 'none' ? weights : undefined);
   const source = tfjsSource(preset, explicit);
   const full = await loadTfjsModel(source, { inputSize, weights: weights !== 'none' || !!opts.weightsFile });
   const name = preset.arch.replace(/[^A-Za-z0-9_]/g, '_').replace(/^_+/, '') || 'backbone';
   let base: tf.LayersModel;
+  const cut = cfg.cutLayer || preset.cutLayer || full.layers[full.layers.length - 2].name;
+  let baseOutput = preset.output;
   if (head === 'gap') {
-    const cut = preset.cutLayer || full.layers[full.layers.length - 2].name;
-    base = cutModel(full, cut, { pooling: full.getLayer(cut).outputShape.length === 4 ? 'avg' : null, name });
+    const rank = cutModel(full, cut).outputs[0].shape.length; // cutModel names the layers when `cut` is unknown
+    base = cutModel(full, cut, { pooling: rank === 4 ? 'avg' : null, name });
+  } else if (head === 'none' && preset.bareBackbone === 'cut' && !opts.imagenetTop) {
+    // Keras' include_top=False: the feature maps at the cut, passed through unchanged.
+    base = cutModel(full, cut, { name });
+    baseOutput = 'probabilities';
   } else {
     base = cutModel(full, full.layers[full.layers.length - 1].name, { name });
   }
-  return { base, weightsSource: weights === 'none' && !opts.weightsFile ? 'random' : source, weightsReport: undefined, baseOutput: preset.output };
+  return { base, weightsSource: weights === 'none' && !opts.weightsFile ? 'random' : source, weightsReport: undefined, baseOutput };
 }
 
 /** Builds the profile's model (see BuiltModel). `numClasses` sizes the head ('none' keeps the backbone's classes). */
@@ -120,7 +132,7 @@ export async function buildModel(cfg: ModelConfig, numClasses: number, opts: Bui
   const made =
     preset.kind === 'keras-resnet'
       ? await buildKerasBase(preset, cfg.head, inputSize, weights, opts)
-      : await buildTfjsBase(preset, cfg.head, inputSize, weights, opts);
+      : await buildTfjsBase(preset, cfg, inputSize, weights, opts);
   const { base } = made;
   const featureShape = (base.outputs[0].shape as (number | null)[]).slice(1) as number[];
   const head = buildHead(cfg.head, featureShape, numClasses, { dropout: cfg.dropout, baseOutput: made.baseOutput });

@@ -25,13 +25,18 @@ export const IMAGENET_LABEL_SOURCES: Record<ClassOrder, { url: string; file: str
   },
 };
 
-/** Parses a label file: Keras' class-index JSON ({"0": ["n01440764", "tench"], ...}), a JS module exporting an array, or one name per line. */
+/**
+ * Parses a label file: Keras' class-index JSON ({"0": ["n01440764", "tench"], ...}), TensorFlow.js'
+ * model metadata ({"labels": ["tench, Tinca tinca", ...]}), a JS module exporting an array, or one name per line.
+ */
 export function parseLabels(text: string, origin: string): string[] {
   const trimmed = text.trim();
   let labels: string[];
   if (/export\s+default\s*\[/.test(trimmed)) {
     // A JavaScript module exporting an array of strings (ml5's label files).
     labels = [...trimmed.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => JSON.parse(`"${m[1]}"`) as string);
+  } else if (trimmed.startsWith('{') && Array.isArray((JSON.parse(trimmed) as { labels?: unknown }).labels)) {
+    labels = ((JSON.parse(trimmed) as { labels: unknown[] }).labels).map(String);
   } else if (trimmed.startsWith('{')) {
     const index = JSON.parse(trimmed) as Record<string, [string, string]>;
     labels = Object.keys(index)
@@ -58,6 +63,25 @@ export async function imagenetLabels(order: ClassOrder, opts: { download?: boole
   try {
     const f = await download(src.url, path.join(paths().downloads, src.file), { quiet: opts.quiet ?? true, timeoutMs: 10_000 });
     return parseLabels(fs.readFileSync(f, 'utf8'), f);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The labels a TF.js preset ships beside its model.json (`labelsFile`, e.g. MobileNet's metadata.json),
+ * from the folder or URL the model loads from. Undefined (never throws) when the file is not reachable.
+ */
+export async function labelsBesideModel(source: string, labelsFile: string): Promise<string[] | undefined> {
+  const location = /^https?:\/\//i.test(source)
+    ? new URL(labelsFile, source).href
+    : path.join(fs.existsSync(source) && fs.statSync(source).isDirectory() ? source : path.dirname(source), labelsFile);
+  try {
+    if (/^https?:\/\//i.test(location)) {
+      const res = await fetch(location, { signal: AbortSignal.timeout(10_000) });
+      return res.ok ? parseLabels(await res.text(), location) : undefined;
+    }
+    return fs.existsSync(location) ? parseLabels(fs.readFileSync(location, 'utf8'), location) : undefined;
   } catch {
     return undefined;
   }

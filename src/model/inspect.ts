@@ -8,8 +8,8 @@ import type { ImageSet } from '../data/types';
 import { preprocess } from '../preprocess/preprocess';
 import { buildModel, BuiltModel } from './build';
 import { countParams, leafLayers } from './freeze';
-import { imagenetLabels } from './imagenet';
-import { presetFor } from './presets';
+import { imagenetLabels, labelsBesideModel } from './imagenet';
+import { presetFor, tfjsSource } from './presets';
 
 // A type alias (not an interface) so rows fit display.table's Record<string, unknown>[].
 export type ParamRow = {
@@ -56,9 +56,10 @@ export async function imagenetCheck(
   const preset = presetFor(cfg.arch);
   const k = opts.k ?? 5;
   const inputSize = opts.inputSize ?? preset.inputSize;
-  const backbone = await buildModel({ ...cfg, head: 'none', inputSize }, 1000, { storedSize: set.height, quiet: true });
+  const backbone = await buildModel({ ...cfg, head: 'none', inputSize }, 1000, { storedSize: set.height, quiet: true, imagenetTop: true });
   const order = preset.classOrder === 'unknown' ? undefined : preset.classOrder;
-  const labels = order ? await imagenetLabels(order, { quiet: true, download: opts.downloadLabels }) : undefined;
+  const shipped = preset.kind === 'tfjs' && preset.labelsFile ? await labelsBesideModel(tfjsSource(preset), preset.labelsFile) : undefined;
+  const labels = shipped ?? (order ? await imagenetLabels(order, { quiet: true, download: opts.downloadLabels }) : undefined);
   const pixels = set.height * set.width * 3;
   const batch = new Uint8Array(indices.length * pixels);
   indices.forEach((idx, i) => batch.set(set.images.subarray(idx * pixels, (idx + 1) * pixels), i * pixels));
@@ -82,7 +83,9 @@ export async function imagenetCheck(
     height: set.height,
     caption: `${opts.classNames?.[set.labels[idx]] ?? set.labels[idx]}: ${name(t[r][0])}`,
   }));
-  const note = labels
+  const note = shipped
+    ? `labels: the ImageNet class names shipped with the model (${preset.kind === 'tfjs' ? preset.labelsFile : ''})`
+    : labels
     ? `labels: ImageNet class names in ${order} order`
     : order
       ? `no ImageNet label list available offline (${order} order; it is downloaded and cached in data/downloads when online): classes shown as output indices`

@@ -44,3 +44,12 @@ export class ImageResize extends tf.layers.Layer {
   }
 }
 tf.serialization.registerClass(ImageResize);
+
+/**
+ * tfjs-layers computes the 'relu6' activation as minimum(6, relu(x)): two kernels forward and about
+ * eight full-size passes backward (the Minimum's gradient towards the constant 6 included). MobileNet
+ * has 27 of them, so it uses the single Relu6 kernel instead: the same values, and a gradient that
+ * differs only at exactly x = 6 (1 instead of 0, as tf.nn.relu6 in TensorFlow).
+ */
+const relu6Activation = tf.serialization.SerializationMap.getMap().classNameMap.relu6?.[0] as { prototype: { apply(x: tf.Tensor): tf.Tensor } } | undefined;
+if (relu6Activation) relu6Activation.prototype.apply = (x: tf.Tensor) => tf.relu6(x);

@@ -35,6 +35,16 @@ export interface TfjsPreset {
   /** The full model's output: raw logits (a softmax gives probabilities). */
   output: 'logits' | 'probabilities';
   classOrder: 'darknet' | 'keras' | 'unknown';
+  /**
+   * What head 'none' keeps: 'full' the whole model with its ImageNet classifier (Darknet-Tiny, whose
+   * classifier is its last convolution), 'cut' the backbone up to `cutLayer`, unpooled (Keras'
+   * include_top=False; MobileNet, whose classifier is a separate top). The ImageNet check always uses 'full'.
+   */
+  bareBackbone?: 'full' | 'cut';
+  /** A file beside model.json naming the 1000 classes (`{"labels": [...]}`), read offline. */
+  labelsFile?: string;
+  /** Smallest input side the topology runs at (its total stride). */
+  minInputSize?: number;
 }
 
 export type Preset = KerasResNetPreset | TfjsPreset;
@@ -49,6 +59,34 @@ const resnetPreset = (arch: KerasResNetPreset['arch']): KerasResNetPreset => ({
   output: 'probabilities',
   classOrder: 'keras',
 });
+
+/** Width multipliers of the TF.js MobileNet v1 family (as named in its upstream URLs). */
+export const MOBILENET_V1_ALPHAS = ['0.25', '0.50', '0.75', '1.0'] as const;
+
+/**
+ * MobileNet v1 at width `alpha` (Keras 2.1 topology served by TensorFlow.js): inputs in [-1, 1], the
+ * 'gap' cut at the last pointwise block's ReLU6 (7x7x(1024·alpha) at 224, 1x1 at 32). Found in
+ * MOBILENET_V1_<alpha with _ for .>_DIR, then ../shared/data/mobilenet-v1-<alpha>, then upstream.
+ */
+export function mobilenetV1Preset(alpha: (typeof MOBILENET_V1_ALPHAS)[number]): TfjsPreset {
+  return {
+    kind: 'tfjs',
+    arch: `mobilenet-v1-${alpha}`,
+    inputSize: 224,
+    preprocess: 'tf',
+    source: {
+      env: `MOBILENET_V1_${alpha.replace('.', '_')}_DIR`,
+      defaultDir: path.resolve(projectRoot, `../shared/data/mobilenet-v1-${alpha}`),
+      url: `https://storage.googleapis.com/tfjs-models/tfjs/mobilenet_v1_${alpha}_224/model.json`,
+    },
+    cutLayer: 'conv_pw_13_relu',
+    output: 'probabilities',
+    classOrder: 'keras',
+    bareBackbone: 'cut',
+    labelsFile: 'metadata.json',
+    minInputSize: 32,
+  };
+}
 
 export const PRESETS: Record<string, Preset> = {
   resnet50: resnetPreset('resnet50'),
@@ -70,6 +108,7 @@ export const PRESETS: Record<string, Preset> = {
     output: 'logits',
     classOrder: 'darknet',
   },
+  ...Object.fromEntries(MOBILENET_V1_ALPHAS.map((alpha) => [`mobilenet-v1-${alpha}`, mobilenetV1Preset(alpha)])),
 };
 
 /** The preset for an arch name, or a generic TF.js preset for a model.json folder/path/URL. */

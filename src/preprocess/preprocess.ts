@@ -18,7 +18,8 @@ export function channelNames(mode: PreprocessMode): [string, string, string] {
 
 /**
  * x: float RGB 0..255 (NHWC). caffe: RGB -> BGR, minus the BGR means, no scaling (ResNet, VGG);
- * unit: x / 255; torch: x / 255, minus mean, over std per channel; none: unchanged (a copy).
+ * unit: x / 255; torch: x / 255, minus mean, over std per channel; tf: x / 127.5 - 1, in [-1, 1]
+ * (MobileNet, Inception); none: unchanged (a copy).
  * Returns a new tensor; the caller disposes both.
  */
 export function preprocess(x: tf.Tensor4D, mode: PreprocessMode): tf.Tensor4D {
@@ -34,12 +35,14 @@ export function preprocess(x: tf.Tensor4D, mode: PreprocessMode): tf.Tensor4D {
       }
       case 'unit':
         return tf.div(xf, 255) as tf.Tensor4D;
+      case 'tf':
+        return tf.sub(tf.div(xf, 127.5), 1) as tf.Tensor4D;
       case 'torch':
         return tf.div(tf.sub(tf.div(xf, 255), tf.tensor1d([...TORCH_MEAN_RGB])), tf.tensor1d([...TORCH_STD_RGB])) as tf.Tensor4D;
       case 'none':
         return xf.clone();
       default:
-        throw new Error(`preprocess: unknown mode '${mode as string}'; expected caffe, unit, torch or none`);
+        throw new Error(`preprocess: unknown mode '${mode as string}'; expected caffe, unit, torch, tf or none`);
     }
   });
 }
@@ -73,11 +76,14 @@ export function preprocessPixels(bytes: Uint8Array, mode: PreprocessMode): Float
         out[i] = (Math.fround(bytes[i] / 255) - F_TORCH_MEAN[c]) / F_TORCH_STD[c];
       }
       return out;
+    case 'tf':
+      for (let i = 0; i < n; i++) out[i] = bytes[i] / 127.5 - 1;
+      return out;
     case 'none':
       out.set(bytes);
       return out;
     default:
-      throw new Error(`preprocess: unknown mode '${mode as string}'; expected caffe, unit, torch or none`);
+      throw new Error(`preprocess: unknown mode '${mode as string}'; expected caffe, unit, torch, tf or none`);
   }
 }
 

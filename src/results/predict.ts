@@ -79,7 +79,7 @@ export function runClasses(runDir: string, profile: Profile): string[] {
 export function runPreprocessMode(runDir: string, profile: Profile): PreprocessMode {
   const meta = (readJsonIfAny(path.join(runDir, 'model', 'model.json'))?.userDefinedMetadata ?? {}) as Record<string, unknown>;
   const m = meta.preprocess;
-  if (m === 'caffe' || m === 'unit' || m === 'torch' || m === 'none') return m;
+  if (m === 'caffe' || m === 'unit' || m === 'torch' || m === 'tf' || m === 'none') return m;
   return presetFor(profile.model.arch).preprocess;
 }
 

@@ -138,3 +138,65 @@ test('Sum and Mean on wasm match cpu (leading axes by the JS pass, others by the
   }
   await tf.setBackend('cpu');
 });
+
+// Depthwise convolutions (MobileNet): strides 1 and 2, same/valid/explicit padding, channel
+// multipliers 1 and 2, odd and even sizes (where 'same' with stride 2 pads asymmetrically).
+interface DepthwiseCase { n: number; h: number; w: number; c: number; m: number; k: number; stride: number; pad: Pad }
+const depthwiseCases: DepthwiseCase[] = [];
+for (const k of [3, 5]) {
+  for (const stride of [1, 2]) {
+    for (const pad of ['same', 'valid'] as Pad[]) {
+      for (const [n, h] of [[1, 9], [3, 8]]) depthwiseCases.push({ n, h, w: h + 3, c: 5 + k, m: 1, k, stride, pad });
+    }
+  }
+}
+depthwiseCases.push({ n: 2, h: 7, w: 6, c: 4, m: 2, k: 3, stride: 2, pad: 'same' });
+depthwiseCases.push({ n: 2, h: 6, w: 7, c: 3, m: 3, k: 3, stride: 1, pad: 'valid' });
+depthwiseCases.push({ n: 2, h: 9, w: 8, c: 6, m: 1, k: 3, stride: 2, pad: [[0, 0], [1, 0], [0, 2], [0, 0]] });
+depthwiseCases.push({ n: 2, h: 8, w: 8, c: 6, m: 1, k: 3, stride: 1, pad: [[0, 0], [2, 1], [1, 1], [0, 0]] });
+// MobileNet's shapes: a 7x7 map of many channels, and a 1x1 map (32 px input) where 'same' pads on every side.
+depthwiseCases.push({ n: 4, h: 7, w: 7, c: 96, m: 1, k: 3, stride: 1, pad: 'same' });
+depthwiseCases.push({ n: 2, h: 2, w: 2, c: 16, m: 1, k: 3, stride: 2, pad: 'same' });
+depthwiseCases.push({ n: 2, h: 1, w: 1, c: 16, m: 1, k: 3, stride: 1, pad: 'same' });
+
+for (const c of depthwiseCases) {
+  const label = `${c.k}x${c.k}/${c.stride} ${JSON.stringify(c.pad)} n=${c.n} ${c.h}x${c.w}x${c.c} multiplier ${c.m}`;
+  test(`DepthwiseConv2dNative gradients on wasm match cpu: ${label}`, async () => {
+    const rng = new Random(c.k * 1000 + c.stride * 100 + c.n * 10 + c.h + c.m);
+    const xShape: [number, number, number, number] = [c.n, c.h, c.w, c.c];
+    const filterShape: [number, number, number, number] = [c.k, c.k, c.c, c.m];
+    const probe = tf.tidy(() => tf.depthwiseConv2d(tf.zeros(xShape) as tf.Tensor4D, tf.zeros(filterShape) as tf.Tensor4D, c.stride, c.pad));
+    const dyShape = probe.shape;
+    probe.dispose();
+    const xData = randomArray(rng, tf.util.sizeFromShape(xShape));
+    const wData = randomArray(rng, tf.util.sizeFromShape(filterShape));
+    const dyData = randomArray(rng, tf.util.sizeFromShape(dyShape));
+    const attrs = { strides: [c.stride, c.stride], pad: c.pad, dilations: [1, 1], dimRoundingMode: undefined };
+    const filterGrad = () => tf.tidy(() =>
+      tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x: tf.tensor(xData, xShape), dy: tf.tensor(dyData, dyShape) }, { ...attrs, filterShape } as never) as tf.Tensor);
+    const inputGrad = () => tf.tidy(() =>
+      tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy: tf.tensor(dyData, dyShape), filter: tf.tensor(wData, filterShape) }, { ...attrs, inputShape: xShape } as never) as tf.Tensor);
+    const before = tf.memory().numTensors;
+    const expectedFilterGrad = await onBackend('cpu', filterGrad);
+    // Every formulation: 3x3 taps in one pass, phased dot products tap by tap (multiplier 1), the direct pass (any multiplier).
+    for (const formulation of ['auto', 'phased', 'direct'] as const) {
+      wasmKernelOptions.depthwiseFilterGrad = formulation;
+      try {
+        assertClose(await onBackend('wasm', filterGrad), expectedFilterGrad, `depthwise filter gradient (${formulation}) ${label}`);
+      } finally {
+        wasmKernelOptions.depthwiseFilterGrad = 'auto';
+      }
+    }
+    assertClose(await onBackend('wasm', inputGrad), await onBackend('cpu', inputGrad), `depthwise input gradient ${label}`);
+    assert.equal(tf.memory().numTensors, before, 'no tensors leaked');
+  });
+}
+
+test('depthwise gradients on wasm refuse dilation > 1 with a clear error', async () => {
+  await tf.setBackend('wasm');
+  const x = tf.zeros([1, 6, 6, 2]);
+  const dy = tf.zeros([1, 2, 2, 2]);
+  assert.throws(() => tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { strides: [1, 1], pad: 'valid', dilations: [2, 2], filterShape: [3, 3, 2, 1] } as never), /depthwise gradients need dilation 1/);
+  tf.dispose([x, dy]);
+  await tf.setBackend('cpu');
+});

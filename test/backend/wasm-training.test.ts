@@ -83,3 +83,86 @@ test('a small conv net: wasm gradients match cpu, and SGD on wasm lowers the los
   optimizer.dispose();
   model.dispose();
 });
+
+function smallMobileNet(): tf.LayersModel {
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  const input = tf.input({ shape: [12, 12, 3] });
+  let x = tf.layers.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', useBias: false, kernelInitializer: init(1) }).apply(input) as tf.SymbolicTensor;
+  x = tf.layers.batchNormalization({ axis: 3 }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.activation({ activation: 'relu6' }).apply(x) as tf.SymbolicTensor;
+  for (const [stride, filters, seed] of [[1, 12, 2], [2, 16, 4]]) {
+    x = tf.layers.depthwiseConv2d({ kernelSize: 3, strides: stride, padding: 'same', useBias: false, depthwiseInitializer: init(seed) }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.batchNormalization({ axis: 3 }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.activation({ activation: 'relu6' }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.conv2d({ filters, kernelSize: 1, useBias: false, kernelInitializer: init(seed + 1) }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.batchNormalization({ axis: 3 }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.activation({ activation: 'relu6' }).apply(x) as tf.SymbolicTensor;
+  }
+  // A depthwise layer with bias and a channel multiplier, as other networks have.
+  x = tf.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'valid', depthwiseInitializer: init(7) }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.globalAveragePooling2d({}).apply(x) as tf.SymbolicTensor;
+  const out = tf.layers.dense({ units: 4, activation: 'softmax', kernelInitializer: init(8) }).apply(x) as tf.SymbolicTensor;
+  return tf.model({ inputs: input, outputs: out });
+}
+
+test('a small MobileNet (depthwise convs strides 1 and 2, batch norm, ReLU6): wasm gradients match cpu, and SGD on wasm lowers the loss', async () => {
+  const model = smallMobileNet();
+  // Inputs spread wide enough that activations land on both sides of 0 and 6.
+  const xData = new Float32Array(6 * 12 * 12 * 3).map((_, i) => 4 * Math.sin(i * 0.37) + 3 * Math.cos(i * 0.011));
+  const labels = [0, 1, 2, 3, 1, 2];
+  const cpu = await gradients('cpu', model, xData, labels);
+  const wasm = await gradients('wasm', model, xData, labels);
+  assert.ok(Math.abs(cpu.loss - wasm.loss) < 1e-4 * (1 + Math.abs(cpu.loss)), `loss cpu ${cpu.loss} wasm ${wasm.loss}`);
+  assert.deepEqual(Object.keys(wasm.grads).sort(), Object.keys(cpu.grads).sort());
+  assert.ok(Object.keys(cpu.grads).filter((k) => /depthwise/.test(k)).length >= 3, 'depthwise kernels have gradients');
+  for (const name of Object.keys(cpu.grads)) {
+    const a = wasm.grads[name];
+    const b = cpu.grads[name];
+    let scale = 0;
+    let worst = 0;
+    for (const v of b) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < b.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    assert.ok(scale > 0, `${name}: gradient is not all zeros`);
+    assert.ok(worst <= TOLERANCE * scale, `${name}: max |wasm - cpu| ${worst.toExponential(2)} > ${TOLERANCE} x ${scale.toExponential(2)}`);
+  }
+  await tf.setBackend('wasm');
+  const xs = tf.tensor4d(xData, [labels.length, 12, 12, 3]);
+  const ys = tf.oneHot(labels, 4);
+  const optimizer = tf.train.sgd(0.05);
+  const first = (await (tf.tidy(() => lossOf(model, xs, ys))).data())[0];
+  for (let step = 0; step < 5; step++) tf.dispose(optimizer.minimize(() => lossOf(model, xs, ys), true) ?? []);
+  const last = (await (tf.tidy(() => lossOf(model, xs, ys))).data())[0];
+  assert.ok(last < first * 0.9, `loss ${first} -> ${last} after 5 SGD steps on wasm`);
+  tf.dispose([xs, ys]);
+  optimizer.dispose();
+  model.dispose();
+  await tf.setBackend('cpu');
+});
+
+test('ReLU6 and fused depthwise convolution (bias + relu6) gradients on wasm match cpu', async () => {
+  const x = new Float32Array(2 * 7 * 7 * 5).map((_, i) => 5 * Math.sin(i * 0.7) + 3);
+  const w = new Float32Array(3 * 3 * 5).map((_, i) => Math.cos(i * 1.3));
+  const bias = new Float32Array(5).map((_, i) => i * 0.3 - 0.5);
+  const grads = async (backend: string) => {
+    await tf.setBackend(backend);
+    const xs = tf.tensor4d(x, [2, 7, 7, 5]);
+    const ws = tf.tensor4d(w, [3, 3, 5, 1]);
+    const bs = tf.tensor1d(bias);
+    const f = (a: tf.Tensor4D, b: tf.Tensor4D, c: tf.Tensor1D) =>
+      tf.sum(tf.mul(tf.relu6(tf.fused.depthwiseConv2d({ x: a, filter: b, bias: c, strides: 2, pad: 'same', activation: 'relu6' })), tf.linspace(-1, 1, 4 * 4 * 5).reshape([4, 4, 5])));
+    const g = tf.grads(f as never)([xs, ws, bs]);
+    const out = await Promise.all(g.map((t) => t.data() as Promise<Float32Array>));
+    tf.dispose([xs, ws, bs, ...g]);
+    return out;
+  };
+  const cpu = await grads('cpu');
+  const wasm = await grads('wasm');
+  for (let k = 0; k < cpu.length; k++) {
+    let scale = 0;
+    let worst = 0;
+    for (const v of cpu[k]) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < cpu[k].length; i++) worst = Math.max(worst, Math.abs(wasm[k][i] - cpu[k][i]));
+    assert.ok(scale > 0 && worst <= 1e-4 * scale, `gradient ${['x', 'filter', 'bias'][k]}: max |wasm - cpu| ${worst} of ${scale}`);
+  }
+  await tf.setBackend('cpu');
+});

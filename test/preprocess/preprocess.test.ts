@@ -25,7 +25,7 @@ test('caffe is Keras preprocess_input(mode="caffe"): RGB -> BGR, minus the BGR I
   tf.dispose([x, y]);
 });
 
-test('unit is x/255, torch is ImageNet mean/std on x/255, none copies', () => {
+test('unit is x/255, torch is ImageNet mean/std on x/255, tf is x/127.5 - 1, none copies', () => {
   const x = pixels();
   const unit = preprocess(x, 'unit');
   close(unit.dataSync(), [10, 20, 30, 255, 0, 128].map((v) => v / 255));
@@ -33,17 +33,19 @@ test('unit is x/255, torch is ImageNet mean/std on x/255, none copies', () => {
   const mean = [0.485, 0.456, 0.406];
   const std = [0.229, 0.224, 0.225];
   close(torch.dataSync(), [10, 20, 30, 255, 0, 128].map((v, i) => (v / 255 - mean[i % 3]) / std[i % 3]));
+  const tfMode = preprocess(x, 'tf');
+  close(tfMode.dataSync(), [10, 20, 30, 255, 0, 128].map((v) => v / 127.5 - 1));
   const none = preprocess(x, 'none');
   assert.notEqual(none, x);
   close(none.dataSync(), [10, 20, 30, 255, 0, 128]);
   assert.throws(() => preprocess(x, 'bgr' as never), /unknown mode 'bgr'/);
-  tf.dispose([x, unit, torch, none]);
+  tf.dispose([x, unit, torch, tfMode, none]);
 });
 
 test('preprocess leaves no intermediate tensors behind', () => {
   const x = pixels();
   const before = tf.memory().numTensors;
-  for (const mode of ['caffe', 'unit', 'torch', 'none'] as const) preprocess(x, mode).dispose();
+  for (const mode of ['caffe', 'unit', 'torch', 'tf', 'none'] as const) preprocess(x, mode).dispose();
   assert.equal(tf.memory().numTensors, before);
   x.dispose();
 });
@@ -65,7 +67,7 @@ test('preprocessPixels (the batch pipeline path) matches preprocess on tensors f
   for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 37 + 11) % 256;
   bytes[0] = 0;
   bytes[1] = 255;
-  for (const mode of ['caffe', 'unit', 'torch', 'none'] as const) {
+  for (const mode of ['caffe', 'unit', 'torch', 'tf', 'none'] as const) {
     const x = tf.tensor4d(new Float32Array(bytes), [1, 4, 5, 3]);
     const y = preprocess(x, mode);
     const js = preprocessPixels(bytes, mode);
