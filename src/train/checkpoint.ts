@@ -37,6 +37,18 @@ export interface TrainState {
   wallSeconds: number;
   done: boolean;
   backend: string;
+  /** An epoch stopped by an interrupt after `step` batches (rngState is then the epoch's start). */
+  partial?: PartialEpoch;
+}
+
+/** What a resumed epoch needs to go on where an interrupt stopped it. */
+export interface PartialEpoch {
+  step: number;
+  lossSum: number;
+  correctSum: number;
+  seen: number;
+  seconds: number;
+  batchRows: BatchRow[];
 }
 
 interface StoredCheckpoint {

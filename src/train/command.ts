@@ -52,7 +52,16 @@ export async function trainCommand(argv: string[]): Promise<void> {
   });
   if (!values.json) console.log(`run folder: ${s.runDir}`);
   const { train } = require('./index') as typeof import('./index');
-  const result = await train(s, { progress: (values.progress as ProgressMode | undefined) ?? 'auto' });
+  const { TrainingInterruptedError } = require('./interrupt') as typeof import('./interrupt');
+  let result;
+  try {
+    result = await train(s, { progress: (values.progress as ProgressMode | undefined) ?? 'auto' });
+  } catch (e) {
+    if (!(e instanceof TrainingInterruptedError)) throw e;
+    process.stderr.write(`${e.message}\ncontinue with: npm run -s cli -- train --resume ${path.relative(process.cwd(), s.runDir) || s.runDir}\n`);
+    process.exitCode = 130;
+    return;
+  }
   const out = { runDir: result.runDir, epochs: result.epochs, finalValAccuracy: result.finalValAccuracy, history: result.history, status: result.status };
   if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
   else console.log(`${result.status}: ${result.epochs} epochs, val accuracy ${result.finalValAccuracy?.toFixed(4)}; history ${result.history}`);

@@ -22,6 +22,7 @@ import { HISTORY_FILES, readHistory, EpochRow, writeHistory } from './history';
 import { latestCheckpoint, readCheckpointState, saveCheckpoint } from './checkpoint';
 import { ImageBatchSource, LoopDeps, runPhases, stableWeights, TrainableModel } from './trainer';
 import { withSeededMathRandomAsync } from './seeded';
+import { stopOnInterrupt, TrainingInterruptedError } from './interrupt';
 
 export * from './schedule';
 export * from './optimizer';
@@ -31,6 +32,7 @@ export * from './feature-cache';
 export * from './progress';
 export * from './trainer';
 export * from './training-mode';
+export * from './interrupt';
 export { trainCommand } from './command';
 
 export interface TrainData {
@@ -188,6 +190,8 @@ export async function train(s: Session, opts: TrainOptions = {}): Promise<TrainR
     `training '${profile.name}' in ${runDir} on ${s.backend.choice}: ${data.train.count} training images, ` +
       `${data.val.count} validation images (${data.valSource === 'test' ? 'the test set, as the article does' : 'held out from training'})`,
   );
+  // Kernel -> Interrupt or Ctrl-C: stop after the current batch with a checkpoint (./interrupt).
+  const stop = stopOnInterrupt(() => progress.message('interrupt: stopping after this batch and writing a checkpoint'));
   const outcome = await runPhases({
     profile,
     runDir,
@@ -201,10 +205,17 @@ export async function train(s: Session, opts: TrainOptions = {}): Promise<TrainR
     resume: opts.resume,
     stopAfterEpochs: opts.stopAfterEpochs,
     onEpoch: opts.onEpoch,
-  });
+    shouldStop: () => stop.requested,
+  }).finally(() => stop.dispose());
   const { state } = outcome;
   const rows = state.epochRows;
   const finalValAccuracy = rows.length ? rows[rows.length - 1].val_accuracy : null;
+  if (outcome.stoppedAt) {
+    const err = new TrainingInterruptedError(outcome.stoppedAt.epoch, outcome.stoppedAt.batch, outcome.stoppedAt.checkpoint);
+    progress.message(err.message);
+    progress.end();
+    throw err;
+  }
   if (outcome.interrupted) {
     progress.message(`stopped after epoch ${state.epoch}; resume with train() on the same run folder`);
     progress.end();

@@ -22,6 +22,7 @@ import { installTrainingSwitch, withTraining } from './training-mode';
 import { BatchRow, EpochRow, HISTORY_FILES, writeHistory } from './history';
 import { latestCheckpoint, loadCheckpoint, PhaseDecision, saveCheckpoint, TrainState } from './checkpoint';
 import { Progress } from './progress';
+import { yieldToEventLoop } from './interrupt';
 import {
   cacheKey,
   CachedFeatures,
@@ -77,12 +78,16 @@ export interface LoopContext {
   /** Stop after this many epochs in this call (as an interruption would); for tests. */
   stopAfterEpochs?: number;
   onEpoch?: (row: EpochRow) => void;
+  /** Checked after every batch: true stops the run there with a checkpoint (an interrupt). */
+  shouldStop?: () => boolean;
 }
 
 export interface LoopOutcome {
   state: TrainState;
   interrupted: boolean;
   resumedFrom?: string;
+  /** Where shouldStop() stopped the run (1-based epoch over all phases, batch within it). */
+  stoppedAt?: { epoch: number; batch: number; checkpoint: string };
 }
 
 /** The loss was NaN or infinite: training stopped, the last good checkpoint is kept. */
@@ -389,6 +394,21 @@ async function decidePhase(ctx: LoopContext, phase: Phase, batchSize: number): P
   }
 }
 
+/** A checkpoint of the weights, the optimizer and `state`. */
+async function saveState(runDir: string, state: TrainState, built: TrainableModel, opt: PhaseOptimizer, profile: Profile): Promise<string> {
+  const optState = await optimizerState(opt);
+  const dir = await saveCheckpoint(
+    runDir,
+    state,
+    stableWeights(built.model).map((w) => ({ name: w.originalName ?? w.name, tensor: w.read() })),
+    optState,
+    profile.train.checkpointsKept ?? 2,
+  );
+  // getWeights() makes a fresh iteration-count scalar each call.
+  tf.dispose(optState.filter((o) => o.name === 'iter').map((o) => o.tensor));
+  return dir;
+}
+
 function writeTrainState(runDir: string, status: string, extra: Record<string, unknown> = {}): void {
   writeJsonAtomic(path.join(runDir, 'train-state.json'), { status, updated: new Date().toISOString(), ...extra });
 }
@@ -483,19 +503,27 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
         cached,
       });
       for (let e = state.phaseEpoch; e < phase.epochs; e++) {
-        const epochStart = Date.now();
+        const within = state.partial; // an epoch an interrupt stopped: skip the batches it trained
+        state.partial = undefined;
+        const epochRngState = rng.state;
+        const epochStart = Date.now() - (within?.seconds ?? 0) * 1000;
         progress.epochStart(e);
         const globalEpoch = state.epoch + 1;
-        const batchRows: BatchRow[] = [];
-        let lossSum = 0;
-        let correctSum = 0;
-        let seen = 0;
+        const batchRows: BatchRow[] = within?.batchRows ?? [];
+        let lossSum = within?.lossSum ?? 0;
+        let correctSum = within?.correctSum ?? 0;
+        let seen = within?.seen ?? 0;
         let step = 0;
         let lr = phase.lr;
         const source = features
           ? featureBatches(features.train, batchSize, rng.permutation(features.train.count), k)
           : ctx.deps.imageBatches(ctx.train, { batchSize, shuffle: true, rng, augment: profile.train.augment });
         for await (const b of source) {
+          if (within && step < within.step) {
+            tf.dispose([b.xs, b.ys]); // drawn again for the same random state, trained before the interrupt
+            step++;
+            continue;
+          }
           lr = learningRateAt(phase, e, step, stepsPerEpoch);
           opt.setLearningRate(lr);
           let correctT: tf.Scalar | undefined;
@@ -532,6 +560,16 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
           const row: BatchRow = { phase: phase.name, epoch: globalEpoch, step, loss, accuracy: cv[0] / n, lr, seconds: (Date.now() - epochStart) / 1000 };
           batchRows.push(row);
           progress.batch(step, loss, row.accuracy, lr);
+          await yieldToEventLoop(); // lets a SIGINT handler run (see ./interrupt)
+          if (ctx.shouldStop?.()) {
+            state.partial = { step, lossSum, correctSum, seen, seconds: (Date.now() - epochStart) / 1000, batchRows };
+            state.rngState = epochRngState;
+            state.dropoutRngState = dropRng.state;
+            state.wallSeconds = wallBefore + (Date.now() - processStart) / 1000;
+            const checkpoint = await saveState(runDir, state, built, opt, profile);
+            writeTrainState(runDir, 'interrupted', { epoch: globalEpoch, batch: step });
+            return { state, interrupted: true, resumedFrom, stoppedAt: { epoch: globalEpoch, batch: step, checkpoint } };
+          }
         }
         // Validation, in inference mode.
         let vLoss = 0;
@@ -585,16 +623,7 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
         state.rngState = rng.state;
         state.dropoutRngState = dropRng.state;
         state.wallSeconds = wallBefore + (Date.now() - processStart) / 1000;
-        const optState = await optimizerState(opt);
-        await saveCheckpoint(
-          runDir,
-          state,
-          stableWeights(built.model).map((w) => ({ name: w.originalName ?? w.name, tensor: w.read() })),
-          optState,
-          profile.train.checkpointsKept ?? 2,
-        );
-        // getWeights() makes a fresh iteration-count scalar each call.
-        tf.dispose(optState.filter((o) => o.name === 'iter').map((o) => o.tensor));
+        await saveState(runDir, state, built, opt, profile);
         writeHistory(runDir, state.epochRows, state.batchRows);
         await progress.epochEnd(row, state.epochRows);
         ctx.onEpoch?.(row);
