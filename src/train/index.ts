@@ -191,7 +191,7 @@ export async function train(s: Session, opts: TrainOptions = {}): Promise<TrainR
       `${data.val.count} validation images (${data.valSource === 'test' ? 'the test set, as the article does' : 'held out from training'})`,
   );
   // Kernel -> Interrupt or Ctrl-C: stop after the current batch with a checkpoint (./interrupt).
-  const stop = stopOnInterrupt(() => progress.message('interrupt: stopping after this batch and writing a checkpoint'));
+  const stop = await stopOnInterrupt(() => progress.message('interrupt: stopping after this batch and writing a checkpoint'));
   const outcome = await runPhases({
     profile,
     runDir,

@@ -42,8 +42,15 @@ export class TrainingInterruptedError extends Error {
 /**
  * Takes SIGINT over until dispose(). `onFirst` is told when the first interrupt arrives (to say
  * that training will stop after the current batch).
+ *
+ * It first yields to the event loop: tslab runs a cell's synchronous part through
+ * vm.runInThisContext({ breakOnSigint: true }), which detaches every SIGINT listener for that time
+ * and re-attaches them after, counting on the re-attachment to re-install the signal handler. A
+ * listener added in between leaves SIGINT with Node's exiting handler, and the interrupt kills the
+ * kernel. After one turn of the event loop the cell's synchronous part is over.
  */
-export function stopOnInterrupt(onFirst?: () => void): StopRequest {
+export async function stopOnInterrupt(onFirst?: () => void): Promise<StopRequest> {
+  await yieldToEventLoop();
   const previous = process.listeners('SIGINT');
   let requested = false;
   let disposed = false;

@@ -515,6 +515,18 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
         let seen = within?.seen ?? 0;
         let step = 0;
         let lr = phase.lr;
+        // An interrupt (ctx.shouldStop) stops after the batch in progress, in training or validation,
+        // with a checkpoint of this point of the epoch; a resumed run goes on from it (validation anew).
+        const stopRequested = async () => (await yieldToEventLoop(), ctx.shouldStop?.() ?? false);
+        const stopHere = async (): Promise<LoopOutcome> => {
+          state.partial = { step, lossSum, correctSum, seen, seconds: (Date.now() - epochStart) / 1000, batchRows };
+          state.rngState = epochRngState;
+          state.dropoutRngState = dropRng.state;
+          state.wallSeconds = wallBefore + (Date.now() - processStart) / 1000;
+          const checkpoint = await saveState(runDir, state, built, opt, profile);
+          writeTrainState(runDir, 'interrupted', { epoch: globalEpoch, batch: step });
+          return { state, interrupted: true, resumedFrom, stoppedAt: { epoch: globalEpoch, batch: step, checkpoint } };
+        };
         const source = features
           ? featureBatches(features.train, batchSize, rng.permutation(features.train.count), k)
           : ctx.deps.imageBatches(ctx.train, { batchSize, shuffle: true, rng, augment: profile.train.augment });
@@ -560,16 +572,7 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
           const row: BatchRow = { phase: phase.name, epoch: globalEpoch, step, loss, accuracy: cv[0] / n, lr, seconds: (Date.now() - epochStart) / 1000 };
           batchRows.push(row);
           progress.batch(step, loss, row.accuracy, lr);
-          await yieldToEventLoop(); // lets a SIGINT handler run (see ./interrupt)
-          if (ctx.shouldStop?.()) {
-            state.partial = { step, lossSum, correctSum, seen, seconds: (Date.now() - epochStart) / 1000, batchRows };
-            state.rngState = epochRngState;
-            state.dropoutRngState = dropRng.state;
-            state.wallSeconds = wallBefore + (Date.now() - processStart) / 1000;
-            const checkpoint = await saveState(runDir, state, built, opt, profile);
-            writeTrainState(runDir, 'interrupted', { epoch: globalEpoch, batch: step });
-            return { state, interrupted: true, resumedFrom, stoppedAt: { epoch: globalEpoch, batch: step, checkpoint } };
-          }
+          if (await stopRequested()) return await stopHere();
         }
         // Validation, in inference mode.
         let vLoss = 0;
@@ -589,6 +592,7 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
           vLoss += lv[0] * n;
           vCorrect += cv[0];
           vSeen += n;
+          if (await stopRequested()) return await stopHere();
         }
         const row: EpochRow = {
           phase: phase.name,
