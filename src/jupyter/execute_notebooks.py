@@ -79,13 +79,36 @@ def write_atomic(nb, path):
 
 
 class EchoingClient(NotebookClient):
-    """Relays the cells' stdout/stderr to our stderr as they arrive, for long runs in a terminal."""
+    """Relays the cells' output to our stderr as it arrives, for long runs in a terminal: streams as
+    they are, and the new text lines of live displays (training progress is one display, updated in
+    place: its status line changes every batch and is skipped; log lines - phases, epochs, ETA - are
+    printed once each)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relayed = {}
 
     def output(self, outs, msg, display_id, cell_index):
         if msg.get("msg_type") == "stream":
             sys.stderr.write(msg["content"].get("text", ""))
             sys.stderr.flush()
         return super().output(outs, msg, display_id, cell_index)
+
+    def process_message(self, msg, cell, cell_index):
+        content = msg.get("content", {})
+        display_id = content.get("transient", {}).get("display_id")
+        if display_id and msg.get("msg_type") in ("display_data", "update_display_data"):
+            text = content.get("data", {}).get("text/plain")
+            if isinstance(text, list):
+                text = "".join(text)
+            if isinstance(text, str) and "\n" in text:
+                seen = self.relayed.setdefault(display_id, set())
+                for line in text.split("\n")[1:]:
+                    if line.strip() and line not in seen:
+                        seen.add(line)
+                        sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+        return super().process_message(msg, cell, cell_index)
 
 
 def run_one(spec, job):

@@ -9,3 +9,4 @@ export * from './predict';
 export { reportCommand, predictCommand, compareCommand } from './command';
 export * from './browser';
 export * from './run';
+export * from './show-results';
