@@ -172,7 +172,16 @@ export async function benchCommand(argv: string[]): Promise<void> {
     process.stdout.write(
       'usage: npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu] [--threads N]\n' +
         '                              [--models resnet50,darknet-tiny] [--no-torch] [--python /usr/bin/python3]\n' +
-        'Images/s for inference at 224 and 128 and Adam training steps at 224 and 32, per backend, against PyTorch.\n',
+        'Images/s for inference at 224 and 128 and Adam training steps at 224 and 32, per backend, against PyTorch.\n' +
+        '  --quick     small batches, one timed repetition, no wasm-mt (about a minute on an idle machine)\n' +
+        '  --kernels   also time the convolution gradient kernels alone\n' +
+        '  --backends  comma-separated: wasm, wasm-mt (threaded), cpu (default: all that load)\n' +
+        '  --threads   PyTorch threads and wasm-mt threads (default 1)\n' +
+        '  --models    comma-separated: resnet50, darknet-tiny\n' +
+        '  --no-torch  skip the PyTorch comparison\n' +
+        '  --python    the Python with torch (default /usr/bin/python3)\n' +
+        '  --json      print the results as JSON\n' +
+        '  -h, --help  this text\n',
     );
     return;
   }

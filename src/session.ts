@@ -125,9 +125,9 @@ function runSession(runDir: string, profile: Profile, backend: BackendInfo): Ses
   };
 }
 
-/** A path the user can paste: relative to the working folder when inside it. */
+/** A path the user can paste from the project folder: relative to it when inside it. */
 function shown(dir: string): string {
-  const rel = path.relative(process.cwd(), dir);
+  const rel = path.relative(paths().root, dir);
   return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : dir;
 }
 

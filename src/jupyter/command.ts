@@ -45,6 +45,14 @@ function findReportWriter(): ((runDir: string) => Promise<string>) | null {
   return typeof mod.writeReport === 'function' ? mod.writeReport : null;
 }
 
+/** "test accuracy 57.2% on 500 test images (validation 60.1%)" from the run's files, when the results stage is built. */
+function runHeadline(runDir: string): string | null {
+  const file = path.join(__dirname, '..', 'results', 'report-summary.js');
+  if (!fs.existsSync(file)) return null;
+  const mod = require(file) as typeof import('../results/report-summary');
+  return mod.headlineText(mod.readHeadline(runDir));
+}
+
 function progress(log: (s: string) => void): (e: RunnerEvent) => void {
   return (e) => {
     const name = path.basename(e.notebook);
@@ -117,6 +125,9 @@ export async function runCommand(argv: string[]): Promise<void> {
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ runDir, notebooks: results.map((r) => r.output), report: report ?? null })}\n`);
   } else {
+    // The last lines: the result first, then where everything is.
+    const headline = runHeadline(runDir);
+    if (headline) process.stdout.write(`${headline}\n`);
     process.stdout.write(`run folder: ${runDir}\n`);
     if (report) process.stdout.write(`report: ${report}\n`);
   }

@@ -13,6 +13,7 @@ import MarkdownIt from 'markdown-it';
 type Markdown = InstanceType<typeof MarkdownIt>;
 import { paths } from '../config';
 import { writeFileAtomic } from '../session';
+import { headlineText, readHeadline, summarySection, SUMMARY_STYLE } from './report-summary';
 
 /** The parts of an nbformat 4 notebook the report reads. */
 interface NotebookCell {
@@ -292,7 +293,9 @@ export function renderNotebook(file: string, opts: { index?: number; baseDirs?: 
     const prompt = cell.execution_count ? `[${cell.execution_count}]` : '[ ]';
     return (
       `<div class="cell code" id="${id}-cell-${i}">` +
-      `<div class="input"><span class="prompt">${prompt}</span><pre><code>${escapeHtml(source)}</code></pre></div>` +
+      // Code folds away (CSS-only <details>, no script); its first line says what it is.
+      `<details class="code"><summary>${prompt} ${escapeHtml(source.split('\n')[0].slice(0, 100))}</summary>` +
+      `<div class="input"><span class="prompt">${prompt}</span><pre><code>${escapeHtml(source)}</code></pre></div></details>` +
       (outputs.join('') ? `<div class="outputs">${outputs.join('')}</div>` : '') +
       `</div>`
     );
@@ -374,7 +377,7 @@ export function assertSelfContained(html: string, origin = 'report'): void {
 }
 
 /** The whole report page from rendered notebooks. */
-export function reportHtml(notebooks: RenderedNotebook[], meta: { title: string; subtitle: string }): string {
+export function reportHtml(notebooks: RenderedNotebook[], meta: { title: string; subtitle: string; summary?: string }): string {
   const toc = notebooks
     .map((nb) => {
       const sub = nb.toc.filter((t) => t.level === 2).map((t) => `<li><a href="#${t.id}">${escapeHtml(t.text)}</a></li>`).join('');
@@ -386,14 +389,16 @@ export function reportHtml(notebooks: RenderedNotebook[], meta: { title: string;
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(meta.title)}</title>
-<style>${STYLE}</style></head>
+<style>${STYLE}${SUMMARY_STYLE}</style></head>
 <body>
 <header class="report"><h1>${escapeHtml(meta.title)}</h1><div class="meta">${escapeHtml(meta.subtitle)}</div></header>
 <div class="layout">
 <nav class="toc" aria-label="Contents"><strong>Contents</strong><ol>
+${meta.summary ? '<li><a href="#summary">Result</a></li>' : ''}
 ${toc}
 </ol></nav>
 <main>
+${meta.summary ?? ''}
 ${notebooks.map((nb) => nb.html).join('\n')}
 </main></div>
 </body></html>
@@ -418,7 +423,8 @@ export async function writeReport(runDir: string, opts: ReportOptions = {}): Pro
   }
   const html = reportHtml(rendered, {
     title: opts.title ?? `Run ${path.basename(dir)}`,
-    subtitle: `${profileName ? `profile ${profileName} · ` : ''}${rendered.length} notebooks · written ${new Date().toISOString()}`,
+    subtitle: `${profileName ? `${headlineText(readHeadline(dir))} · profile ${profileName} · ` : ''}${rendered.length} notebooks · written ${new Date().toISOString()}`,
+    summary: summarySection(dir)?.value,
   });
   const out = opts.out ?? path.join(dir, 'report.html');
   assertSelfContained(html, out);

@@ -17,6 +17,8 @@ export interface StudyRow {
   profile: string;
   /** Accuracy on the whole test set, and on CIFAR-10's exact first 1,000 test images (null elsewhere). */
   testAccuracy: number | null;
+  /** How many test images testAccuracy is measured on (a limited profile tests on fewer than 10,000). */
+  testCount: number | null;
   first1000Accuracy: number | null;
   valAccuracy: number | null;
   /** Training wall time (all phases, summed over resumed sittings). */
@@ -55,6 +57,11 @@ export function reproduceCommand(saved: Record<string, unknown>): string {
   return ['npm start -- --profile', name, ...sets.map((s) => `--set ${s}`)].join(' ');
 }
 
+function testCountOf(runDir: string): number | null {
+  const count = readJson(path.join(runDir, 'evaluation.json'))?.count;
+  return typeof count === 'number' ? count : null;
+}
+
 /** What one finished (or half-finished) run says about itself: the runs table's row, and what a comparison adds. */
 export function studyRow(runDir: string): StudyRow {
   const profile = readJson(path.join(runDir, 'profile.json'));
@@ -68,6 +75,7 @@ export function studyRow(runDir: string): StudyRow {
     run: row.run,
     profile: String(profile.name),
     testAccuracy: row.test_accuracy,
+    testCount: testCountOf(runDir),
     first1000Accuracy: row.first1000_accuracy,
     valAccuracy: row.val_accuracy,
     trainMinutes: row.wall_seconds === null ? null : row.wall_seconds / 60,
@@ -80,12 +88,24 @@ export function studyRow(runDir: string): StudyRow {
 
 const pct = (v: number | null) => (v === null ? '-' : `${(100 * v).toFixed(2)}%`);
 
+/**
+ * The test column's label with the real test-set size: "test (10,000)" when every run tested on the
+ * same number of images, else "test" with each run's count in its cell.
+ */
+export function testColumn(rows: StudyRow[]): { label: string; cell: (r: StudyRow) => string } {
+  const counts = [...new Set(rows.map((r) => r.testCount))];
+  const n = (c: number | null) => (c === null ? '?' : c.toLocaleString('en-US'));
+  if (counts.length === 1) return { label: `test (${n(counts[0])})`, cell: (r) => pct(r.testAccuracy) };
+  return { label: 'test (images)', cell: (r) => `${pct(r.testAccuracy)} (${n(r.testCount)})` };
+}
+
 /** The rows as a Markdown table (the command in a code span). */
 export function studyMarkdown(rows: StudyRow[]): string {
-  const head = ['run', 'test (10,000)', 'test (first 1,000)', 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
+  const test = testColumn(rows);
+  const head = ['run', test.label, 'test (first 1,000)', 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
   const lines = rows.map((r) => [
     r.run,
-    pct(r.testAccuracy),
+    test.cell(r),
     pct(r.first1000Accuracy),
     pct(r.valAccuracy),
     r.trainMinutes === null ? '-' : `${r.trainMinutes.toFixed(1)} min`,

@@ -16,7 +16,13 @@ const USAGE = `usage: cli train [--profile NAME] [--set key.path=value ...] [--r
   --set       override a profile field, e.g. --set train.phases.0.lr=1e-4 (repeatable; new runs only)
   --resume    continue the run in RUN_DIR from its last checkpoint (a finished run reports itself)
   --run-dir   train into this folder (created; continued if it holds a checkpoint)
-  --json      print {"runDir","epochs","finalValAccuracy","history"} on stdout (progress goes to stderr)
+  --backend   TensorFlow.js backend: cpu, wasm, node (tfjs-node) or node-gpu (CUDA); default TLWB_BACKEND,
+              else the fastest that loads (node-gpu, node, wasm, cpu)
+  --progress  auto (default: a bar in a terminal, one line per epoch when piped), bar, lines or none
+  --json      print {"runDir","epochs","finalValAccuracy","history","status"} on stdout (progress goes to stderr)
+  -h, --help  this text
+  Epochs, learning rates and batch sizes are profile fields: --set train.phases.0.epochs=3.
+  Ctrl-C stops after the current batch with a checkpoint (exit 130); --resume continues from it.
 `;
 
 export async function trainCommand(argv: string[]): Promise<void> {

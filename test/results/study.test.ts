@@ -43,7 +43,7 @@ test('studyRow reads each run\'s own files, and the command names every field th
 
   const a = studyRow(plain);
   assert.deepEqual(a, {
-    run: 'plain', profile: 'smoke', testAccuracy: 0.5678, first1000Accuracy: 0.612, valAccuracy: 0.5, trainMinutes: 2.5,
+    run: 'plain', profile: 'smoke', testAccuracy: 0.5678, testCount: null, first1000Accuracy: 0.612, valAccuracy: 0.5, trainMinutes: 2.5,
     backend: 'wasm, 2 threads', resolution: 64, epochs: 'head 3', command: 'npm start -- --profile smoke',
   });
   const b = studyRow(changed);
@@ -52,7 +52,7 @@ test('studyRow reads each run\'s own files, and the command names every field th
 
   const md = studyMarkdown([a, b]).trim().split('\n');
   assert.equal(md.length, 4);
-  assert.match(md[0], /^\| run \| test \(10,000\) \| test \(first 1,000\) \|/);
+  assert.match(md[0], /^\| run \| test \(\?\) \| test \(first 1,000\) \|/);
   assert.equal(md[2], '| plain | 56.78% | 61.20% | 50.00% | 2.5 min | wasm, 2 threads | 64x64 | head 3 | `npm start -- --profile smoke` |');
   assert.match(md[3], /^\| changed \| - \| - \|/);
 
