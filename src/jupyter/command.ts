@@ -26,6 +26,10 @@ const RUN_USAGE = `usage: npm run -s cli -- run [--profile NAME] [--set key.path
   --quiet     do not relay what the cells print
   --json      print {"runDir", "notebooks", "report"} as JSON at the end
   --skip-report  run the notebooks only
+  -h, --help  this text
+  While a notebook runs, what its cells print and the training log (phases, epochs, ETA) are relayed
+  here; at the end: the test accuracy, the run folder and the report. To open the run's notebooks
+  in Jupyter afterwards: npm run notebook -- --run <run folder>.
 `;
 
 async function chooseProfile(flag: string | undefined, log: (s: string) => void): Promise<string> {
