@@ -119,6 +119,7 @@ export async function runCommand(argv: string[]): Promise<void> {
     });
   } catch (e) {
     log(`run folder (incomplete): ${runDir}`);
+    log(`continue it with: npm start -- --resume ${path.relative(process.cwd(), runDir) || runDir}`);
     throw e;
   }
 

@@ -167,8 +167,30 @@ def interrupted(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+# Ctrl-C: the first one is passed to the kernel as Jupyter's Interrupt is (a training cell stops after
+# its batch with a checkpoint and fails with "interrupted at ...: rerun to resume"); a second one quits.
+sigints = {"count": 0, "last": 0.0}
+
+
+def on_sigint(signum, frame):
+    now = time.time()
+    if now - sigints["last"] < 1.0:
+        return  # the terminal's Ctrl-C and the copy runner.ts forwards are one interrupt
+    sigints["last"] = now
+    sigints["count"] += 1
+    km = getattr(current["client"], "km", None)
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    if sigints["count"] == 1 and process is not None and process.poll() is None:
+        sys.stderr.write("notebook driver: interrupting the kernel (training stops after its batch with a checkpoint); Ctrl-C again to quit now\n")
+        sys.stderr.flush()
+        process.send_signal(signal.SIGINT)
+        return
+    interrupted(signum, frame)
+
+
 def main():
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, on_sigint)
     if len(sys.argv) != 2:
         sys.stderr.write("usage: execute_notebooks.py <job.json>\n")
         return 2

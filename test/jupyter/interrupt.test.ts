@@ -7,9 +7,9 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { ensureKernel, findJupyterPython, INSTALL_HINT, jupyterEnv } from '../../src/jupyter/kernel';
-import { distSrc } from './helpers';
+import { distSrc, writeNotebook } from './helpers';
 
 const noJupyter = process.env.CI ? false : findJupyterPython() === null && INSTALL_HINT;
 const fixtures = path.resolve(distSrc, '..', 'test', 'train', 'fixtures');
@@ -117,4 +117,33 @@ test('Kernel -> Interrupt stops a training cell within one batch with a checkpoi
   assert.equal(again.status, 'interrupted');
   assert.equal(again.epochs, Number(m[1]));
   assert.match(again.resumedFrom, /epoch-\d{4}$/);
+});
+
+test('Ctrl-C during a headless run interrupts the kernel: the training cell stops with a checkpoint and the driver reports it', { skip: noJupyter }, async (t) => {
+  const { python } = ensureKernel({ quiet: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-ctrlc-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const marks = path.join(dir, 'marks.txt');
+  const nb = writeNotebook(path.join(dir, '04-train.ipynb'), [SETUP, TRAIN, 'console.log("not reached");']);
+  const job = path.join(dir, 'job.json');
+  fs.writeFileSync(job, JSON.stringify({ notebooks: [{ input: nb, output: path.join(dir, 'out.ipynb'), cwd: dir }], timeout: 300, startupTimeout: 120, kernel: 'tslab', echo: false }));
+  const driver = path.resolve(distSrc, '..', '..', 'src', 'jupyter', 'execute_notebooks.py');
+  const child = spawn(python, [driver, job], { env: jupyterEnv({ TLWB_BACKEND: 'cpu', TLWB_TEST_MARKS: marks }), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => (stdout += c));
+  child.stderr.on('data', (c) => (stderr += c));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  const count = () => (fs.existsSync(marks) ? fs.readFileSync(marks, 'utf8').split('\n').filter(Boolean).length : 0);
+  const deadline = Date.now() + 180_000;
+  while (count() < 15 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  child.kill('SIGINT');
+  const code = await exited;
+  assert.equal(code, 1, `driver exit (1: a cell failed)\n${stderr}`);
+  const events = stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const failed = events.find((e) => e.event === 'failed');
+  assert.ok(failed, stdout);
+  assert.match(failed.error, /interrupted at epoch \d+, batch \d+: rerun to resume/);
+  assert.match(stderr, /interrupting the kernel/);
+  assert.ok(fs.existsSync(path.join(dir, 'out.ipynb')), 'the executed copy up to the interrupt is written');
 });
