@@ -30,12 +30,19 @@ export class TrainingInterruptedError extends Error {
   constructor(
     readonly epoch: number,
     readonly batch: number,
-    readonly checkpoint: string,
+    readonly checkpoint: string | null,
+    message = `interrupted at epoch ${epoch}, batch ${batch}: rerun to resume (checkpoint ${checkpoint})`,
   ) {
-    super(`interrupted at epoch ${epoch}, batch ${batch}: rerun to resume (checkpoint ${checkpoint})`);
+    super(message);
     this.name = 'TrainingInterrupted';
     // tslab prints the stack of a failed cell; the message is all the user needs.
     this.stack = `${this.name}: ${this.message}`;
+  }
+
+  /** Stopped between training steps (while caching base features): the last checkpoint, if any, stands. */
+  static during(what: string, checkpoint: string | undefined): TrainingInterruptedError {
+    const next = checkpoint ? `rerun to resume from the last checkpoint (${checkpoint})` : 'nothing trained yet; rerun to start again';
+    return new TrainingInterruptedError(0, 0, checkpoint ?? null, `interrupted while computing ${what}: ${next}`);
   }
 }
 

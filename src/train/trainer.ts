@@ -22,7 +22,7 @@ import { installTrainingSwitch, withTraining } from './training-mode';
 import { BatchRow, EpochRow, HISTORY_FILES, writeHistory } from './history';
 import { latestCheckpoint, loadCheckpoint, PhaseDecision, saveCheckpoint, TrainState } from './checkpoint';
 import { Progress } from './progress';
-import { yieldToEventLoop } from './interrupt';
+import { TrainingInterruptedError, yieldToEventLoop } from './interrupt';
 import {
   cacheKey,
   CachedFeatures,
@@ -263,6 +263,7 @@ async function computeFeatures(
   deps: LoopDeps,
   progress: Progress,
   label: string,
+  stop?: { requested: () => boolean; error: (what: string) => Error },
 ): Promise<FeatureSet> {
   const task = progress.task(label, set.count);
   let features: Float32Array | undefined;
@@ -281,6 +282,8 @@ async function computeFeatures(
     offset += n;
     tf.dispose([f, b.xs, b.ys]);
     task.tick(n);
+    await yieldToEventLoop(); // an interrupt stops the extraction too (nothing trained yet: no checkpoint)
+    if (stop?.requested()) throw stop.error(`${label}, ${offset} of ${set.count} images`);
   }
   task.done();
   if (!features || offset !== set.count) throw new Error(`${label}: the batch stream gave ${offset} images, expected ${set.count}`);
@@ -309,8 +312,9 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
     return hit;
   }
   const bs = profile.train.batchSize;
-  const train = await computeFeatures(split, ctx.train, bs, ctx.deps, progress, 'base features (train)');
-  const val = await computeFeatures(split, ctx.val, bs, ctx.deps, progress, 'base features (val)');
+  const stop = { requested: () => ctx.shouldStop?.() ?? false, error: (what: string) => TrainingInterruptedError.during(what, latestCheckpoint(ctx.runDir)) };
+  const train = await computeFeatures(split, ctx.train, bs, ctx.deps, progress, 'base features (train)', stop);
+  const val = await computeFeatures(split, ctx.val, bs, ctx.deps, progress, 'base features (val)', stop);
   const dir = writeCache(key, parts, train, val);
   progress.message(`feature cache written: ${dir}`);
   return { key, dir, hit: false, train: roundTrip(train, dtype), val: roundTrip(val, dtype) };

@@ -15,8 +15,8 @@ test('a real SIGINT stops training after the current batch; a rerun resumes insi
   await train(a, { built: tinyResnetLike(1, 0.3), data: syntheticData(64, 32), progress: 'none', saveModel: false });
   const full = history(a.runDir).toRecords();
 
-  // Interrupt once in the image phase (epoch 2) and once in the cached-feature phase (epoch 3).
-  for (const afterEpoch of [1, 2]) {
+  // Interrupt once in the image phase (epoch 2) and once in the cached-feature phase (epoch 4).
+  for (const afterEpoch of [1, 3]) {
     const b = await tempSession(testProfile(phases, extra));
     let sent = false;
     const onEpoch = (row: { epoch: number }) => {
@@ -42,4 +42,25 @@ test('a real SIGINT stops training after the current batch; a rerun resumes insi
     assert.deepEqual(numbersOf(history(b.runDir).toRecords()), numbersOf(full), `interrupted after epoch ${afterEpoch}`);
     assert.deepEqual(numbersOf(history(b.runDir, 'batches').toRecords()), numbersOf(history(a.runDir, 'batches').toRecords()));
   }
+});
+
+test('an interrupt while base features are cached stops there, says nothing was trained, and a rerun starts again', async () => {
+  const s = await tempSession(testProfile([{ name: 'head', trainable: 'head', optimizer: 'adam', lr: 0.05, epochs: 2 }], { batchSize: 16 }));
+  const { batches } = await import('../../src/preprocess');
+  let pulled = 0;
+  const imageBatches = function* (set: Parameters<typeof batches>[0], o: { batchSize: number; shuffle: boolean; rng: never; augment: boolean }) {
+    for (const b of batches(set, { ...o, mode: 'unit', numClasses: 3 })) {
+      if (++pulled === 2) process.kill(process.pid, 'SIGINT');
+      yield b;
+    }
+  };
+  const err = await train(s, { built: tinyResnetLike(), data: syntheticData(64, 32), progress: 'none', saveModel: false, imageBatches: imageBatches as never }).then(
+    () => assert.fail('should have been interrupted'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof TrainingInterruptedError, String(err));
+  assert.match(err.message, /^interrupted while computing base features \(train\), (16|32) of 64 images: nothing trained yet; rerun to start again$/);
+  assert.equal(latestCheckpoint(s.runDir), undefined);
+  const again = await train(s, { built: tinyResnetLike(), data: syntheticData(64, 32), progress: 'none', saveModel: false, imageBatches: imageBatches as never });
+  assert.equal(again.status, 'finished');
 });
