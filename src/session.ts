@@ -143,13 +143,15 @@ export async function session(opts: SessionOptions = {}): Promise<Session> {
   const log = (line: string) => {
     if (!opts.quiet) console.log(line);
   };
+  // How to choose another run: for a notebook user (a command line has its own options).
+  const inKernel = !process.env.TLWB_HEADLESS && (require('./display') as typeof import('./display')).inKernel();
   const pick =
     `another run: wb.session({ runDir: "data/runs/<id>" }), a profile's newest: wb.session({ profile: "smoke" }), ` +
     `a fresh one: wb.session({ newRun: true }); from the shell: npm run notebook -- --run data/runs/<id>`;
   const runDirOpt = opts.runDir ?? (opts.newRun ? undefined : process.env.TLWB_RUN_DIR);
   if (runDirOpt && fs.existsSync(path.join(runDirOpt, 'profile.json'))) {
     const profile = readRunProfile(runDirOpt);
-    log(`run ${shown(path.resolve(runDirOpt))} (profile ${profile.name}${opts.runDir ? '' : ', from TLWB_RUN_DIR'})`);
+    log(`run ${shown(path.resolve(runDirOpt))} (profile ${profile.name}${opts.runDir ? '' : ', from TLWB_RUN_DIR'})${inKernel ? `\n${pick}` : ''}`);
     return runSession(runDirOpt, profile, backend);
   }
   let name = opts.profile ?? process.env.TLWB_PROFILE;
@@ -157,7 +159,7 @@ export async function session(opts: SessionOptions = {}): Promise<Session> {
     const latest = listRuns(name)[0];
     if (latest) {
       const profile = readRunProfile(latest);
-      log(`run ${shown(latest)} (profile ${profile.name}; the newest run${name ? ` of ${name}` : ''})\n${pick}`);
+      log(`run ${shown(latest)} (profile ${profile.name}; the newest run${name ? ` of ${name}` : ''})${inKernel ? `\n${pick}` : ''}`);
       return runSession(latest, profile, backend);
     }
   }
@@ -168,6 +170,6 @@ export async function session(opts: SessionOptions = {}): Promise<Session> {
   }
   const profile = loadProfile(name, opts.overrides);
   const dir = runDirOpt ?? plannedRunDir(profile.name);
-  log(`run ${shown(path.resolve(dir))} (profile ${profile.name}; new: the folder is made when something is written)${runDirOpt ? '' : `\n${pick}`}`);
+  log(`run ${shown(path.resolve(dir))} (profile ${profile.name}; new: the folder is made when something is written)${runDirOpt || !inKernel ? '' : `\n${pick}`}`);
   return runSession(dir, profile, backend);
 }

@@ -112,7 +112,7 @@ export async function runCommand(argv: string[]): Promise<void> {
   try {
     results = await runNotebooks(notebooks, {
       outDir: path.join(runDir, 'notebooks'),
-      env: { TLWB_PROFILE: name, TLWB_RUN_DIR: runDir },
+      env: { TLWB_PROFILE: name, TLWB_RUN_DIR: runDir, TLWB_HEADLESS: '1' },
       timeoutSeconds: timeout,
       echo: !values.quiet,
       onEvent: progress(log),

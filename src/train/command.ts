@@ -64,7 +64,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     result = await train(s, { progress: (values.progress as ProgressMode | undefined) ?? 'auto' });
   } catch (e) {
     if (!(e instanceof TrainingInterruptedError)) throw e;
-    process.stderr.write(`${e.message}\ncontinue with: npm run -s cli -- train --resume ${path.relative(process.cwd(), s.runDir) || s.runDir}\n`);
+    // The progress output has said where it stopped; say how to go on.
+    process.stderr.write(`continue with: npm run -s cli -- train --resume ${path.relative(process.cwd(), s.runDir) || s.runDir}\n`);
     process.exitCode = 130;
     return;
   }

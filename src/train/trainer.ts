@@ -443,7 +443,7 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
     state = ck.state;
     resumeOptimizer = state.phaseFinished ? (tf.dispose(ck.optimizer.map((o) => o.tensor)), undefined) : ck.optimizer;
     resumedFrom = last;
-    progress.message(`resuming ${runDir} from ${path.basename(last)} (phase '${phases[state.phaseIndex]?.name}', ${state.epoch} epochs done)`);
+    progress.message(`resuming ${runDir} from ${path.basename(last)} (phase '${phases[state.phaseIndex]?.name}', ${state.epoch} epochs done${state.partial ? ` and ${state.partial.step} batches of epoch ${state.epoch + 1}` : ''})`);
   } else {
     // A run started over drops the history of an earlier attempt.
     for (const f of Object.values(HISTORY_FILES)) fs.rmSync(path.join(runDir, f), { force: true });

@@ -107,6 +107,7 @@ test('Kernel -> Interrupt stops a training cell within one batch with a checkpoi
   const m = /interrupted at epoch (\d+), batch (\d+): rerun to resume/.exec(train.text);
   assert.ok(m, `the cell says where it stopped:\n${train.text}`);
   assert.ok(train.after - train.at <= 2, `${train.after - train.at} batches ran after the interrupt (at most the one in progress and the next)`);
+  t.diagnostic(`interrupt at mark ${train.at}, ${train.after - train.at} batch(es) after it, cell ended ${train.seconds.toFixed(2)} s later`);
   assert.ok(train.seconds < 10, `the cell ended ${train.seconds.toFixed(1)} s after the interrupt (60 epochs would take minutes)`);
   assert.equal(Number(m[1]), Math.floor((train.after - 1) / 18) + 1, 'epoch of the last batch');
   assert.equal(Number(m[2]), Math.min(12, ((train.after - 1) % 18) + 1), 'training batch within that epoch (12 when stopped in validation)');
