@@ -537,6 +537,7 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
         for await (const b of source) {
           if (within && step < within.step) {
             tf.dispose([b.xs, b.ys]); // drawn again for the same random state, trained before the interrupt
+            lr = learningRateAt(phase, e, step, stepsPerEpoch);
             step++;
             continue;
           }

@@ -64,3 +64,32 @@ test('an interrupt while base features are cached stops there, says nothing was 
   const again = await train(s, { built: tinyResnetLike(), data: syntheticData(64, 32), progress: 'none', saveModel: false, imageBatches: imageBatches as never });
   assert.equal(again.status, 'finished');
 });
+
+test('an interrupt during validation keeps the trained epoch: the rerun validates it again and the numbers match an uninterrupted run', async () => {
+  const cosine: Phase[] = [{ name: 'finetune-all', trainable: 'all', optimizer: 'adam', lr: 0.01, epochs: 3, schedule: { kind: 'cosine', warmupEpochs: 1 } }];
+  const a = await tempSession(testProfile(cosine, extra));
+  await train(a, { built: tinyResnetLike(1, 0.3), data: syntheticData(64, 32), progress: 'none', saveModel: false });
+  const full = history(a.runDir).toRecords();
+
+  const { batches } = await import('../../src/preprocess');
+  let validations = 0;
+  const imageBatches = function* (set: Parameters<typeof batches>[0], o: { batchSize: number; shuffle: boolean; rng: never; augment: boolean }) {
+    const validation = !o.shuffle && ++validations === 2; // epoch 2's validation
+    for (const b of batches(set, { ...o, mode: 'unit', numClasses: 3 })) {
+      yield b;
+      if (validation) process.kill(process.pid, 'SIGINT');
+    }
+  };
+  const b = await tempSession(testProfile(cosine, extra));
+  const err = await train(b, { built: tinyResnetLike(1, 0.3), data: syntheticData(64, 32), progress: 'none', saveModel: false, imageBatches: imageBatches as never }).then(
+    () => assert.fail('should have been interrupted'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof TrainingInterruptedError, String(err));
+  assert.equal(err.epoch, 2);
+  assert.equal(err.batch, 4, 'all 4 training batches of epoch 2 were done (64 images / 16)');
+  const second = await train(b, { built: tinyResnetLike(99, 0.3), data: syntheticData(64, 32), progress: 'none', saveModel: false });
+  assert.equal(second.status, 'finished');
+  assert.deepEqual(numbersOf(history(b.runDir).toRecords()), numbersOf(full));
+  assert.deepEqual(numbersOf(history(b.runDir, 'batches').toRecords()), numbersOf(history(a.runDir, 'batches').toRecords()));
+});
