@@ -145,13 +145,14 @@ export async function session(opts: SessionOptions = {}): Promise<Session> {
   };
   // How to choose another run: for a notebook user (a command line has its own options).
   const inKernel = !process.env.TLWB_HEADLESS && (require('./display') as typeof import('./display')).inKernel();
-  const pick =
-    `another run: wb.session({ runDir: "data/runs/<id>" }), a profile's newest: wb.session({ profile: "smoke" }), ` +
-    `a fresh one: wb.session({ newRun: true }); from the shell: npm run notebook -- --run data/runs/<id>`;
+  // (With TLWB_RUN_DIR set, as under `npm run notebook`, that run wins over a profile name.)
+  const pick = (pinned: boolean) =>
+    `another run: wb.session({ runDir: "data/runs/<id>" }), ${pinned ? '' : `a profile's newest: wb.session({ profile: "smoke" }), `}` +
+    `a fresh one: wb.session({ newRun: true${pinned ? ', profile: "smoke"' : ''} }); from the shell: npm run notebook -- --run data/runs/<id>`;
   const runDirOpt = opts.runDir ?? (opts.newRun ? undefined : process.env.TLWB_RUN_DIR);
   if (runDirOpt && fs.existsSync(path.join(runDirOpt, 'profile.json'))) {
     const profile = readRunProfile(runDirOpt);
-    log(`run ${shown(path.resolve(runDirOpt))} (profile ${profile.name}${opts.runDir ? '' : ', from TLWB_RUN_DIR'})${inKernel ? `\n${pick}` : ''}`);
+    log(`run ${shown(path.resolve(runDirOpt))} (profile ${profile.name}${opts.runDir ? '' : ', from TLWB_RUN_DIR'})${inKernel ? `\n${pick(!opts.runDir)}` : ''}`);
     return runSession(runDirOpt, profile, backend);
   }
   let name = opts.profile ?? process.env.TLWB_PROFILE;
@@ -159,7 +160,7 @@ export async function session(opts: SessionOptions = {}): Promise<Session> {
     const latest = listRuns(name)[0];
     if (latest) {
       const profile = readRunProfile(latest);
-      log(`run ${shown(latest)} (profile ${profile.name}; the newest run${name ? ` of ${name}` : ''})${inKernel ? `\n${pick}` : ''}`);
+      log(`run ${shown(latest)} (profile ${profile.name}; the newest run${name ? ` of ${name}` : ''})${inKernel ? `\n${pick(false)}` : ''}`);
       return runSession(latest, profile, backend);
     }
   }
@@ -170,6 +171,6 @@ export async function session(opts: SessionOptions = {}): Promise<Session> {
   }
   const profile = loadProfile(name, opts.overrides);
   const dir = runDirOpt ?? plannedRunDir(profile.name);
-  log(`run ${shown(path.resolve(dir))} (profile ${profile.name}; new: the folder is made when something is written)${runDirOpt || !inKernel ? '' : `\n${pick}`}`);
+  log(`run ${shown(path.resolve(dir))} (profile ${profile.name}; new: the folder is made when something is written)${runDirOpt || !inKernel ? '' : `\n${pick(false)}`}`);
   return runSession(dir, profile, backend);
 }

@@ -51,7 +51,7 @@ test('npm run notebook --run: the server shows that run\'s notebooks, and a kern
   const cells = readCells(nb);
   const said = streamText(cells[1].outputs);
   assert.match(said, new RegExp(`run .*${path.basename(older)} \\(profile smoke, from TLWB_RUN_DIR\\)`), said);
-  assert.match(said, /another run: wb\.session\(\{ runDir: "data\/runs\/<id>" \}\)[\s\S]*npm run notebook -- --run data\/runs\/<id>/, 'says how to pick another run');
+  assert.match(said, /another run: wb\.session\(\{ runDir: "data\/runs\/<id>" \}\), a fresh one: wb\.session\(\{ newRun: true, profile: "smoke" \}\); from the shell: npm run notebook -- --run data\/runs\/<id>/, 'says how to pick another run');
   const seen = JSON.parse(streamText(cells[2].outputs).trim().split('\n').pop()!);
   assert.equal(seen.runDir, older);
   assert.equal(seen.profile, 'smoke');
