@@ -36,13 +36,16 @@ test('every option a command parses is described in its --help', () => {
   // The option names each command gives parseArgs, read from the compiled sources.
   const sources: Record<string, string> = {
     train: 'src/train/command.js', model: 'src/model/command.js', bench: 'bench/command.js', run: 'src/jupyter/command.js', report: 'src/results/command.js',
+    predict: 'src/results/command.js', compare: 'src/results/command.js', kernel: 'src/jupyter/command.js', data: 'src/data/command.js',
   };
   for (const [name, file] of Object.entries(sources)) {
     const help = run(name, '--help').stdout;
     const text = fs.readFileSync(path.join(root, 'dist', file), 'utf8');
-    const fn = name === 'run' ? /runCommand[\s\S]*?options: \{([\s\S]*?)\n {8}\}/ : name === 'report' ? /reportCommand[\s\S]*?options: \{([\s\S]*?)\n {8}\}/ : /options: \{([\s\S]*?)\n {8}\}/;
-    const block = fn.exec(text)?.[1] ?? '';
-    const options = [...block.matchAll(/^\s+'?([a-z][a-z-]*)'?: \{ type/gm)].map((m) => m[1]);
+    // The options object of the command's own function (several commands share a file).
+    const fnName = `${name}Command`;
+    const own = text.slice(Math.max(0, text.indexOf(`function ${fnName}(`)));
+    const block = own.slice(own.indexOf('options:'), own.indexOf('values.help'));
+    const options = [...block.matchAll(/'?([a-z][a-z-]*)'?: \{ type/g)].map((m) => m[1]);
     assert.ok(options.length > 1, `${name}: found its options`);
     for (const o of options) assert.match(help, new RegExp(`--${o}\\b[^\\n]*\\S`), `${name} --help describes --${o}`);
   }

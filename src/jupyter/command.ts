@@ -141,6 +141,9 @@ export async function runCommand(argv: string[]): Promise<void> {
 const KERNEL_USAGE = `usage: npm run -s cli -- kernel [--force] [--json]
   Registers the tslab kernel in <project>/.jupyter for a Python that has Jupyter
   (TLWB_PYTHON, /usr/bin/python3, then python3 on PATH). Quick when already done.
+  --force     register again even when it is in place
+  --json      print {python, jupyterPath, kernelJson, installed, JUPYTER_PATH} as JSON
+  -h, --help  this text
 `;
 
 export async function kernelCommand(argv: string[]): Promise<void> {

@@ -25,9 +25,13 @@ const REPORT_USAGE = `usage: npm run -s cli -- report [--run <runDir>] [--check]
   -h, --help this text
 `;
 
-const PREDICT_USAGE = `usage: npm run -s cli -- predict [--run <runDir>] [--top 3] [--json] <image>...
+const PREDICT_USAGE = `usage: npm run -s cli -- predict [--run <runDir>] [--top 3] [--backend NAME] [--json] <image>...
   Top classes with probabilities for PNG/JPEG files of any size, using <runDir>/model.
-  Default run: the newest in data/runs that has a trained model. --json: one JSON line per image.
+  --run      the run whose model predicts (default: the newest in data/runs that has a trained model)
+  --top      how many classes per image (default 3)
+  --backend  cpu, wasm, node or node-gpu (default TLWB_BACKEND, else the fastest that loads)
+  --json     one JSON line per image
+  -h, --help this text
 `;
 
 /** The run folder named by --run (checked), else the newest run that passes `want`. */
@@ -129,10 +133,15 @@ export async function predictCommand(argv: string[]): Promise<void> {
 }
 
 const COMPARE_USAGE = `usage: npm run -s cli -- compare <runDir>... [--out DIR] [--json]
-  One row per run - test accuracy (all test images, and CIFAR-10's exact first 1,000), validation
-  accuracy, training time, backend, resolution, epochs per phase, and the command that makes the run
-  again - printed as a Markdown table. --out DIR also writes DIR/table.md and DIR/curves.svg
-  (validation accuracy and training loss per epoch, one line per run).
+  One row per run - test accuracy (all test images, with their number, and CIFAR-10's exact first
+  1,000), validation accuracy, training time, backend, resolution, epochs per phase, and the command
+  that makes the run again - printed as a Markdown table.
+  --out       also write DIR/table.md and DIR/curves.svg (validation accuracy and training loss per
+              epoch, one line per run)
+  --json      print the rows as JSON instead
+  -h, --help  this text
+  One self-contained HTML page with the table, the curves and the profile differences:
+  npm run -s cli -- report --compare <runDir>...
 `;
 
 export async function compareCommand(argv: string[]): Promise<void> {
