@@ -8,6 +8,7 @@ import { createRun } from '../../src/session';
 import { findJupyterPython, INSTALL_HINT } from '../../src/jupyter/kernel';
 import { planNotebookServer } from '../../src/jupyter/serve';
 import { runNotebooks } from '../../src/jupyter/runner';
+import { spawnSync } from 'node:child_process';
 import { readCells, streamText, writeNotebook } from './helpers';
 
 const noJupyter = process.env.CI ? false : findJupyterPython() === null && INSTALL_HINT;
@@ -56,4 +57,12 @@ test('npm run notebook --run: the server shows that run\'s notebooks, and a kern
   assert.equal(seen.runDir, older);
   assert.equal(seen.profile, 'smoke');
   assert.deepEqual(fs.readdirSync(path.join(data, 'runs')).sort(), [path.basename(older), path.basename(newer)].sort(), 'no other run folder');
+});
+
+test('npm run notebook --help says how a run is chosen and which environment the kernels read', () => {
+  const r = spawnSync(process.execPath, [path.resolve(__dirname, '..', '..', 'src', 'jupyter', 'serve.js'), '--help'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /--run +the run folder to open/);
+  assert.match(r.stdout, /--profile +the newest run of this profile/);
+  assert.match(r.stdout, /CIFAR10_DIR/);
 });
