@@ -227,7 +227,16 @@ export async function benchCommand(argv: string[]): Promise<void> {
       'usage: npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu,onnx] [--threads N]\n' +
         '                              [--models resnet50,darknet-tiny,mobilenet-v1-0.75] [--no-torch] [--python /usr/bin/python3]\n' +
         'Images/s for inference at 224 and 128 and Adam training steps (224 and 32; MobileNet at 96, 128, 160, 224), per backend,\n' +
-        'against PyTorch (onnx: ONNX Runtime inference); MobileNet also gets projected seconds per 45,000-image epoch and its depthwise gradients\' share of a step.\n',
+        'against PyTorch (onnx: ONNX Runtime inference); MobileNet also gets projected seconds per 45,000-image epoch and its depthwise gradients\' share of a step.\n' +
+        '  --quick     small batches, one timed repetition, no wasm-mt unless MobileNet is among the models\n' +
+        '  --kernels   also time the convolution (and depthwise) gradient kernels alone\n' +
+        '  --backends  comma-separated: wasm, wasm-mt (threaded), cpu, onnx (ONNX Runtime; default: all that load)\n' +
+        '  --threads   PyTorch threads and wasm-mt threads (default 1)\n' +
+        '  --models    comma-separated: resnet50, darknet-tiny, mobilenet-v1-0.75\n' +
+        '  --no-torch  skip the PyTorch comparison\n' +
+        '  --python    the Python with torch (default /usr/bin/python3)\n' +
+        '  --json      print the results as JSON\n' +
+        '  -h, --help  this text\n',
     );
     return;
   }

@@ -311,7 +311,8 @@ export interface LiveDisplay {
   readonly id: string;
   /** True when updates go to a notebook output; false in a terminal. */
   readonly rich: boolean;
-  html(s: string): void;
+  /** `text`: the text/plain form (default: the HTML without tags). */
+  html(s: string, text?: string): void;
   svg(s: string): void;
   markdown(s: string): void;
   /** In a terminal the text is printed as one line; in a kernel it replaces the output. */
@@ -337,7 +338,7 @@ export function live(opts: LiveOptions = {}): LiveDisplay {
   return {
     id,
     rich,
-    html: (s) => void put({ 'text/html': s, 'text/plain': stripTags(s) }),
+    html: (s, text) => void put({ 'text/html': s, 'text/plain': text ?? stripTags(s) }),
     svg: (s) => void put({ 'text/html': svgImgHtml(s, 'figure'), 'image/svg+xml': s, 'text/plain': '<svg>' }),
     markdown: (s) => void put({ 'text/markdown': s, 'text/plain': s }),
     text: (s) => {

@@ -1,18 +1,21 @@
 /**
  * What every notebook and command starts with: the resolved profile, the run folder and the backend.
- * The headless runner passes TLWB_PROFILE and TLWB_RUN_DIR to every notebook of one run; in an
- * interactive kernel the latest run of the profile is reused, so notebooks 01..05 opened one after
- * another share a run folder, and a rerun cell continues that run instead of starting over.
+ * The headless runner and `npm run notebook` pass TLWB_RUN_DIR to every kernel of one run; without
+ * it the newest run is reused, so notebooks 01..05 opened one after another share a run folder, and
+ * a rerun cell continues that run instead of starting over. A new run's folder appears only when
+ * something is written into it.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, BackendInfo } from './backend';
+import { inKernel as runningInKernel } from './display';
 import { loadProfile, paths, Profile, resolveProfileFile } from './config';
 import { writeJsonAtomic } from './fsutil';
 
 export interface Session {
   profile: Profile;
-  runDir: string;
+  /** The run folder; for a new run it is created (with profile.json) when first read. */
+  readonly runDir: string;
   backend: BackendInfo;
 }
 
@@ -20,7 +23,7 @@ export interface SessionOptions {
   /** Profile name; default TLWB_PROFILE, else the default for the backend (seed on a GPU, quick otherwise). */
   profile?: string;
   overrides?: string[];
-  /** A run folder to use; default TLWB_RUN_DIR, else the newest run of the profile. */
+  /** A run folder to use; default TLWB_RUN_DIR, else the newest run of the profile (of any profile when none is named). */
   runDir?: string;
   /** Start a new run folder even when one exists. */
   newRun?: boolean;
@@ -53,16 +56,26 @@ export function listRuns(profileName?: string): string[] {
     .map((n) => path.join(dir, n));
 }
 
-/** A fresh run folder data/runs/<yyyymmdd-hhmmss>-<profile> holding the resolved profile. */
-export function createRun(profile: Profile): string {
+/** A new run's folder name data/runs/<yyyymmdd-hhmmss>-<profile>, not yet taken (not created). */
+export function plannedRunDir(profileName: string): string {
   // Two runs started in the same second get .02, .03, ... before the profile name, which keeps
   // the folder names sorting in creation order.
+  // A suffix taken by a run of any profile counts, so that the newest run sorts last whatever its profile.
   const stamp = timestamp();
   // The folder name takes only safe characters of the profile name, so a run never lands outside data/runs.
-  const label = profile.name.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[.-]+/, '') || 'profile';
-  let dir = path.join(paths().runs, `${stamp}-${label}`);
-  for (let i = 2; fs.existsSync(dir); i++) dir = path.join(paths().runs, `${stamp}.${String(i).padStart(2, '0')}-${label}`);
+  const label = profileName.replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[.-]+/, '') || 'profile';
+  const taken = fs.existsSync(paths().runs) ? fs.readdirSync(paths().runs) : [];
+  const free = (prefix: string) => !taken.some((n) => n.startsWith(`${prefix}-`));
+  let prefix = stamp;
+  for (let i = 2; !free(prefix); i++) prefix = `${stamp}.${String(i).padStart(2, '0')}`;
+  const dir = path.join(paths().runs, `${prefix}-${label}`);
   if (path.dirname(dir) !== paths().runs) throw new Error(`run folder ${dir} would not be inside ${paths().runs}`);
+  return dir;
+}
+
+/** A fresh run folder data/runs/<yyyymmdd-hhmmss>-<profile> holding the resolved profile. */
+export function createRun(profile: Profile): string {
+  const dir = plannedRunDir(profile.name);
   fs.mkdirSync(dir, { recursive: true });
   writeJsonAtomic(path.join(dir, 'profile.json'), profile);
   return dir;
@@ -102,31 +115,76 @@ export function refuseChangedProfile(runDir: string, saved: Profile, name: strin
   );
 }
 
+/** A run folder: its path and resolved profile, created (with profile.json) only when first asked for. */
+function runSession(runDir: string, profile: Profile, backend: BackendInfo): Session {
+  const dir = path.resolve(runDir);
+  let made = fs.existsSync(path.join(dir, 'profile.json'));
+  return {
+    profile,
+    backend,
+    // A getter, so that a session which only reads (or nothing) leaves no empty run folder behind.
+    get runDir(): string {
+      if (!made) {
+        fs.mkdirSync(dir, { recursive: true });
+        if (!fs.existsSync(path.join(dir, 'profile.json'))) writeJsonAtomic(path.join(dir, 'profile.json'), profile);
+        made = true;
+      }
+      return dir;
+    },
+  };
+}
+
+/** A path the user can paste from the project folder: relative to it when inside it. */
+function shown(dir: string): string {
+  const rel = path.relative(paths().root, dir);
+  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : dir;
+}
+
+/**
+ * The session of a notebook or command: which run, which profile, which backend. In order:
+ * opts.runDir, else TLWB_RUN_DIR (set by `npm start` and `npm run notebook`), else (unless newRun)
+ * the newest run of the named profile (opts.profile, TLWB_PROFILE) or, with none named, the newest
+ * run of any profile; else a new run of that profile. A new run's folder is created when something
+ * first asks for s.runDir (to write into it), not before. Prints which run was chosen and why.
+ */
 export async function session(opts: SessionOptions = {}): Promise<Session> {
   // A bad profile name is refused before anything else is loaded or read.
   if (opts.profile) resolveProfileFile(opts.profile);
   const backend = await initBackend({ force: opts.backend, quiet: opts.quiet });
+  const log = (line: string) => {
+    if (!opts.quiet) console.log(line);
+  };
+  // How to choose another run: for a notebook user (a command line has its own options).
+  const inKernel = !process.env.TLWB_HEADLESS && runningInKernel();
+  // (With TLWB_RUN_DIR set, as under `npm run notebook`, that run wins over a profile name.)
+  const pick = (pinned: boolean) =>
+    `another run: wb.session({ runDir: "data/runs/<id>" }), ${pinned ? '' : `a profile's newest: wb.session({ profile: "smoke" }), `}` +
+    `a fresh one: wb.session({ newRun: true${pinned ? ', profile: "smoke"' : ''} }); from the shell: npm run notebook -- --run data/runs/<id>`;
   const runDirOpt = opts.runDir ?? (opts.newRun ? undefined : process.env.TLWB_RUN_DIR);
   if (runDirOpt && fs.existsSync(path.join(runDirOpt, 'profile.json'))) {
-    const saved = readRunProfile(runDirOpt);
+    const profile = readRunProfile(runDirOpt);
     // An explicitly named folder (--run-dir, --resume) with another profile or --set is refused; the
     // runner's TLWB_RUN_DIR pins the notebooks to the run's own saved profile, as before.
-    if (opts.runDir && (opts.profile || opts.overrides?.length)) refuseChangedProfile(runDirOpt, saved, opts.profile ?? saved.name, opts.overrides ?? []);
-    return { profile: saved, runDir: path.resolve(runDirOpt), backend };
+    if (opts.runDir && (opts.profile || opts.overrides?.length)) refuseChangedProfile(runDirOpt, profile, opts.profile ?? profile.name, opts.overrides ?? []);
+    log(`run ${shown(path.resolve(runDirOpt))} (profile ${profile.name}${opts.runDir ? '' : ', from TLWB_RUN_DIR'})${inKernel ? `\n${pick(!opts.runDir)}` : ''}`);
+    return runSession(runDirOpt, profile, backend);
   }
   let name = opts.profile ?? process.env.TLWB_PROFILE;
+  if (!runDirOpt && !opts.newRun) {
+    const latest = listRuns(name)[0];
+    if (latest) {
+      const profile = readRunProfile(latest);
+      log(`run ${shown(latest)} (profile ${profile.name}; the newest run${name ? ` of ${name}` : ''})${inKernel ? `\n${pick(false)}` : ''}`);
+      return runSession(latest, profile, backend);
+    }
+  }
   if (!name) {
     const d = defaultProfileFor(backend);
     name = d.name;
-    if (!opts.quiet) console.log(`profile: ${d.name} (${d.why})`);
+    log(`profile: ${d.name} (${d.why})`);
   }
   const profile = loadProfile(name, opts.overrides);
-  if (runDirOpt) {
-    fs.mkdirSync(runDirOpt, { recursive: true });
-    writeJsonAtomic(path.join(runDirOpt, 'profile.json'), profile);
-    return { profile, runDir: path.resolve(runDirOpt), backend };
-  }
-  const latest = opts.newRun ? undefined : listRuns(name)[0];
-  const runDir = latest ?? createRun(profile);
-  return { profile: latest ? readRunProfile(latest) : profile, runDir, backend };
+  const dir = runDirOpt ?? plannedRunDir(profile.name);
+  log(`run ${shown(path.resolve(dir))} (profile ${profile.name}; new: the folder is made when something is written)${runDirOpt || !inKernel ? '' : `\n${pick(false)}`}`);
+  return runSession(dir, profile, backend);
 }

@@ -50,3 +50,26 @@ test('writeFileAtomic leaves no temporary file behind', () =>
     assert.equal(fs.readFileSync(file, 'utf8'), 'hello');
     assert.deepEqual(fs.readdirSync(path.dirname(file)), ['b.txt']);
   }));
+
+test('a new run leaves no folder until something asks for runDir; with no profile named, the newest run of any profile is used', () =>
+  withDataDir(async (dir) => {
+    const runs = path.join(dir, 'runs');
+    const planned = await session({ profile: 'smoke', backend: 'cpu', quiet: true });
+    assert.equal(planned.profile.name, 'smoke');
+    assert.equal(fs.existsSync(runs), false, 'a session alone writes nothing');
+    const made = planned.runDir;
+    assert.ok(fs.existsSync(path.join(made, 'profile.json')), 'asking for runDir (to write) makes the folder');
+    // No profile named: the newest run, whatever its profile (not a new run of the default profile).
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (s: string) => lines.push(String(s));
+    try {
+      const s = await session({ backend: 'cpu' });
+      assert.equal(s.runDir, made);
+      assert.equal(s.profile.name, 'smoke');
+    } finally {
+      console.log = log;
+    }
+    assert.match(lines.join('\n'), /run .*-smoke \(profile smoke; the newest run\)/);
+    assert.deepEqual(fs.readdirSync(runs), [path.basename(made)]);
+  }));

@@ -16,6 +16,7 @@ const HELP = `usage: npm run -s cli -- data [options]
   --profile <name>    describe that profile's data (with its limits)
   --set <a.b=v>       profile override (repeatable)
   --quiet             no download progress
+  -h, --help          this text
 `;
 
 export async function dataCommand(argv: string[]): Promise<void> {

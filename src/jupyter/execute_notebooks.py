@@ -79,13 +79,36 @@ def write_atomic(nb, path):
 
 
 class EchoingClient(NotebookClient):
-    """Relays the cells' stdout/stderr to our stderr as they arrive, for long runs in a terminal."""
+    """Relays the cells' output to our stderr as it arrives, for long runs in a terminal: streams as
+    they are, and the new text lines of live displays (training progress is one display, updated in
+    place: its status line changes every batch and is skipped; log lines - phases, epochs, ETA - are
+    printed once each)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relayed = {}
 
     def output(self, outs, msg, display_id, cell_index):
         if msg.get("msg_type") == "stream":
             sys.stderr.write(msg["content"].get("text", ""))
             sys.stderr.flush()
         return super().output(outs, msg, display_id, cell_index)
+
+    def process_message(self, msg, cell, cell_index):
+        content = msg.get("content", {})
+        display_id = content.get("transient", {}).get("display_id")
+        if display_id and msg.get("msg_type") in ("display_data", "update_display_data"):
+            text = content.get("data", {}).get("text/plain")
+            if isinstance(text, list):
+                text = "".join(text)
+            if isinstance(text, str) and "\n" in text:
+                seen = self.relayed.setdefault(display_id, set())
+                for line in text.split("\n")[1:]:
+                    if line.strip() and line not in seen:
+                        seen.add(line)
+                        sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+        return super().process_message(msg, cell, cell_index)
 
 
 def run_one(spec, job):
@@ -144,8 +167,30 @@ def interrupted(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+# Ctrl-C: the first one is passed to the kernel as Jupyter's Interrupt is (a training cell stops after
+# its batch with a checkpoint and fails with "interrupted at ...: rerun to resume"); a second one quits.
+sigints = {"count": 0, "last": 0.0}
+
+
+def on_sigint(signum, frame):
+    now = time.time()
+    if now - sigints["last"] < 1.0:
+        return  # the terminal's Ctrl-C and the copy runner.ts forwards are one interrupt
+    sigints["last"] = now
+    sigints["count"] += 1
+    km = getattr(current["client"], "km", None)
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    if sigints["count"] == 1 and process is not None and process.poll() is None:
+        sys.stderr.write("notebook driver: interrupting the kernel (training stops after its batch with a checkpoint); Ctrl-C again to quit now\n")
+        sys.stderr.flush()
+        process.send_signal(signal.SIGINT)
+        return
+    interrupted(signum, frame)
+
+
 def main():
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, on_sigint)
     if len(sys.argv) != 2:
         sys.stderr.write("usage: execute_notebooks.py <job.json>\n")
         return 2

@@ -1,37 +1,159 @@
 /**
- * `npm run notebook`: opens the notebooks in a browser with the project's tslab kernel.
- * JupyterLab when the Python with Jupyter has it, else the classic Notebook server (Debian's
- * jupyter-notebook). Extra arguments go to the server, e.g. `npm run notebook -- --no-browser --port 9999`.
+ * `npm run notebook [-- --run data/runs/<id> | --profile P] [server options]`: opens one run's
+ * notebooks in a browser with the project's tslab kernel. A notebook session is a run: the server
+ * shows <run>/notebooks/ (the executed copies `npm start` wrote; clean copies of any missing ones),
+ * every kernel gets TLWB_RUN_DIR, so reruns, saves and `report --run` all stay in that run and the
+ * committed notebooks/ are never written. With no flag, the newest run; with --profile, that
+ * profile's newest run, or a new one. JupyterLab when the Python with Jupyter has it, else the
+ * classic Notebook server (Debian's jupyter-notebook). Other arguments go to the server.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { projectRoot } from '../config';
+import { loadProfile, paths, projectRoot } from '../config';
+import { createRun, listRuns, readRunProfile } from '../session';
 import { ensureKernel, jupyterEnv } from './kernel';
+import { listNotebooks } from './runner';
+
+export const NOTEBOOK_USAGE = `usage: npm run notebook [-- --run data/runs/<id> | --profile NAME] [server options]
+  Opens a run's notebooks (<run>/notebooks/) in JupyterLab or the classic Notebook server, with the
+  tslab kernel and TLWB_RUN_DIR=<run> for every kernel: reruns and saves stay in the run, and
+  \`npm run -s cli -- report --run <run>\` exports what you see.
+  --run      the run folder to open
+  --profile  the newest run of this profile (a new run when it has none)
+  (neither)  the newest run of any profile (a new run of TLWB_PROFILE or quick when there is none)
+  Other options go to the server, e.g. --no-browser --port 8899.
+  The kernels inherit this shell's environment: set CIFAR10_DIR (local CIFAR-10, no download),
+  TLWB_BACKEND, TLWB_WASM_THREADS, DARKNET_TINY_DIR, RESNET50_WEIGHTS before starting.
+`;
+
+/** The variables the kernels read, shown when the server starts so the user knows what applies. */
+const KERNEL_ENV = ['CIFAR10_DIR', 'TLWB_BACKEND', 'TLWB_WASM_THREADS', 'TLWB_DATA_DIR', 'DARKNET_TINY_DIR', 'RESNET50_WEIGHTS', 'CIFAR10_URL'];
+
+export interface NotebookPlan {
+  runDir: string;
+  profile: string;
+  /** Why this run: named, newest, or new. */
+  why: string;
+  /** The folder the server shows: <run>/notebooks. */
+  notebookDir: string;
+  /** Environment for the server and so for every kernel. */
+  env: NodeJS.ProcessEnv;
+  /** Arguments left for the server. */
+  serverArgs: string[];
+}
+
+function takeFlag(args: string[], name: string): string | undefined {
+  const i = args.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  if (i < 0) return undefined;
+  const [flag] = args.splice(i, 1);
+  if (flag.includes('=')) return flag.slice(flag.indexOf('=') + 1);
+  const value = args.splice(i, 1)[0];
+  if (value === undefined || value.startsWith('--')) throw new Error(`--${name} needs a value`);
+  return value;
+}
+
+/**
+ * Resolves the run to open and prepares its notebooks folder: copies the project's notebooks that
+ * the run lacks, and links <run>/dist to the compiled library so that the notebooks' import
+ * "../dist/src" resolves from <run>/notebooks as it does from notebooks/.
+ */
+export function planNotebookServer(argv: string[]): NotebookPlan {
+  const args = [...argv];
+  const runFlag = takeFlag(args, 'run');
+  const profileFlag = takeFlag(args, 'profile');
+  if (runFlag && profileFlag) throw new Error('--run and --profile: give one (a run keeps the profile it started with)');
+  let runDir: string;
+  let why: string;
+  if (runFlag) {
+    runDir = path.resolve(runFlag);
+    readRunProfile(runDir); // names the folder when it is not a run
+    why = 'named with --run';
+  } else {
+    const name = profileFlag ?? process.env.TLWB_PROFILE;
+    const newest = listRuns(name)[0];
+    if (newest) {
+      runDir = newest;
+      why = `the newest run${name ? ` of profile ${name}` : ''}; another: --run data/runs/<id> or --profile NAME`;
+    } else {
+      // Opening notebooks writes them into the run, so here the new run's folder is made.
+      runDir = createRun(loadProfile(name ?? 'quick'));
+      why = `new: no run${name ? ` of profile ${name}` : ''} yet`;
+    }
+  }
+  const profile = readRunProfile(runDir).name;
+  const notebookDir = path.join(runDir, 'notebooks');
+  fs.mkdirSync(notebookDir, { recursive: true });
+  for (const nb of listNotebooks(paths().notebooks)) {
+    const target = path.join(notebookDir, path.basename(nb));
+    if (!fs.existsSync(target)) fs.copyFileSync(nb, target);
+  }
+  const link = path.join(runDir, 'dist');
+  const dist = path.join(projectRoot, 'dist');
+  let current: string | null = null;
+  try {
+    current = fs.readlinkSync(link);
+  } catch {
+    /* no link yet */
+  }
+  if (current !== dist) {
+    if (current !== null || !fs.existsSync(link)) {
+      fs.rmSync(link, { force: true });
+      fs.symlinkSync(dist, link, 'dir');
+    } else {
+      throw new Error(`${link} exists and is not a link to ${dist}: move it away so the notebooks can import ../dist/src`);
+    }
+  }
+  return {
+    runDir,
+    profile,
+    why,
+    notebookDir,
+    env: jupyterEnv({ TLWB_RUN_DIR: runDir, TLWB_PROFILE: profile }),
+    serverArgs: args,
+  };
+}
 
 function has(python: string, module: string): boolean {
   return spawnSync(python, ['-c', `import ${module}`], { stdio: 'ignore' }).status === 0;
 }
 
 function main(): void {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(NOTEBOOK_USAGE);
+    return;
+  }
   const { python } = ensureKernel();
   const app = has(python, 'jupyterlab') ? 'jupyterlab' : has(python, 'notebook') ? 'notebook' : null;
   if (!app) {
     throw new Error(`${python} has neither JupyterLab nor the classic Notebook: sudo apt-get install -y jupyter-notebook (or pip install jupyterlab)`);
   }
-  const extra = process.argv.slice(2);
+  const plan = planNotebookServer(argv);
+  const extra = plan.serverArgs;
   // Containers often run as root, where Jupyter refuses to start without this flag.
   const asRoot = process.getuid?.() === 0 && !extra.includes('--allow-root') ? ['--allow-root'] : [];
-  const args = ['-m', app, `--notebook-dir=${projectRoot}`, ...asRoot, ...extra];
-  process.stderr.write(`starting ${app === 'jupyterlab' ? 'JupyterLab' : 'the Notebook server'}: ${python} ${args.join(' ')}\n` +
-    `open notebooks/01-fetch.ipynb; the kernel is "TypeScript" (tslab)\n`);
-  const child = spawn(python, args, { stdio: 'inherit', env: jupyterEnv(), cwd: projectRoot });
+  const args = ['-m', app, `--notebook-dir=${plan.notebookDir}`, ...asRoot, ...extra];
+  const envLines = KERNEL_ENV.map((k) => `  ${k}=${process.env[k] ?? '(unset)'}`).join('\n');
+  const rel = path.relative(projectRoot, plan.runDir);
+  process.stderr.write(
+    `run: ${rel.startsWith('..') ? plan.runDir : rel} (profile ${plan.profile}; ${plan.why})\n` +
+      `notebooks: ${plan.notebookDir} - reruns and saves stay in this run; export them with npm run -s cli -- report --run ${rel.startsWith('..') ? plan.runDir : rel}\n` +
+      `kernel environment (set before starting; CIFAR10_DIR unset means a 170 MB download):\n${envLines}\n` +
+      `starting ${app === 'jupyterlab' ? 'JupyterLab' : 'the Notebook server'}: ${python} ${args.join(' ')}\n` +
+      `the kernel is "TypeScript" (tslab); Kernel -> Interrupt stops training after the current batch\n`,
+  );
+  const child = spawn(python, args, { stdio: 'inherit', env: plan.env, cwd: plan.notebookDir });
   // Ctrl-C reaches the server through the shared process group; forward plain signals too.
   for (const sig of ['SIGTERM', 'SIGHUP'] as const) process.on(sig, () => child.kill(sig));
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 }
 
-try {
-  main();
-} catch (e) {
-  process.stderr.write(`error: ${(e as Error).message}\n`);
-  process.exitCode = 1;
+if (require.main === module) {
+  try {
+    main();
+  } catch (e) {
+    process.stderr.write(`error: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  }
 }

@@ -30,9 +30,20 @@ export async function modelCommand(argv: string[]): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(
-      'usage: model [--arch resnet50|resnet101|resnet152|darknet-tiny|<model.json folder or URL>] [--head seed|gap|none]\n' +
-        '             [--input-size N] [--weights none|imagenet|FILE] [--classes 10] [--stored-size 32] [--dropout R]\n' +
-        '             [--profile NAME] [--table] [--json]\n',
+      'usage: npm run -s cli -- model [--arch NAME] [--head seed|gap|none] [--input-size N] [--weights none|imagenet|FILE]\n' +
+        '                              [--classes 10] [--stored-size 32] [--dropout R] [--profile NAME] [--table] [--json]\n' +
+        '  Builds a model (backbone + head) and prints its parameter counts (total, trainable, per part).\n' +
+        '  --profile      start from a profile\'s model section (the other options override it)\n' +
+        '  --arch         resnet50, resnet101, resnet152, darknet-tiny, or a TF.js model.json folder or URL\n' +
+        '  --head         seed (the article\'s: backbone top + Dense), gap (pooling, dropout, Dense) or none\n' +
+        '  --input-size   side in pixels the backbone sees (the model resizes its input to it)\n' +
+        '  --weights      imagenet (the preset\'s), none (random) or a weights file\n' +
+        '  --classes      classes of the new head (default 10)\n' +
+        '  --stored-size  side of the stored images the model takes (default 32, CIFAR-10)\n' +
+        '  --dropout      dropout rate before the gap head\'s Dense layer\n' +
+        '  --table        also print one row per layer\n' +
+        '  --json         print the counts as JSON\n' +
+        '  -h, --help     this text\n',
     );
     return;
   }

@@ -12,19 +12,24 @@ export { readHistory, historyFromRecords } from '../train/history';
 export { phaseSpans, phaseBoundaries, historySpec, trainingCurvesSpec, type PhaseSpan } from '../train/curves';
 
 /** Heatmap of counts[actual][predicted] with the count written in each cell; rows sum to the class support. */
-export function confusionMatrixSpec(matrix: number[][], classes: string[], opts: { title?: string; cell?: number } = {}): VegaLiteSpec {
+/**
+ * The confusion matrix as a heatmap; with `normalize`, colours and labels are shares of each true
+ * class (row %), which compares classes of different sizes, the counts staying in the tooltip.
+ */
+export function confusionMatrixSpec(matrix: number[][], classes: string[], opts: { title?: string; cell?: number; normalize?: boolean } = {}): VegaLiteSpec {
   if (matrix.length !== classes.length) throw new Error(`confusionMatrixSpec: ${matrix.length} rows for ${classes.length} classes`);
   const values: { actual: string; predicted: string; count: number; share: number }[] = [];
   matrix.forEach((row, a) => {
     const total = row.reduce((s, v) => s + v, 0);
     row.forEach((count, p) => values.push({ actual: classes[a], predicted: classes[p], count, share: total ? count / total : 0 }));
   });
-  const max = Math.max(1, ...values.map((v) => v.count));
+  const shown = opts.normalize ? 'share' : 'count';
+  const max = opts.normalize ? 1 : Math.max(1, ...values.map((v) => v.count));
   const cell = opts.cell ?? 34;
   const axis = (title: string) => ({ field: title, type: 'nominal', sort: classes, title });
   return {
     $schema: VEGA_LITE_SCHEMA,
-    title: opts.title ?? 'confusion matrix (rows: true class)',
+    title: opts.title ?? (opts.normalize ? 'confusion matrix, % of each true class (rows sum to 100%)' : 'confusion matrix (rows: true class)'),
     width: cell * classes.length,
     height: cell * classes.length,
     data: { values },
@@ -33,15 +38,15 @@ export function confusionMatrixSpec(matrix: number[][], classes: string[], opts:
       {
         mark: { type: 'rect' },
         encoding: {
-          color: { field: 'count', type: 'quantitative', scale: { scheme: 'blues', domain: [0, max] }, legend: { title: 'count' } },
+          color: { field: shown, type: 'quantitative', scale: { scheme: 'blues', domain: [0, max] }, legend: { title: opts.normalize ? 'share of row' : 'count', ...(opts.normalize ? { format: '.0%' } : {}) } },
           tooltip: [{ field: 'actual' }, { field: 'predicted' }, { field: 'count' }, { field: 'share', format: '.1%', title: 'share of row' }],
         },
       },
       {
         mark: { type: 'text', fontSize: 10 },
         encoding: {
-          text: { field: 'count', type: 'quantitative' },
-          color: { condition: { test: `datum.count > ${max / 2}`, value: 'white' }, value: 'black' },
+          text: opts.normalize ? { field: 'share', type: 'quantitative', format: '.0%' } : { field: 'count', type: 'quantitative' },
+          color: { condition: { test: `datum.${shown} > ${max / 2}`, value: 'white' }, value: 'black' },
         },
       },
     ],

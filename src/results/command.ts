@@ -7,19 +7,32 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { listRuns } from '../session';
+import { paths } from '../config';
 
 const REPORT_USAGE = `usage: npm run -s cli -- report [--run <runDir>] [--check] [--json]
-  Writes <runDir>/report.html: the run's executed notebooks in one self-contained page
-  (charts and images embedded, nothing fetched). Default run: the newest in data/runs.
-  Prints the path of the report.
-  --check  also open it in headless Chromium, save <runDir>/report.png and fail if a chart
-           or image did not render, the page requested anything, opened a dialog, or holds a
-           script element, an event-handler attribute or a javascript: URL.
+       npm run -s cli -- report --compare <runDir> <runDir>... [--out FILE] [--json]
+  Writes <runDir>/report.html: the result first (test accuracy, setup, the command that makes the
+  run again), then the run's executed notebooks (<runDir>/notebooks/, where \`npm run notebook\`
+  saves your reruns) in one self-contained page (charts and images embedded, nothing fetched).
+  Default run: the newest in data/runs. Prints the path of the report.
+  --run      the run folder
+  --check    also open it in headless Chromium, save <runDir>/report.png and fail if a chart
+             or image did not render, the page requested anything, opened a dialog, or holds a
+             script element, an event-handler attribute or a javascript: URL
+  --compare  several runs on one page: the comparison table, their curves overlaid and the profile
+             fields they differ in; written to --out (default data/reports/compare-<time>.html)
+  --out      the comparison page's file
+  --json     print {"runDir", "report"} (or {"runs", "report"}) as JSON
+  -h, --help this text
 `;
 
-const PREDICT_USAGE = `usage: npm run -s cli -- predict [--run <runDir>] [--top 3] [--json] <image>...
+const PREDICT_USAGE = `usage: npm run -s cli -- predict [--run <runDir>] [--top 3] [--backend NAME] [--json] <image>...
   Top classes with probabilities for PNG/JPEG files of any size, using <runDir>/model.
-  Default run: the newest in data/runs that has a trained model. --json: one JSON line per image.
+  --run      the run whose model predicts (default: the newest in data/runs that has a trained model)
+  --top      how many classes per image (default 3)
+  --backend  cpu, wasm, node or node-gpu (default TLWB_BACKEND, else the fastest that loads)
+  --json     one JSON line per image
+  -h, --help this text
 `;
 
 /** The run folder named by --run (checked), else the newest run that passes `want`. */
@@ -35,14 +48,32 @@ export function chooseRun(option: string | undefined, want: (dir: string) => boo
 }
 
 export async function reportCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: argv,
-    options: { run: { type: 'string' }, check: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+    options: {
+      run: { type: 'string' },
+      check: { type: 'boolean' },
+      json: { type: 'boolean' },
+      compare: { type: 'boolean' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help) {
     process.stdout.write(REPORT_USAGE);
     return;
   }
+  if (values.compare) {
+    const runs = positionals.map((p) => path.resolve(p));
+    const { writeComparePage } = await import('./compare-page');
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    const out = path.resolve(values.out ?? path.join(paths().data, 'reports', `compare-${stamp}.html`));
+    await writeComparePage(runs, out);
+    process.stdout.write(values.json ? `${JSON.stringify({ runs, report: out })}\n` : `${out}\n`);
+    return;
+  }
+  if (positionals.length) throw new Error(`report: unexpected ${positionals.join(' ')} (several runs: report --compare <run>...)`);
   const runDir = chooseRun(values.run, (d) => fs.existsSync(path.join(d, 'notebooks')), 'executed notebooks');
   const { writeReport } = await import('./report');
   const out = await writeReport(runDir);
@@ -110,8 +141,13 @@ export async function predictCommand(argv: string[]): Promise<void> {
 const COMPARE_USAGE = `usage: npm run -s cli -- compare <runDir>... [--out DIR] [--json]
   One row per run - test accuracy (on all test images; the header says how many), validation
   accuracy, training time, backend, resolution, epochs per phase, and the command that makes the run
-  again - printed as a Markdown table. --out DIR also writes DIR/table.md and DIR/curves.svg
-  (validation accuracy and training loss per epoch, one line per run).
+  again - printed as a Markdown table.
+  --out       also write DIR/table.md and DIR/curves.svg (validation accuracy and training loss per
+              epoch, one line per run)
+  --json      print the rows as JSON instead
+  -h, --help  this text
+  One self-contained HTML page with the table, the curves and the profile differences:
+  npm run -s cli -- report --compare <runDir>...
 `;
 
 export async function compareCommand(argv: string[]): Promise<void> {

@@ -10,3 +10,4 @@ export { reportCommand, predictCommand, compareCommand } from './command';
 export * from './browser';
 export * from './run';
 export * from './divergence';
+export * from './show-results';

@@ -16,6 +16,7 @@ import { el, escapeHtml, join, trusted } from '../html';
 type Markdown = InstanceType<typeof MarkdownIt>;
 import { paths } from '../config';
 import { writeFileAtomic } from '../session';
+import { headlineText, readHeadline, summarySection, SUMMARY_STYLE } from './report-summary';
 import { describeDivergence, readDivergence } from './divergence';
 
 // Browsers ignore ASCII whitespace and control characters inside a URL's scheme ('java\tscript:').
@@ -372,7 +373,13 @@ export function renderNotebook(file: string, opts: { index?: number; baseDirs?: 
     return el(
       'div',
       { class: 'cell code', id: `${id}-cell-${i}` },
-      el('div', { class: 'input' }, el('span', { class: 'prompt' }, prompt), el('pre', {}, el('code', {}, source))),
+      // Code folds away (CSS-only <details>, no script); its first line says what it is.
+      el(
+        'details',
+        { class: 'code' },
+        el('summary', {}, `${prompt} ${source.split('\n')[0].slice(0, 100)}`),
+        el('div', { class: 'input' }, el('span', { class: 'prompt' }, prompt), el('pre', {}, el('code', {}, source))),
+      ),
       shown ? el('div', { class: 'outputs' }, trusted(shown)) : null,
     ).html;
   });
@@ -476,8 +483,11 @@ export function assertSelfContained(html: string, origin = 'report'): void {
 /** No script at all, images only from data:, nothing else loaded: a second wall behind the sanitizer. */
 export const REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; form-action 'none'; base-uri 'none'";
 
-/** The whole report page from rendered notebooks; `warning` (a diverged run) is shown above everything. */
-export function reportHtml(notebooks: RenderedNotebook[], meta: { title: string; subtitle: string; warning?: string }): string {
+/**
+ * The whole report page from rendered notebooks; `warning` (a diverged run) is shown above everything,
+ * then `summary` (report-summary.ts, built from escaped data), then the notebooks.
+ */
+export function reportHtml(notebooks: RenderedNotebook[], meta: { title: string; subtitle: string; warning?: string; summary?: string }): string {
   const toc = join(
     notebooks.map((nb) => {
       const sub = nb.toc.filter((t) => t.level === 2).map((t) => el('li', {}, el('a', { href: `#${t.id}` }, t.text)));
@@ -491,14 +501,14 @@ export function reportHtml(notebooks: RenderedNotebook[], meta: { title: string;
     el('meta', { 'http-equiv': 'Content-Security-Policy', content: REPORT_CSP }),
     el('meta', { name: 'viewport', content: 'width=device-width, initial-scale=1' }),
     el('title', {}, meta.title),
-    el('style', {}, trusted(STYLE)),
+    el('style', {}, trusted(STYLE + SUMMARY_STYLE)),
   ], '\n');
   const warning = meta.warning ? el('div', { class: 'warning', role: 'alert' }, el('strong', {}, 'Warning: '), meta.warning) : null;
   const body = join([
     el('header', { class: 'report' }, el('h1', {}, meta.title), el('div', { class: 'meta' }, meta.subtitle), warning),
     el('div', { class: 'layout' },
-      el('nav', { class: 'toc', 'aria-label': 'Contents' }, el('strong', {}, 'Contents'), el('ol', {}, '\n', toc, '\n')),
-      el('main', {}, '\n', trusted(notebooks.map((nb) => nb.html).join('\n')), '\n')),
+      el('nav', { class: 'toc', 'aria-label': 'Contents' }, el('strong', {}, 'Contents'), el('ol', {}, '\n', meta.summary ? el('li', {}, el('a', { href: '#summary' }, 'Result')) : null, toc, '\n')),
+      el('main', {}, '\n', meta.summary ? trusted(meta.summary) : null, trusted(notebooks.map((nb) => nb.html).join('\n')), '\n')),
   ], '\n');
   return `<!DOCTYPE html>\n${el('html', { lang: 'en' }, el('head', {}, head), '\n', el('body', {}, '\n', body, '\n')).html}\n`;
 }
@@ -523,7 +533,8 @@ export async function writeReport(runDir: string, opts: ReportOptions = {}): Pro
   const html = reportHtml(rendered, {
     warning: diverged ? `${describeDivergence(diverged)}. The model and the numbers below come from a broken training run (${path.basename(diverged.file)}).` : undefined,
     title: opts.title ?? `Run ${path.basename(dir)}`,
-    subtitle: `${profileName ? `profile ${profileName} · ` : ''}${rendered.length} notebooks · written ${new Date().toISOString()}`,
+    subtitle: `${profileName ? `${headlineText(readHeadline(dir))} · profile ${profileName} · ` : ''}${rendered.length} notebooks · written ${new Date().toISOString()}`,
+    summary: summarySection(dir)?.value,
   });
   const out = opts.out ?? path.join(dir, 'report.html');
   assertSelfContained(html, out);

@@ -93,16 +93,25 @@ function commonTestImages(rows: StudyRow[]): number | null {
   return best;
 }
 
+/** The test column: its header names the size the runs share; a run scored on another number says so in its cell. */
+export function testColumn(rows: StudyRow[]): { label: string; cell: (r: StudyRow) => string } {
+  const common = commonTestImages(rows);
+  return {
+    label: common === null ? 'test' : `test (${images(common)})`,
+    cell: (r) => pct(r.testAccuracy) + (r.testAccuracy !== null && r.testImages !== null && r.testImages !== common ? ` (${images(r.testImages)})` : ''),
+  };
+}
+
 /**
  * The rows as a Markdown table (the command in a code span). The test column's header names the
  * test-set size the runs share; a run scored on another number of images says so in its cell.
  */
 export function studyMarkdown(rows: StudyRow[]): string {
-  const common = commonTestImages(rows);
-  const head = ['run', common === null ? 'test' : `test (${images(common)})`, 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
+  const test = testColumn(rows);
+  const head = ['run', test.label, 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
   const lines = rows.map((r) => [
     r.run,
-    pct(r.testAccuracy) + (r.testAccuracy !== null && r.testImages !== null && r.testImages !== common ? ` (${images(r.testImages)})` : ''),
+    test.cell(r),
     pct(r.valAccuracy),
     r.trainMinutes === null ? '-' : `${r.trainMinutes.toFixed(1)} min`,
     r.backend ?? '-',

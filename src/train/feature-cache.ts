@@ -5,6 +5,7 @@
  * (so after a phase that trained the base the key changes), input size, preprocessing, the exact
  * images (content hash), and the storage dtype.
  */
+import { yieldToEventLoop } from './interrupt';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -198,10 +199,17 @@ export function roundTrip(set: FeatureSet, dtype: FeatureDtype): FeatureSet {
  */
 export type FeatureExtractor = (xs: tf.Tensor) => tf.Tensor | Promise<tf.Tensor>;
 
+/** Feature extraction stopped by an interrupt: nothing was cached, nothing trained. */
+export class FeaturesInterruptedError extends Error {
+  constructor(readonly what: string) {
+    super(`interrupted while computing ${what}`);
+  }
+}
+
 export async function computeFeatures(
   extract: FeatureExtractor,
   batches: BatchStream,
-  opts: { count: number; labels: Uint8Array; label?: string; onBatch?: (n: number) => void },
+  opts: { count: number; labels: Uint8Array; label?: string; onBatch?: (n: number) => void; signal?: AbortSignal },
 ): Promise<FeatureSet> {
   let features: Float32Array | undefined;
   let shape: number[] = [];
@@ -228,6 +236,9 @@ export async function computeFeatures(
     f.dispose();
     offset += n;
     opts.onBatch?.(n);
+    // Let a SIGINT (Kernel -> Interrupt) reach its handler, and stop here when it asked to.
+    await yieldToEventLoop();
+    if (opts.signal?.aborted) throw new FeaturesInterruptedError(opts.label ?? 'features');
   }
   if (!features || offset !== opts.count) throw new Error(`${opts.label ?? 'features'}: the batch stream gave ${offset} images, expected ${opts.count}`);
   return { features, labels: opts.labels.slice(0, opts.count), count: opts.count, dims, shape };

@@ -24,6 +24,8 @@ import type { Callback } from './loop';
 import { TrainingDivergedError } from './callbacks/divergence';
 import { lockRunFolder, writeTrainState, type DivergedAt } from './run-state';
 import { buildTrainModel, defaultImageBatches, loadTrainData, type TrainData } from './setup';
+import { stopOnInterrupt, TrainingInterruptedError } from './interrupt';
+import { FeaturesInterruptedError } from './feature-cache';
 
 export * from './schedule';
 export * from './optimizer';
@@ -34,6 +36,7 @@ export * from './feature-cache';
 export * from './progress';
 export * from './trainer';
 export * from './loop';
+export * from './interrupt';
 export * from './run-state';
 export * from './lr-find';
 export * from './setup';
@@ -200,6 +203,13 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
     `training '${profile.name}' in ${runDir} on ${s.backend.choice}: ${data.train.count} training images, ` +
       `${data.val.count} validation images (${data.valSource === 'test' ? 'the test set, as the article does' : 'held out from training'})`,
   );
+  // Kernel -> Interrupt or Ctrl-C: stop after the current batch (./interrupt); the caller's signal too.
+  const interrupt = new AbortController();
+  const sigint = await stopOnInterrupt(() => {
+    progress.message('interrupt: stopping after this batch');
+    interrupt.abort();
+  });
+  const signal = opts.signal ? AbortSignal.any([opts.signal, interrupt.signal]) : interrupt.signal;
   let outcome;
   try {
     outcome = await runPhases({
@@ -214,11 +224,15 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
       deps,
       resume: opts.resume,
       stopAfterEpochs: opts.stopAfterEpochs,
-      signal: opts.signal,
+      signal,
       onEpoch: opts.onEpoch,
       callbacks: opts.callbacks,
     });
   } catch (e) {
+    if (e instanceof FeaturesInterruptedError) {
+      progress.end();
+      throw TrainingInterruptedError.during(e.what, latestCheckpoint(runDir) ?? undefined);
+    }
     if (e instanceof TrainingDivergedError && e.at) {
       // The complete epochs before the divergence, and where it happened: predict and report read this.
       const state = e.state ?? (e.checkpoint ? readCheckpointState(e.checkpoint) : undefined);
@@ -226,10 +240,25 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
       progress.end();
     }
     throw e;
+  } finally {
+    sigint.dispose();
   }
   const { state } = outcome;
   const rows = state.epochRows;
   const finalValAccuracy = rows.length ? rows[rows.length - 1].val_accuracy : null;
+  if (outcome.interrupted && interrupt.signal.aborted) {
+    // A person interrupted: the cell (or command) ends with an error saying where, so queued cells do not run.
+    const checkpoint = latestCheckpoint(runDir) ?? null;
+    const err = new TrainingInterruptedError(
+      state.epoch + 1,
+      0,
+      checkpoint,
+      `${outcome.stopReason ?? 'interrupted'}: rerun to resume (from ${checkpoint ? path.basename(checkpoint) : 'the start'}; the unfinished epoch runs again)`,
+    );
+    progress.message(err.message);
+    progress.end();
+    throw err;
+  }
   if (outcome.interrupted) {
     progress.message(`stopped after epoch ${state.epoch}; resume with train() on the same run folder`);
     progress.end();

@@ -5,6 +5,7 @@
  * early stopping, the divergence guard, history files, progress, interruption, best weights, the LR
  * finder) is a callback in src/train/callbacks/.
  */
+import { yieldToEventLoop } from './interrupt';
 import * as tf from '@tensorflow/tfjs';
 import type { Phase } from '../config';
 import type { Random } from '../random';
@@ -164,6 +165,7 @@ export async function evaluate(m: Pick<StepModel, 'forward' | 'numClasses' | 'la
   for await (const b of batches) {
     const logs = await read(evalStep(m, b), b.xs.shape[0]);
     tf.dispose([b.xs, b.ys]);
+    await yieldToEventLoop(); // an interrupt during validation is seen; the run stops at the epoch's end
     loss += logs.loss * logs.size;
     correct += logs.correct;
     seen += logs.size;

@@ -180,8 +180,12 @@ class Live extends Base {
   private draw(force = false): void {
     if (!force && Date.now() - this.lastDraw < 500) return;
     this.lastDraw = Date.now();
-    const log = this.log.slice(-8).map((l) => escapeHtml(l)).join('<br>');
-    this.out.html(`<div style="font-family:monospace"><b>${escapeHtml(this.status)}</b><br>${log}</div>${this.chartSvg}`);
+    const lines = (ls: string[]) => ls.map((l) => escapeHtml(l)).join('<br>');
+    // The last lines in view; the whole log one click away (and kept whole in the report).
+    const all = this.log.length > 8 ? `<details><summary>whole log (${this.log.length} lines)</summary>${lines(this.log)}</details>` : '';
+    const html = `<div style="font-family:monospace"><b>${escapeHtml(this.status)}</b><br>${lines(this.log.slice(-8))}${all}</div>${this.chartSvg}`;
+    // text/plain: status, then every log line; the headless runner relays the new lines to the terminal.
+    this.out.html(html, [this.status, ...this.log].join('\n'));
   }
   batch(step: number, loss: number, accuracy: number, lr: number): void {
     super.batch(step, loss, accuracy, lr);
@@ -207,6 +211,7 @@ class Live extends Base {
   }
   end(): void {
     this.status = this.log.length ? this.log[this.log.length - 1] : 'done';
+    this.chartSvg = ''; // the curves were live while training; 05-results draws them once for good
     this.draw(true);
   }
 }

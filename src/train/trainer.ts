@@ -76,6 +76,8 @@ export interface LoopContext {
 export interface LoopOutcome {
   state: TrainState;
   interrupted: boolean;
+  /** What stopped the run early (a callback's s.stopRun), when something did. */
+  stopReason?: string;
   resumedFrom?: string;
   /** Checkpoints (and pointers) the resume skipped as broken, with the reason. */
   skipped: { path: string; why: string }[];
@@ -120,7 +122,7 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
   const compute = async (set: ImageSet, label: string) => {
     const task = progress.task(label, set.count);
     const batches = ctx.deps.imageBatches(set, { batchSize: profile.train.batchSize, shuffle: false, rng: new Random(0), augment: false });
-    const features = await computeFeatures(extract, batches, { count: set.count, labels: set.labels, label, onBatch: (n) => task.tick(n) });
+    const features = await computeFeatures(extract, batches, { count: set.count, labels: set.labels, label, onBatch: (n) => task.tick(n), signal: ctx.signal });
     task.done();
     return features;
   };
@@ -340,7 +342,7 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   state.wallSeconds = wallBefore + (Date.now() - processStart) / 1000;
   const last = phases.length - 1;
   const complete = state.phaseIndex >= last && (state.phaseFinished || phases[last].epochs === 0);
-  const outcome = { state, interrupted: !!s.stopRun && !complete, resumedFrom: resumed?.from, skipped: resumed?.skipped ?? [] };
+  const outcome = { state, interrupted: !!s.stopRun && !complete, stopReason: s.stopRun, resumedFrom: resumed?.from, skipped: resumed?.skipped ?? [] };
   if (outcome.interrupted) writeTrainState(runDir, 'interrupted', { epoch: state.epoch, message: s.stopRun });
   return outcome;
 }

@@ -126,3 +126,38 @@ test('issue 11: job folders of dead runs (a SIGKILLed run) are removed, those of
   assert.deepEqual(removeStaleJobDirs(tmp).sort(), [dead, oldUnowned].sort());
   for (const d of [live, newUnowned, other]) assert.ok(fs.existsSync(d), d);
 });
+
+test('with echo, the runner relays the training log of a live progress display as it arrives (not the status line)', { skip: noJupyter }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-relay-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const nb = writeNotebook(path.join(dir, '01-train.ipynb'), [
+    `import * as train from ${JSON.stringify(path.join(distSrc, 'train'))};
+const p = train.createProgress("live", 3);
+p.phaseStart({ phase: "head", phaseIndex: 0, phases: 1, epochs: 3, startEpoch: 0, stepsPerEpoch: 2, cached: true });
+const rows: any[] = [];
+for (let e = 1; e <= 3; e++) {
+  p.batch(1, 1 / e, 0.5, 0.001);
+  const row = { phase: "head", phase_index: 0, epoch: e, phase_epoch: e, loss: 1 / e, accuracy: 0.5, val_loss: 1, val_accuracy: 0.4, lr: 0.001, seconds: 0.1, cached: true };
+  rows.push(row);
+  await p.epochEnd(row, rows);
+}
+p.end();`,
+  ]);
+  let relayed = '';
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => ((relayed += String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    await runNotebooks([nb], { outDir: path.join(dir, 'out'), echo: true, timeoutSeconds: 120 });
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.match(relayed, /phase 1\/1 'head': epochs 1\.\.3, 2 steps each/);
+  const epochs = relayed.split('\n').filter((l) => /^\[head \d\] epoch \d\/3: loss/.test(l));
+  assert.deepEqual(epochs.map((l) => l.slice(0, 18)), ['[head 1] epoch 1/3', '[head 2] epoch 2/3', '[head 3] epoch 3/3'], 'each epoch line once');
+  assert.doesNotMatch(relayed, /step 1\/2 loss/, 'the per-batch status line stays in the notebook');
+  // The executed notebook keeps the whole log in the display and drops the live chart at the end.
+  const out = readCells(path.join(dir, 'out', '01-train.ipynb'))[0].outputs ?? [];
+  const html = [out.find((o) => o.output_type === 'display_data')?.data?.['text/html']].flat().join('');
+  assert.match(html, /\[head 3\] epoch 3\/3/);
+  assert.doesNotMatch(html, /<svg|<img/, 'no chart left in the final state');
+});

@@ -3,7 +3,9 @@
  * fires (a notebook's Kernel -> Interrupt, Ctrl-C). The run keeps its last checkpoint; an unfinished
  * epoch is dropped and repeated whole by the resume, so the history equals an uninterrupted run's.
  */
+import type { BatchRow } from '../history';
 import type { Callback, FitState, PhaseRun } from '../loop';
+import { yieldToEventLoop } from '../interrupt';
 
 export class StopAfterEpochs implements Callback {
   private done = 0;
@@ -13,10 +15,16 @@ export class StopAfterEpochs implements Callback {
   }
 }
 
+/**
+ * Stops at the next batch once `signal` fires. Each batch yields to the event loop first: wasm and
+ * cpu steps settle as microtasks, and a SIGINT handler (Kernel -> Interrupt) runs only when the
+ * event loop turns.
+ */
 export class StopOnAbort implements Callback {
   constructor(private readonly signal: AbortSignal) {}
-  onBatchEnd(_run: PhaseRun, s: FitState): void {
-    if (this.signal.aborted) s.stopRun = 'interrupted';
+  async onBatchEnd(_run: PhaseRun, s: FitState, row: BatchRow): Promise<void> {
+    await yieldToEventLoop();
+    if (this.signal.aborted) s.stopRun = `interrupted at epoch ${row.epoch}, batch ${row.step}`;
   }
   onEpochBegin(_run: PhaseRun, s: FitState): void {
     if (this.signal.aborted) s.stopRun = 'interrupted';

@@ -1,0 +1,119 @@
+/**
+ * The report's first section: the result and how it was made, read from the run's own files
+ * (profile.json, train-summary.json, train-state.json, evaluation.json), so the reader sees the test
+ * accuracy, the setup and the command that makes the run again before any notebook.
+ */
+import * as path from 'node:path';
+import { readJson } from './runs';
+import { reproduceCommand } from './study';
+import { html, Html } from './html';
+
+interface PhaseSpec {
+  name: string;
+  trainable: 'all' | 'head' | { from: string };
+  optimizer: string;
+  lr: number;
+  epochs: number;
+  batchSize?: number;
+  schedule?: { kind: string; warmupEpochs?: number };
+}
+
+const pct = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? `${(100 * v).toFixed(1)}%` : '-');
+const count = (n: unknown) => (typeof n === 'number' ? n.toLocaleString('en-US') : '?');
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '-';
+  if (seconds < 90) return `${seconds.toFixed(0)} s`;
+  if (seconds < 5400) return `${(seconds / 60).toFixed(1)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/** The numbers a terminal prints at the end of a run (and the summary leads with). */
+export interface Headline {
+  testAccuracy: number | null;
+  testCount: number | null;
+  valAccuracy: number | null;
+  status: string;
+}
+
+export function readHeadline(runDir: string): Headline {
+  const evaluation = readJson(path.join(runDir, 'evaluation.json'));
+  const summary = readJson(path.join(runDir, 'train-summary.json'));
+  const state = readJson(path.join(runDir, 'train-state.json'));
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  return {
+    testAccuracy: num(evaluation?.accuracy),
+    testCount: num(evaluation?.count),
+    valAccuracy: num(summary?.finalValAccuracy),
+    status: typeof state?.status === 'string' ? state.status : summary ? 'finished' : 'not trained',
+  };
+}
+
+/** One line: "test accuracy 57.2% on 500 test images (validation 60.1%)". */
+export function headlineText(h: Headline): string {
+  if (h.testAccuracy === null) return `no test accuracy yet (training: ${h.status})`;
+  const val = h.valAccuracy !== null ? ` (validation ${pct(h.valAccuracy)})` : '';
+  return `test accuracy ${pct(h.testAccuracy)} on ${count(h.testCount)} test images${val}`;
+}
+
+function phaseRows(profile: Record<string, unknown>, summary: Record<string, unknown> | null): Html[] {
+  const train = (profile.train ?? {}) as { phases?: PhaseSpec[]; batchSize?: number; featureCache?: boolean };
+  const ran = (summary?.phases ?? []) as { name: string; ran: boolean; reason: string; epochs: number }[];
+  return (train.phases ?? []).map((p, i) => {
+    const r = ran[i];
+    const trains = p.trainable === 'all' ? 'whole model' : p.trainable === 'head' ? 'head (base frozen)' : `base from ${p.trainable.from}, head`;
+    const lr = `${p.lr}${p.schedule?.kind === 'cosine' ? ` cosine${p.schedule.warmupEpochs ? `, warm-up ${p.schedule.warmupEpochs}` : ''}` : ''}`;
+    const epochs = r ? (r.ran ? `${r.epochs} of ${p.epochs}` : `skipped: ${r.reason}`) : `${p.epochs} planned`;
+    return html`<tr><td>${i + 1}. ${p.name}</td><td>${trains}</td><td>${p.optimizer}</td><td>${lr}</td><td>${p.batchSize ?? train.batchSize ?? '-'}</td><td>${epochs}</td></tr>`;
+  });
+}
+
+/** The summary section as HTML (built from escaped data only), or null when the folder has no profile. */
+export function summarySection(runDir: string): Html | null {
+  const profile = readJson(path.join(runDir, 'profile.json'));
+  if (!profile) return null;
+  const summary = readJson(path.join(runDir, 'train-summary.json'));
+  const evaluation = readJson(path.join(runDir, 'evaluation.json'));
+  const h = readHeadline(runDir);
+  const model = (profile.model ?? {}) as { arch?: string; head?: string; inputSize?: number; weights?: string };
+  const data = (profile.data ?? {}) as { imageSize?: number; source?: string };
+  const perClass = ((evaluation?.perClass ?? []) as { class: string; recall: number; support: number }[]).filter((c) => c.support > 0);
+  const byRecall = [...perClass].sort((a, b) => b.recall - a.recall);
+  const classes = (list: typeof perClass) => list.map((c) => `${c.class} ${pct(c.recall)}`).join(' · ');
+  const threads = typeof summary?.threads === 'number' ? `, ${summary.threads} thread${summary.threads > 1 ? 's' : ''}` : '';
+  const tta = evaluation?.tta as { accuracy?: number } | null | undefined;
+  const valSource = summary?.valSource === 'test' ? 'the test set, as the article does' : 'held out from the training set';
+  return html`<section class="summary" id="summary">
+<h2>Result</h2>
+<p class="headline"><span class="big">${pct(h.testAccuracy)}</span> test accuracy on ${count(h.testCount)} test images${
+    h.testAccuracy === null ? html` <em>(no evaluation.json: ${h.status})</em>` : ''
+  }</p>
+<table class="facts">
+<tr><th>validation</th><td>${pct(h.valAccuracy)} (${valSource})</td></tr>
+${tta?.accuracy !== undefined ? html`<tr><th>with flip TTA</th><td>${pct(tta.accuracy)}</td></tr>` : ''}
+${byRecall.length ? html`<tr><th>best classes (recall)</th><td>${classes(byRecall.slice(0, 3))}</td></tr><tr><th>worst classes</th><td>${classes(byRecall.slice(-3).reverse())}</td></tr>` : ''}
+<tr><th>backbone</th><td>${model.arch ?? '?'}, head ${model.head ?? '?'}, weights ${model.weights ?? '?'}</td></tr>
+<tr><th>resolution</th><td>${model.inputSize ?? '?'}×${model.inputSize ?? '?'} seen by the backbone (images stored at ${data.imageSize ?? '?'}×${data.imageSize ?? '?'})</td></tr>
+<tr><th>training time</th><td>${typeof summary?.wallSeconds === 'number' ? formatDuration(summary.wallSeconds) : `- (${h.status})`}</td></tr>
+<tr><th>backend</th><td>${typeof summary?.backend === 'string' ? `${summary.backend}${threads}` : '-'}</td></tr>
+<tr><th>reproduce</th><td><code>${reproduceCommand(profile)}</code></td></tr>
+</table>
+<table class="phases"><caption>phases</caption>
+<tr><th>phase</th><th>trains</th><th>optimizer</th><th>learning rate</th><th>batch</th><th>epochs</th></tr>
+${phaseRows(profile, summary)}
+</table>
+<details><summary>resolved profile (profile.json)</summary><pre>${JSON.stringify(profile, null, 2)}</pre></details>
+</section>`;
+}
+
+export const SUMMARY_STYLE = `
+section.summary { margin:16px 0 8px; }
+section.summary h2 { margin:0 0 6px; }
+.headline { font-size:17px; margin:4px 0 10px; } .headline .big { font-size:30px; font-weight:600; }
+table.facts th { text-align:left; font-weight:normal; color:var(--muted); padding:2px 14px 2px 0; vertical-align:top; }
+table.facts td, table.phases td, table.phases th { padding:2px 8px; }
+table.phases { border-collapse:collapse; margin:10px 0; font-size:13px; } table.phases caption { text-align:left; color:var(--muted); }
+table.phases td, table.phases th { border:1px solid var(--line); }
+details > summary { cursor:pointer; color:var(--accent); }
+details.code > summary { font:12px monospace; color:var(--muted); }
+`;

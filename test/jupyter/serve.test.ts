@@ -1,0 +1,68 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadProfile, paths } from '../../src/config';
+import { createRun } from '../../src/session';
+import { findJupyterPython, INSTALL_HINT } from '../../src/jupyter/kernel';
+import { planNotebookServer } from '../../src/jupyter/serve';
+import { runNotebooks } from '../../src/jupyter/runner';
+import { spawnSync } from 'node:child_process';
+import { readCells, streamText, writeNotebook } from './helpers';
+
+const noJupyter = process.env.CI ? false : findJupyterPython() === null && INSTALL_HINT;
+
+test('npm run notebook --run: the server shows that run\'s notebooks, and a kernel there reads that run and creates no other folder', { skip: noJupyter }, async (t) => {
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-serve-'));
+  const saved = { data: process.env.TLWB_DATA_DIR, run: process.env.TLWB_RUN_DIR, profile: process.env.TLWB_PROFILE };
+  process.env.TLWB_DATA_DIR = data;
+  delete process.env.TLWB_RUN_DIR;
+  delete process.env.TLWB_PROFILE;
+  t.after(() => {
+    for (const [k, v] of [['TLWB_DATA_DIR', saved.data], ['TLWB_RUN_DIR', saved.run], ['TLWB_PROFILE', saved.profile]] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    fs.rmSync(data, { recursive: true, force: true });
+  });
+  const older = createRun(loadProfile('smoke'));
+  const newer = createRun(loadProfile('quick'));
+  assert.notEqual(older, newer);
+
+  // No flag: the newest run. --run: the one named; server options pass through.
+  assert.equal(planNotebookServer([]).runDir, newer);
+  const plan = planNotebookServer(['--no-browser', '--run', older, '--port', '8899']);
+  assert.equal(plan.runDir, older);
+  assert.equal(plan.profile, 'smoke');
+  assert.deepEqual(plan.serverArgs, ['--no-browser', '--port', '8899']);
+  assert.equal(plan.notebookDir, path.join(older, 'notebooks'));
+  assert.equal(plan.env.TLWB_RUN_DIR, older);
+  const copied = fs.readdirSync(plan.notebookDir).sort();
+  assert.deepEqual(copied, fs.readdirSync(paths().notebooks).filter((f) => /^\d\d-.*\.ipynb$/.test(f)).sort());
+  assert.throws(() => planNotebookServer(['--run', data]), /not a run folder \(no profile\.json\)/);
+
+  // A notebook in the run's folder, run by a real tslab kernel with the server's environment.
+  const nb = writeNotebook(path.join(plan.notebookDir, '00-check.ipynb'), [
+    'import * as wb from "../dist/src";',
+    'const s = await wb.session();',
+    'console.log(JSON.stringify({ runDir: s.runDir, profile: s.profile.name, cwd: process.cwd() }));',
+  ]);
+  await runNotebooks([nb], { outDir: plan.notebookDir, env: { ...plan.env, TLWB_DATA_DIR: data, TLWB_BACKEND: 'cpu' }, timeoutSeconds: 120 });
+  const cells = readCells(nb);
+  const said = streamText(cells[1].outputs);
+  assert.match(said, new RegExp(`run .*${path.basename(older)} \\(profile smoke, from TLWB_RUN_DIR\\)`), said);
+  assert.match(said, /another run: wb\.session\(\{ runDir: "data\/runs\/<id>" \}\), a fresh one: wb\.session\(\{ newRun: true, profile: "smoke" \}\); from the shell: npm run notebook -- --run data\/runs\/<id>/, 'says how to pick another run');
+  const seen = JSON.parse(streamText(cells[2].outputs).trim().split('\n').pop()!);
+  assert.equal(seen.runDir, older);
+  assert.equal(seen.profile, 'smoke');
+  assert.deepEqual(fs.readdirSync(path.join(data, 'runs')).sort(), [path.basename(older), path.basename(newer)].sort(), 'no other run folder');
+});
+
+test('npm run notebook --help says how a run is chosen and which environment the kernels read', () => {
+  const r = spawnSync(process.execPath, [path.resolve(__dirname, '..', '..', 'src', 'jupyter', 'serve.js'), '--help'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /--run +the run folder to open/);
+  assert.match(r.stdout, /--profile +the newest run of this profile/);
+  assert.match(r.stdout, /CIFAR10_DIR/);
+});
