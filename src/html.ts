@@ -64,3 +64,19 @@ export function el(tag: string, a: Attrs = {}, ...children: Child[]): Html {
 export function join(parts: Child[], sep = ''): Html {
   return new Html(parts.map(renderChild).join(sep));
 }
+
+/**
+ * The same escaping as a tagged template, for pages written as markup: every interpolation is
+ * escaped unless it is Html; attribute values must be double-quoted in the template (`<a href="${x}">`).
+ */
+export function html(strings: TemplateStringsArray, ...values: Child[]): Html {
+  let out = strings[0];
+  values.forEach((v, i) => (out += renderChild(v) + strings[i + 1]));
+  return new Html(out);
+}
+
+/** Markup not built here but trusted as is: SVG rendered by vega from the project's own specs. */
+export function trustedSvg(svg: string): Html {
+  if (!/^\s*<svg[\s>]/.test(svg)) throw new Error('trustedSvg: expected an <svg> element');
+  return new Html(svg);
+}

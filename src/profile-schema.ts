@@ -43,7 +43,7 @@ export const ModelSchema = object({
     .describe('Side of the square the backbone sees; the model resizes its input to it.'),
   weights: name().describe("'imagenet' (the preset's weights), 'none' (random init) or a path/URL to a weights file."),
   dropout: fraction().optional().describe('Dropout before the last Dense layer (gap head).'),
-  cutLayer: name().optional().describe("The layer the 'gap' (and 'none') head cuts a TF.js backbone at, instead of the preset's."),
+  cutLayer: z.string({ error: 'a layer name' }).min(1, { error: 'a layer name' }).optional().describe("The layer the 'gap' (and 'none') head cuts a TF.js backbone at, instead of the preset's."),
 });
 
 export const ScheduleSchema = z

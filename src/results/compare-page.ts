@@ -10,7 +10,7 @@ import { writeFileAtomic } from '../fsutil';
 import { assertSelfContained } from './report';
 import { readJson } from './runs';
 import { studyCurvesSpec, studyRow, testColumn, type StudyRow } from './study';
-import { html, Html, trustedSvg } from './html';
+import { html, Html, trustedSvg } from '../html';
 import { SUMMARY_STYLE, formatDuration } from './report-summary';
 
 /** Leaves of a JSON value as key.path -> JSON text (arrays by index, as --set names them). */
@@ -83,7 +83,7 @@ ${diffs.map((d) => html`<tr><td><code>${d.field}</code></td>${d.values.map((v) =
 }
 </body></html>
 `;
-  return page.value;
+  return page.html;
 }
 
 /** Writes the comparison page (atomically) and returns its path. */

@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import { readJson } from './runs';
 import { reproduceCommand } from './study';
-import { html, Html } from './html';
+import { html, Html } from '../html';
 
 interface PhaseSpec {
   name: string;

@@ -534,7 +534,7 @@ export async function writeReport(runDir: string, opts: ReportOptions = {}): Pro
     warning: diverged ? `${describeDivergence(diverged)}. The model and the numbers below come from a broken training run (${path.basename(diverged.file)}).` : undefined,
     title: opts.title ?? `Run ${path.basename(dir)}`,
     subtitle: `${profileName ? `${headlineText(readHeadline(dir))} · profile ${profileName} · ` : ''}${rendered.length} notebooks · written ${new Date().toISOString()}`,
-    summary: summarySection(dir)?.value,
+    summary: summarySection(dir)?.html,
   });
   const out = opts.out ?? path.join(dir, 'report.html');
   assertSelfContained(html, out);

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { session } from '../session';
 import type { ProgressMode } from './progress';
 import { train } from './index';
+import { TrainingInterruptedError } from './interrupt';
 import { lrFind } from './lr-find';
 
 const USAGE = `usage: cli train [--profile NAME] [--set key.path=value ...] [--resume RUN_DIR] [--run-dir DIR]
@@ -18,7 +19,13 @@ const USAGE = `usage: cli train [--profile NAME] [--set key.path=value ...] [--r
   --set       override a profile field, e.g. --set train.phases.0.lr=1e-4 (repeatable; new runs only)
   --resume    continue the run in RUN_DIR from its last checkpoint (a finished run reports itself)
   --run-dir   train into this folder (created; continued if it holds a checkpoint)
-  --json      print {"runDir","epochs","finalValAccuracy","history"} on stdout (progress goes to stderr)
+  --backend   TensorFlow.js backend: cpu, wasm, node (tfjs-node) or node-gpu (CUDA); default TLWB_BACKEND,
+              else the fastest that loads (node-gpu, node, wasm, cpu)
+  --progress  auto (default: a bar in a terminal, one line per epoch when piped), bar, lines or none
+  --json      print {"runDir","epochs","finalValAccuracy","history","status"} on stdout (progress goes to stderr)
+  -h, --help  this text
+  Epochs, learning rates and batch sizes are profile fields: --set train.phases.0.epochs=3.
+  Ctrl-C stops after the current batch (exit 130); --resume continues from the last checkpoint.
 `;
 
 export async function trainCommand(argv: string[]): Promise<void> {
@@ -53,7 +60,16 @@ export async function trainCommand(argv: string[]): Promise<void> {
     quiet: values.json,
   });
   if (!values.json) console.log(`run folder: ${s.runDir}`);
-  const result = await train(s, { progress: (values.progress as ProgressMode | undefined) ?? 'auto' });
+  let result;
+  try {
+    result = await train(s, { progress: (values.progress as ProgressMode | undefined) ?? 'auto' });
+  } catch (e) {
+    if (!(e instanceof TrainingInterruptedError)) throw e;
+    // The progress output has said where it stopped; say how to go on.
+    process.stderr.write(`continue with: npm run -s cli -- train --resume ${path.relative(process.cwd(), s.runDir) || s.runDir}\n`);
+    process.exitCode = 130;
+    return;
+  }
   const out = { runDir: result.runDir, epochs: result.epochs, finalValAccuracy: result.finalValAccuracy, history: result.history, status: result.status };
   if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
   else console.log(`${result.status}: ${result.epochs} epochs, val accuracy ${result.finalValAccuracy?.toFixed(4)}; history ${result.history}`);
@@ -66,7 +82,15 @@ const LR_FIND_USAGE = `usage: cli lr-find [--profile NAME | --run RUN_DIR] [--se
   Starts from the run's last checkpoint when it has one; the run's weights and files stay as they were.
   --run       the run folder (default: the newest run of the profile, else a new one)
   --phase     the profile's phase to sweep, 0-based (default 0)
+  --profile   profile name from profiles/ (default: TLWB_PROFILE, else seed on a GPU, quick otherwise)
+  --set       override a profile field (repeatable)
+  --min-lr    the sweep's first rate (default 1e-7)
+  --max-lr    the sweep's last rate (default 10)
+  --iterations  batches at most (default 100)
+  --backend   TensorFlow.js backend: cpu, wasm, node or node-gpu (default: the fastest that loads)
+  --progress  auto, bar, lines or none
   --json      print {"suggestedLr","rule","phase","minLr","maxLr","stopped","points":[{lr,loss,smoothed}]}
+  -h, --help  this text
 `;
 
 export async function lrFindCommand(argv: string[]): Promise<void> {
