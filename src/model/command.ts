@@ -30,7 +30,8 @@ export async function modelCommand(argv: string[]): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(
-      'usage: model [--arch resnet50|resnet101|resnet152|darknet-tiny|<model.json folder or URL>] [--head seed|gap|none]\n' +
+      'usage: model [--arch resnet50|resnet101|resnet152|darknet-tiny|mobilenet-v1-{0.25,0.50,0.75,1.0}|<model.json folder or URL>]\n' +
+        '             [--head seed|gap|none]\n' +
         '             [--input-size N] [--weights none|imagenet|FILE] [--classes 10] [--stored-size 32] [--dropout R]\n' +
         '             [--profile NAME] [--table] [--json]\n',
     );
