@@ -18,6 +18,9 @@
  *
  * Tile, Identity and leading-axis Sum/Mean are replaced too: tfjs' batch-norm gradient runs them on
  * whole activations, where the shipped kernels were the slowest part of a training step.
+ *
+ * For MobileNet: the depthwise convolution's two gradients (none ship with wasm), and leaner gradients
+ * for ReLU6 and FusedBatchNorm while wasm is the backend (gradients are registered for all backends).
  */
 import * as tf from '@tensorflow/tfjs';
 
