@@ -18,6 +18,9 @@
  *
  * Tile, Identity and leading-axis Sum/Mean are replaced too: tfjs' batch-norm gradient runs them on
  * whole activations, where the shipped kernels were the slowest part of a training step.
+ *
+ * For MobileNet: the depthwise convolution's two gradients (none ship with wasm), and leaner gradients
+ * for ReLU6 and FusedBatchNorm while wasm is the backend (gradients are registered for all backends).
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -662,6 +665,46 @@ function registerRelu6Gradient(): void {
   } as tf.GradConfig);
 }
 
+/**
+ * FusedBatchNorm's gradient on wasm for per-channel statistics (what tfjs-layers' BatchNormalization
+ * passes): the per-channel terms are reduced first, so only five full-size passes remain -
+ * x - mean, dy · (x - mean), two leading-axis sums, dy · (scale / sqrt(var + eps)) - where tfjs-core's
+ * formula makes about fourteen (each derivative multiplies full tensors before summing). The same
+ * values, with s = 1/sqrt(var + eps): dx = dy·γ·s, dμ = -γ·s·Σdy, dσ² = -γ·s³/2·Σdy(x - μ),
+ * dγ = s·Σdy(x - μ), dβ = Σdy.
+ * Other shapes and backends keep tfjs-core's formula.
+ */
+function registerBatchNormGradient(): void {
+  const core = tf.getGradient('FusedBatchNorm') as (tf.GradConfig & { [MARK]?: true }) | undefined;
+  if (!core || core[MARK]) return;
+  tf.registerGradient({
+    kernelName: 'FusedBatchNorm',
+    inputsToSave: core.inputsToSave,
+    gradFunc: (dy, saved, attrs) => {
+      const [x, mean, variance, scale] = saved;
+      if (tf.getBackend() !== BACKEND || mean.rank !== 1 || variance.rank !== 1 || x.rank < 2 || !scale || scale.rank !== 1) return core.gradFunc(dy, saved, attrs);
+      const g = dy as tf.Tensor;
+      const epsilon = (attrs as { varianceEpsilon: number }).varianceEpsilon;
+      const axes = x.shape.slice(0, -1).map((_, i) => i);
+      // The per-channel terms, computed once here: tensors made inside one derivative's function are
+      // disposed when it returns. Only these three [C] tensors outlive the tidy (until the backward pass ends).
+      const { rsqrt, sumDy, sumDyXc } = tf.tidy(() => ({
+        rsqrt: tf.rsqrt(tf.add(variance, epsilon)),
+        sumDy: tf.sum(g, axes),
+        sumDyXc: tf.sum(tf.mul(g, tf.sub(x, mean)), axes),
+      }));
+      return {
+        x: () => tf.mul(g, tf.mul(scale, rsqrt)),
+        mean: () => tf.mul(tf.neg(tf.mul(scale, rsqrt)), sumDy),
+        variance: () => tf.mul(tf.mul(tf.mul(tf.pow(rsqrt, 3), -0.5), scale), sumDyXc),
+        scale: () => tf.mul(sumDyXc, rsqrt),
+        offset: () => tf.clone(sumDy),
+      };
+    },
+    [MARK]: true,
+  } as tf.GradConfig);
+}
+
 const KERNELS: { kernelName: string; kernelFunc: (args: KernelArgs) => TensorInfo }[] = [
   { kernelName: 'Conv2DBackpropFilter', kernelFunc: conv2DBackpropFilter },
   { kernelName: 'Conv2DBackpropInput', kernelFunc: conv2DBackpropInput },
@@ -679,6 +722,7 @@ const KERNELS: { kernelName: string; kernelFunc: (args: KernelArgs) => TensorInf
  */
 export function registerWasmTrainingKernels(): void {
   registerRelu6Gradient();
+  registerBatchNormGradient();
   for (const { kernelName, kernelFunc } of KERNELS) {
     const existing = tf.getKernel(kernelName, BACKEND) as (tf.KernelConfig & { [MARK]?: true }) | undefined;
     if (existing?.[MARK]) continue;

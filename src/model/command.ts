@@ -34,8 +34,9 @@ export async function modelCommand(argv: string[]): Promise<void> {
         '                              [--classes 10] [--stored-size 32] [--dropout R] [--profile NAME] [--table] [--json]\n' +
         '  Builds a model (backbone + head) and prints its parameter counts (total, trainable, per part).\n' +
         '  --profile      start from a profile\'s model section (the other options override it)\n' +
-        '  --arch         resnet50, resnet101, resnet152, darknet-tiny, or a TF.js model.json folder or URL\n' +
-        '  --head         seed (the article\'s: backbone top + Dense), gap (pooling, dropout, Dense) or none\n' +
+        '  --arch         resnet50, resnet101, resnet152, darknet-tiny, mobilenet-v1-{0.25,0.50,0.75,1.0},\n' +
+        '                 or a TF.js model.json folder or URL\n' +
+        '  --head         seed (the article\'s: backbone top + Dense), gap (pooling, dropout, Dense) or none (MobileNet: Keras include_top=False)\n' +
         '  --input-size   side in pixels the backbone sees (the model resizes its input to it)\n' +
         '  --weights      imagenet (the preset\'s), none (random) or a weights file\n' +
         '  --classes      classes of the new head (default 10)\n' +

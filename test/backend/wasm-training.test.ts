@@ -166,3 +166,33 @@ test('ReLU6 and fused depthwise convolution (bias + relu6) gradients on wasm mat
   }
   await tf.setBackend('cpu');
 });
+
+test('FusedBatchNorm gradients on wasm (per-channel terms reduced first) match cpu for x, mean, variance, scale and offset', async () => {
+  const shape: [number, number, number, number] = [3, 5, 4, 6];
+  const x = new Float32Array(3 * 5 * 4 * 6).map((_, i) => 2 * Math.sin(i * 0.31) + 0.5);
+  const mean = new Float32Array(6).map((_, i) => 0.1 * i - 0.2);
+  const variance = new Float32Array(6).map((_, i) => 0.5 + 0.2 * i);
+  const scale = new Float32Array(6).map((_, i) => 1 - 0.15 * i);
+  const offset = new Float32Array(6).map((_, i) => 0.05 * i);
+  const weights = new Float32Array(3 * 5 * 4 * 6).map((_, i) => Math.cos(i * 0.17));
+  const grads = async (backend: string) => {
+    await tf.setBackend(backend);
+    const inputs = [tf.tensor4d(x, shape), tf.tensor1d(mean), tf.tensor1d(variance), tf.tensor1d(offset), tf.tensor1d(scale)];
+    const w = tf.tensor4d(weights, shape);
+    const f = (a: tf.Tensor4D, m: tf.Tensor1D, v: tf.Tensor1D, o: tf.Tensor1D, s: tf.Tensor1D) => tf.sum(tf.mul(tf.batchNorm(a, m, v, o, s, 1e-3), w));
+    const g = tf.grads(f as never)(inputs);
+    const out = await Promise.all(g.map((t) => t.data() as Promise<Float32Array>));
+    tf.dispose([...inputs, w, ...g]);
+    return out;
+  };
+  const cpu = await grads('cpu');
+  const wasm = await grads('wasm');
+  ['x', 'mean', 'variance', 'offset', 'scale'].forEach((name, k) => {
+    let scaleOf = 0;
+    let worst = 0;
+    for (const v of cpu[k]) scaleOf = Math.max(scaleOf, Math.abs(v));
+    for (let i = 0; i < cpu[k].length; i++) worst = Math.max(worst, Math.abs(wasm[k][i] - cpu[k][i]));
+    assert.ok(scaleOf > 0 && worst <= 1e-4 * scaleOf, `${name}: max |wasm - cpu| ${worst} of ${scaleOf}`);
+  });
+  await tf.setBackend('cpu');
+});
