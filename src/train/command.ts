@@ -18,7 +18,7 @@ const USAGE = `usage: cli train [--profile NAME] [--set key.path=value ...] [--r
   --set       override a profile field, e.g. --set train.phases.0.lr=1e-4 (repeatable; new runs only)
   --resume    continue the run in RUN_DIR from its last checkpoint (a finished run reports itself)
   --run-dir   train into this folder (created; continued if it holds a checkpoint)
-  --json      print {"runDir","epochs","finalValAccuracy","history"} on stdout (progress goes to stderr)
+  --json      print {"runDir","epochs","finalValAccuracy","history","status","resumedFrom"} on stdout (progress goes to stderr)
 `;
 
 export async function trainCommand(argv: string[]): Promise<void> {
@@ -54,7 +54,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   });
   if (!values.json) console.log(`run folder: ${s.runDir}`);
   const result = await train(s, { progress: (values.progress as ProgressMode | undefined) ?? 'auto' });
-  const out = { runDir: result.runDir, epochs: result.epochs, finalValAccuracy: result.finalValAccuracy, history: result.history, status: result.status };
+  const out = { runDir: result.runDir, epochs: result.epochs, finalValAccuracy: result.finalValAccuracy, history: result.history, status: result.status, resumedFrom: result.resumedFrom };
   if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
   else console.log(`${result.status}: ${result.epochs} epochs, val accuracy ${result.finalValAccuracy?.toFixed(4)}; history ${result.history}`);
 }

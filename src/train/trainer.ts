@@ -284,7 +284,7 @@ function standardCallbacks(ctx: LoopContext, state: TrainState, best: BestWeight
     ...(es ? [new EarlyStopping(es.monitor, es.patience, progress)] : []),
     ...(best ? [best] : []),
     new DivergenceGuard(weights, () => latestCheckpoint(runDir), diverged),
-    new Checkpointing(runDir, weights, profile.train.checkpointsKept ?? 2, wallSeconds, () => best?.tensors()),
+    new Checkpointing(runDir, weights, profile.train.checkpointsKept ?? 2, wallSeconds, () => best?.tensors(), profile.train.checkpointEveryMinutes),
     new HistoryWriter(runDir),
     new ProgressCallback(progress, profile.train.phases.length),
     ...(ctx.onEpoch ? [new OnEpoch(ctx.onEpoch)] : []),
