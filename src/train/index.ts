@@ -250,13 +250,8 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
   if (outcome.interrupted && interrupt.signal.aborted) {
     // A person interrupted: the cell (or command) ends with an error saying where, so queued cells do not run.
     const checkpoint = latestCheckpoint(runDir) ?? null;
-    const from = checkpoint ? `from ${path.basename(checkpoint)}` : 'from the start';
-    const err = new TrainingInterruptedError(
-      at?.epoch ?? state.epoch + 1,
-      at?.batch ?? 0,
-      checkpoint,
-      `${outcome.stopReason ?? 'interrupted'}: rerun to resume ${from}${at ? `, inside epoch ${at.epoch} after its batch ${at.batch}` : ''}`,
-    );
+    const from = checkpoint ? `from there (checkpoint ${path.basename(checkpoint)})` : '(no checkpoint yet: it starts over)';
+    const err = new TrainingInterruptedError(at?.epoch ?? state.epoch + 1, at?.batch ?? 0, checkpoint, `${outcome.stopReason ?? 'interrupted'}: rerun to resume ${from}`);
     progress.message(err.message);
     progress.end();
     throw err;

@@ -213,6 +213,17 @@ async function* skipBatches(stream: BatchStream, n: number): AsyncGenerator<Batc
   }
 }
 
+/** Adds a trained batch to the epoch in progress; returns its history row. */
+function addBatch(ep: EpochProgress, run: PhaseRun, st: TrainState, logs: StepLogs, lr: number): BatchRow {
+  ep.step++;
+  ep.lossSum += logs.loss * logs.size;
+  ep.correctSum += logs.correct;
+  ep.seen += logs.size;
+  const row: BatchRow = { phase: run.phase.name, epoch: st.epoch + 1, step: ep.step, loss: logs.loss, accuracy: logs.correct / logs.size, lr, seconds: (Date.now() - ep.started) / 1000 };
+  ep.batchRows.push(row);
+  return row;
+}
+
 /** Records the epoch so far in s.train (partial, random states) and lets the callbacks save it. */
 async function pauseEpoch(run: PhaseRun, s: FitState, ep: EpochProgress, callbacks: Callback[]): Promise<void> {
   const { started, rngStart, ...sofar } = ep;
@@ -236,18 +247,12 @@ export async function fitPhase(run: PhaseRun, s: FitState, callbacks: Callback[]
     const ep = (s.epochInProgress = beginEpoch(st, s.rng));
     // A resumed epoch draws its batches again from the epoch-start random state and skips the trained ones.
     let lr = ep.step > 0 ? run.lrAt(e, ep.step - 1) : run.phase.lr;
-    for await (const b of ep.step > 0 ? skipBatches(run.trainBatches(), ep.step) : run.trainBatches()) {
+    for await (const b of skipBatches(run.trainBatches(), ep.step)) {
       await emit(callbacks, 'onBatchBegin', run, s, ep.step);
       lr = run.lrAt(e, ep.step);
       const logs = await read(trainStep(run.step, b, lr, s.dropRng), b.xs.shape[0]);
       tf.dispose([b.xs, b.ys]);
-      ep.step++;
-      ep.lossSum += logs.loss * logs.size;
-      ep.correctSum += logs.correct;
-      ep.seen += logs.size;
-      const row: BatchRow = { phase: run.phase.name, epoch: st.epoch + 1, step: ep.step, loss: logs.loss, accuracy: logs.correct / logs.size, lr, seconds: (Date.now() - ep.started) / 1000 };
-      ep.batchRows.push(row);
-      await emit(callbacks, 'onBatchEnd', run, s, row, logs);
+      await emit(callbacks, 'onBatchEnd', run, s, addBatch(ep, run, st, logs, lr), logs);
       if (s.stopRun) break;
       if (s.saveEpoch) await pauseEpoch(run, s, ep, callbacks);
     }

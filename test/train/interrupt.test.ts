@@ -35,6 +35,8 @@ test('a real SIGINT stops training after the current batch; a rerun resumes insi
     assert.match(err.message, new RegExp(`^interrupted at epoch ${afterEpoch + 1}, batch ${err.batch}: rerun to resume`));
     const state = readCheckpointState(latestCheckpoint(b.runDir)!);
     assert.equal(state.partial?.step, err.batch);
+    assert.equal(err.checkpoint, latestCheckpoint(b.runDir));
+    assert.ok(err.message.endsWith(`rerun to resume from there (checkpoint epoch-000${afterEpoch}+00000${err.batch})`), err.message);
     assert.equal(process.listeners('SIGINT').length, 0, 'SIGINT is given back after training');
 
     const second = await train(b, { built: tinyResnetLike(99, 0.3), data: syntheticData(64, 32), progress: 'none', saveModel: false });

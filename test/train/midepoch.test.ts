@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Phase } from '../../src/config';
-import { train, history, latestCheckpoint, readCheckpointState, type Callback } from '../../src/train';
+import { train, history, latestCheckpoint, readCheckpointState, stableWeights, type Callback } from '../../src/train';
 import { syntheticData, testProfile, tempSession, tinyResnetLike, numbersOf } from './fixtures';
 
 const phases: Phase[] = [
@@ -89,4 +89,21 @@ test('a damaged mid-epoch checkpoint is skipped for the newest intact one (the e
   assert.match(resumed.skipped![0].why, /state\.json: sha256 .* \(corrupted\)/);
   assert.deepEqual(numbersOf(history(b.runDir).toRecords()), full.epochs);
   assert.deepEqual(numbersOf(history(b.runDir, 'batches').toRecords()), full.batches);
+});
+
+test('restoreBestWeights across a mid-epoch resume: the best copy rides in the mid-epoch checkpoint, the phase ends as uninterrupted', async () => {
+  const one: Phase[] = [{ name: 'finetune-all', trainable: 'all', optimizer: 'adam', lr: 0.05, epochs: 3 }];
+  const best = { ...extra, restoreBestWeights: { monitor: 'val_loss' as const } };
+  const a = await tempSession(testProfile(one, best));
+  const ra = await train(a, opts());
+  const b = await tempSession(testProfile(one, { ...best, checkpointEveryMinutes: 0.0001 }));
+  await assert.rejects(train(b, { ...opts(), callbacks: [crashAfter(10)] }), /crash after batch 10/);
+  const last = latestCheckpoint(b.runDir)!;
+  assert.equal(path.basename(last), 'epoch-0002+000001');
+  assert.ok(fs.existsSync(path.join(last, 'best.bin')), 'the best weights so far are in the mid-epoch checkpoint');
+  const rb = await train(b, opts(99));
+  assert.deepEqual(numbersOf(history(b.runDir).toRecords()), numbersOf(history(a.runDir).toRecords()));
+  const weights = (r: typeof ra) => stableWeights(r.built!.model).map((w) => Array.from(w.read().dataSync()));
+  assert.deepEqual(weights(rb), weights(ra), 'the same weights at the end (the best epoch\'s)');
+  assert.deepEqual(readCheckpointState(latestCheckpoint(b.runDir)!).best, readCheckpointState(latestCheckpoint(a.runDir)!).best);
 });
