@@ -113,6 +113,9 @@ export const TrainSchema = object({
   featureCache: bool().describe('Cache the frozen base\'s features when a phase trains only the head.'),
   featureCacheDtype: oneOf(['float32', 'float16']).optional().describe('How cached features are stored (float16: half the disk, tiny rounding).'),
   checkpointsKept: posInt().optional().describe('How many epoch checkpoints to keep in <run>/checkpoints (default 2).'),
+  checkpointEveryMinutes: posRate()
+    .optional()
+    .describe('Also write a mid-epoch checkpoint every N minutes of an epoch (fractions allowed), so that a killed run loses at most N minutes; absent: only at epoch ends and on interrupts.'),
   earlyStopping: object({
     monitor: oneOf(['val_loss', 'val_accuracy']),
     patience: posInt().describe('Epochs without improvement before stopping.'),

@@ -6,6 +6,12 @@
  * temporary name and renamed, then latest.json is replaced atomically, so a kill at any moment
  * leaves the previous checkpoint whole. A resume verifies the checksums and falls back to the newest
  * intact checkpoint, naming what it skipped and why.
+ *
+ * Mid-epoch checkpoints (an interrupt, or train.checkpointEveryMinutes) are the same files in
+ * epoch-NNNN+BBBBBB/ (NNNN epochs done, BBBBBB batches of the next): their state carries `partial`,
+ * the epoch so far, and the data random state of the epoch's start, from which the resume draws the
+ * epoch's batches again. They are version 2, so that a reader without mid-epoch resume refuses them
+ * (and falls back) instead of taking them for an epoch's end; only the newest one is kept.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -43,10 +49,29 @@ export interface TrainState {
   wallSeconds: number;
   done: boolean;
   backend: string;
+  /**
+   * Set in a mid-epoch checkpoint: the epoch after `epoch` stopped after partial.step batches.
+   * rngState is then the state at that epoch's start, dropoutRngState the state after those batches.
+   */
+  partial?: PartialEpoch;
+}
+
+/** An epoch so far: what a resume restores before it trains the epoch's remaining batches. */
+export interface PartialEpoch {
+  /** Batches trained. */
+  step: number;
+  /** Sum over the trained images of the loss; correct predictions; images. */
+  lossSum: number;
+  correctSum: number;
+  seen: number;
+  /** Seconds spent in the epoch so far. */
+  seconds: number;
+  batchRows: BatchRow[];
 }
 
 interface StoredCheckpoint {
-  version: 1;
+  /** 1: at an epoch's end; 2: inside an epoch (state.partial). */
+  version: 1 | 2;
   state: TrainState;
   weights: { names: string[]; specs: tf.io.WeightsManifestEntry[] };
   optimizer: { names: string[]; specs: tf.io.WeightsManifestEntry[] };
@@ -65,6 +90,31 @@ export interface LoadedCheckpoint {
 
 export function checkpointsDir(runDir: string): string {
   return path.join(runDir, 'checkpoints');
+}
+
+const CHECKPOINT_NAME = /^epoch-(\d+)(?:\+(\d+))?$/;
+
+/** The folder name of a checkpoint of `state`: epoch-NNNN, or epoch-NNNN+BBBBBB inside an epoch. */
+export function checkpointName(state: Pick<TrainState, 'epoch' | 'partial'>): string {
+  const name = `epoch-${String(state.epoch).padStart(4, '0')}`;
+  return state.partial ? `${name}+${String(state.partial.step).padStart(6, '0')}` : name;
+}
+
+/** Epochs done and batches of the next, for a checkpoint folder's name; undefined for other names. */
+function checkpointPosition(name: string): [number, number] | undefined {
+  const m = CHECKPOINT_NAME.exec(name);
+  return m ? [Number(m[1]), m[2] === undefined ? -1 : Number(m[2])] : undefined;
+}
+
+/** Negative when checkpoint `a` comes before `b` in training. */
+function byPosition(a: string, b: string): number {
+  const [pa, pb] = [checkpointPosition(a)!, checkpointPosition(b)!];
+  return pa[0] - pb[0] || pa[1] - pb[1];
+}
+
+/** The checkpoint folders of `root`, oldest first. */
+function checkpointFolders(root: string): string[] {
+  return fs.readdirSync(root).filter((n) => checkpointPosition(n) !== undefined).sort(byPosition);
 }
 
 function encode(tensors: NamedTensor[]): Promise<{ data: ArrayBuffer; specs: tf.io.WeightsManifestEntry[] }> {
@@ -146,7 +196,7 @@ export async function saveCheckpoint(
 ): Promise<string> {
   const root = checkpointsDir(runDir);
   fs.mkdirSync(root, { recursive: true });
-  const name = `epoch-${String(state.epoch).padStart(4, '0')}`;
+  const name = checkpointName(state);
   const finalDir = path.join(root, name);
   const tmpDir = path.join(root, `.tmp-${name}-${process.pid}`);
   fs.rmSync(tmpDir, { recursive: true, force: true });
@@ -157,7 +207,7 @@ export async function saveCheckpoint(
     fs.writeFileSync(path.join(tmpDir, 'weights.bin'), new Uint8Array(w.data));
     fs.writeFileSync(path.join(tmpDir, 'optimizer.bin'), new Uint8Array(o.data));
     const stored: StoredCheckpoint = {
-      version: 1,
+      version: state.partial ? 2 : 1,
       state,
       weights: { names: weights.map((t) => t.name), specs: w.specs },
       optimizer: { names: optimizer.map((t) => t.name), specs: o.specs },
@@ -180,14 +230,16 @@ export async function saveCheckpoint(
   }
   fs.rmSync(finalDir, { recursive: true, force: true });
   fs.renameSync(tmpDir, finalDir);
-  writeJsonAtomic(path.join(root, 'latest.json'), { checkpoint: name, epoch: state.epoch, done: state.done });
+  writeJsonAtomic(path.join(root, 'latest.json'), { checkpoint: name, epoch: state.epoch, ...(state.partial ? { step: state.partial.step } : {}), done: state.done });
   pruneCheckpoints(root, name, keep);
   return finalDir;
 }
 
+/** Keeps the `keep` newest epoch-end checkpoints; a newer checkpoint supersedes every mid-epoch one. */
 function pruneCheckpoints(root: string, latest: string, keep: number): void {
-  const all = fs.readdirSync(root).filter((n) => /^epoch-\d+$/.test(n)).sort();
-  const stale = all.filter((n) => n !== latest).slice(0, Math.max(0, all.length - Math.max(1, keep)));
+  const all = checkpointFolders(root);
+  const ends = all.filter((n) => !n.includes('+'));
+  const stale = [...ends.filter((n) => n !== latest).slice(0, Math.max(0, ends.length - Math.max(1, keep))), ...all.filter((n) => n.includes('+') && n !== latest)];
   for (const n of stale) fs.rmSync(path.join(root, n), { recursive: true, force: true });
   for (const n of fs.readdirSync(root)) {
     // Leftovers of a process killed while writing.
@@ -215,7 +267,7 @@ export function findCheckpoint(runDir: string, olderThan?: string): CheckpointCh
       skipped.push({ path: pointer, why: (e as Error).message });
     }
   }
-  const dirs = fs.readdirSync(root).filter((n) => /^epoch-\d+$/.test(n) && (olderThan === undefined || n < olderThan)).sort().reverse();
+  const dirs = checkpointFolders(root).filter((n) => olderThan === undefined || byPosition(n, olderThan) < 0).reverse();
   for (const n of dirs) {
     const dir = path.join(root, n);
     const why = checkpointProblem(dir);
@@ -243,7 +295,7 @@ export function readCheckpointState(dir: string): TrainState {
 export function loadCheckpoint(dir: string): LoadedCheckpoint {
   const file = path.join(dir, 'state.json');
   const stored = readJsonFile<StoredCheckpoint>(file, 'the checkpoint state');
-  if (stored.version !== 1) throw new Error(`${file}: checkpoint version ${stored.version}, expected 1`);
+  if (stored.version !== 1 && stored.version !== 2) throw new Error(`${file}: checkpoint version ${stored.version}, expected 1 or 2`);
   const weights = decode(path.join(dir, 'weights.bin'), stored.weights.specs);
   try {
     const opt = decode(path.join(dir, 'optimizer.bin'), stored.optimizer.specs);

@@ -22,10 +22,11 @@ const USAGE = `usage: cli train [--profile NAME] [--set key.path=value ...] [--r
   --backend   TensorFlow.js backend: cpu, wasm, node (tfjs-node) or node-gpu (CUDA); default TLWB_BACKEND,
               else the fastest that loads (node-gpu, node, wasm, cpu)
   --progress  auto (default: a bar in a terminal, one line per epoch when piped), bar, lines or none
-  --json      print {"runDir","epochs","finalValAccuracy","history","status"} on stdout (progress goes to stderr)
+  --json      print {"runDir","epochs","finalValAccuracy","history","status","resumedFrom"} on stdout (progress goes to stderr)
   -h, --help  this text
   Epochs, learning rates and batch sizes are profile fields: --set train.phases.0.epochs=3.
-  Ctrl-C stops after the current batch (exit 130); --resume continues from the last checkpoint.
+  Ctrl-C stops after the current batch with a checkpoint (exit 130); --resume continues from it.
+  A profile's train.checkpointEveryMinutes also saves inside long epochs (a killed run loses at most that).
 `;
 
 export async function trainCommand(argv: string[]): Promise<void> {
@@ -70,7 +71,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     process.exitCode = 130;
     return;
   }
-  const out = { runDir: result.runDir, epochs: result.epochs, finalValAccuracy: result.finalValAccuracy, history: result.history, status: result.status };
+  const out = { runDir: result.runDir, epochs: result.epochs, finalValAccuracy: result.finalValAccuracy, history: result.history, status: result.status, resumedFrom: result.resumedFrom };
   if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
   else console.log(`${result.status}: ${result.epochs} epochs, val accuracy ${result.finalValAccuracy?.toFixed(4)}; history ${result.history}`);
 }

@@ -238,7 +238,7 @@ export async function computeFeatures(
     opts.onBatch?.(n);
     // Let a SIGINT (Kernel -> Interrupt) reach its handler, and stop here when it asked to.
     await yieldToEventLoop();
-    if (opts.signal?.aborted) throw new FeaturesInterruptedError(opts.label ?? 'features');
+    if (opts.signal?.aborted) throw new FeaturesInterruptedError(`${opts.label ?? 'features'}, ${offset} of ${opts.count} images`);
   }
   if (!features || offset !== opts.count) throw new Error(`${opts.label ?? 'features'}: the batch stream gave ${offset} images, expected ${opts.count}`);
   return { features, labels: opts.labels.slice(0, opts.count), count: opts.count, dims, shape };

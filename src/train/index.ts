@@ -60,7 +60,7 @@ export interface TrainOptions {
   onEpoch?: (row: EpochRow) => void;
   /** More loop callbacks (src/train/loop.ts Callback), after the built-in ones. */
   callbacks?: Callback[];
-  /** Stop at the next batch when it fires (Kernel -> Interrupt); the run resumes from its last checkpoint. */
+  /** Stop at the next batch when it fires (Kernel -> Interrupt), with a mid-epoch checkpoint the resume goes on from. */
   signal?: AbortSignal;
   /** Batches for the full model; default: the preprocess stage's batches(). */
   imageBatches?: ImageBatchSource;
@@ -246,21 +246,19 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
   const { state } = outcome;
   const rows = state.epochRows;
   const finalValAccuracy = rows.length ? rows[rows.length - 1].val_accuracy : null;
+  const at = outcome.stoppedAt;
   if (outcome.interrupted && interrupt.signal.aborted) {
     // A person interrupted: the cell (or command) ends with an error saying where, so queued cells do not run.
     const checkpoint = latestCheckpoint(runDir) ?? null;
-    const err = new TrainingInterruptedError(
-      state.epoch + 1,
-      0,
-      checkpoint,
-      `${outcome.stopReason ?? 'interrupted'}: rerun to resume (from ${checkpoint ? path.basename(checkpoint) : 'the start'}; the unfinished epoch runs again)`,
-    );
+    const from = checkpoint ? `from there (checkpoint ${path.basename(checkpoint)})` : '(no checkpoint yet: it starts over)';
+    const err = new TrainingInterruptedError(at?.epoch ?? state.epoch + 1, at?.batch ?? 0, checkpoint, `${outcome.stopReason ?? 'interrupted'}: rerun to resume ${from}`);
     progress.message(err.message);
     progress.end();
     throw err;
   }
   if (outcome.interrupted) {
-    progress.message(`stopped after epoch ${state.epoch}; resume with train() on the same run folder`);
+    const where = at ? `in epoch ${at.epoch} after batch ${at.batch} (a mid-epoch checkpoint)` : `after epoch ${state.epoch}`;
+    progress.message(`stopped ${where}; resume with train() on the same run folder`);
     progress.end();
     return { runDir, status: 'interrupted', epochs: state.epoch, finalValAccuracy, built, resumedFrom: outcome.resumedFrom, skipped: outcome.skipped, ...files };
   }

@@ -5,13 +5,12 @@
  * early stopping, the divergence guard, history files, progress, interruption, best weights, the LR
  * finder) is a callback in src/train/callbacks/.
  */
-import { yieldToEventLoop } from './interrupt';
 import * as tf from '@tensorflow/tfjs';
 import type { Phase } from '../config';
 import type { Random } from '../random';
 import type { BatchRow, EpochRow } from './history';
 import type { PhaseOptimizer } from './optimizer';
-import type { TrainState } from './checkpoint';
+import type { PartialEpoch, TrainState } from './checkpoint';
 import { withSeededMathRandom } from './seeded';
 
 export interface Batch {
@@ -137,8 +136,21 @@ export interface FitState {
   dropRng: Random;
   /** Set by a callback: the phase ends after this epoch (early stopping). */
   finishPhase?: string;
-  /** Set by a callback: the run stops now, keeping the last checkpoint (interruption, stop-after, LR finder). */
+  /**
+   * Set by a callback: the run stops now (interruption, stop-after, LR finder). Inside an epoch, the
+   * loop first pauses it (onEpochPause) with s.train.partial set: the checkpoint callback saves it.
+   */
   stopRun?: string;
+  /** Set by a callback: pause after this batch for a mid-epoch checkpoint (periodic saves). */
+  saveEpoch?: string;
+  /** The epoch in progress (batches trained so far), while one is. */
+  epochInProgress?: EpochProgress;
+}
+
+/** The epoch in progress: TrainState.partial plus the wall-clock start and the data random state at the start. */
+export interface EpochProgress extends Omit<PartialEpoch, 'seconds'> {
+  started: number;
+  rngStart: number;
 }
 
 export interface Callback {
@@ -146,31 +158,80 @@ export interface Callback {
   onEpochBegin?(run: PhaseRun, s: FitState, epoch: number): void | Promise<void>;
   onBatchBegin?(run: PhaseRun, s: FitState, step: number): void | Promise<void>;
   onBatchEnd?(run: PhaseRun, s: FitState, row: BatchRow, logs: StepLogs): void | Promise<void>;
+  /** After each validation batch (an interrupt there stops the epoch: it is paused as after its last batch). */
+  onValBatchEnd?(run: PhaseRun, s: FitState): void | Promise<void>;
+  /**
+   * The run pauses inside an epoch, s.train.partial set (its rngState is the epoch's start): it stops
+   * (s.stopRun) or a callback asked for a mid-epoch checkpoint (s.saveEpoch).
+   */
+  onEpochPause?(run: PhaseRun, s: FitState): void | Promise<void>;
   /** After validation and the train state's update; `row` is in s.train.epochRows. */
   onEpochEnd?(run: PhaseRun, s: FitState, row: EpochRow): void | Promise<void>;
   onPhaseEnd?(run: PhaseRun, s: FitState): void | Promise<void>;
 }
 
-type Hook = 'onPhaseBegin' | 'onEpochBegin' | 'onBatchBegin' | 'onBatchEnd' | 'onEpochEnd' | 'onPhaseEnd';
+type Hook = 'onPhaseBegin' | 'onEpochBegin' | 'onBatchBegin' | 'onBatchEnd' | 'onValBatchEnd' | 'onEpochPause' | 'onEpochEnd' | 'onPhaseEnd';
 
 async function emit<H extends Hook>(callbacks: Callback[], hook: H, ...args: Parameters<NonNullable<Callback[H]>>): Promise<void> {
   for (const cb of callbacks) await (cb[hook] as ((...a: unknown[]) => unknown) | undefined)?.call(cb, ...args);
 }
 
-/** Validation: the evaluation step over every batch, averaged per image. */
-export async function evaluate(m: Pick<StepModel, 'forward' | 'numClasses' | 'labelSmoothing'>, batches: BatchStream): Promise<{ loss: number | null; accuracy: number | null }> {
+/** Validation: the evaluation step over every batch, averaged per image; undefined when `stop` says so after a batch. */
+export async function evaluate(
+  m: Pick<StepModel, 'forward' | 'numClasses' | 'labelSmoothing'>,
+  batches: BatchStream,
+  stop?: () => Promise<boolean>,
+): Promise<{ loss: number | null; accuracy: number | null } | undefined> {
   let loss = 0;
   let correct = 0;
   let seen = 0;
   for await (const b of batches) {
     const logs = await read(evalStep(m, b), b.xs.shape[0]);
     tf.dispose([b.xs, b.ys]);
-    await yieldToEventLoop(); // an interrupt during validation is seen; the run stops at the epoch's end
     loss += logs.loss * logs.size;
     correct += logs.correct;
     seen += logs.size;
+    if (await stop?.()) return undefined;
   }
   return seen ? { loss: loss / seen, accuracy: correct / seen } : { loss: null, accuracy: null };
+}
+
+/** Starts epoch `st.phaseEpoch`, or goes on with the one a mid-epoch checkpoint stopped (st.partial, consumed). */
+function beginEpoch(st: TrainState, rng: Random): EpochProgress {
+  const p = st.partial;
+  st.partial = undefined;
+  const started = Date.now() - (p?.seconds ?? 0) * 1000;
+  return { step: p?.step ?? 0, lossSum: p?.lossSum ?? 0, correctSum: p?.correctSum ?? 0, seen: p?.seen ?? 0, batchRows: p?.batchRows ?? [], started, rngStart: rng.state };
+}
+
+/** The stream without its first `n` batches: drawn (the random state moves as in the first pass) and disposed. */
+async function* skipBatches(stream: BatchStream, n: number): AsyncGenerator<Batch> {
+  let i = 0;
+  for await (const b of stream) {
+    if (i++ < n) tf.dispose([b.xs, b.ys]);
+    else yield b;
+  }
+}
+
+/** Adds a trained batch to the epoch in progress; returns its history row. */
+function addBatch(ep: EpochProgress, run: PhaseRun, st: TrainState, logs: StepLogs, lr: number): BatchRow {
+  ep.step++;
+  ep.lossSum += logs.loss * logs.size;
+  ep.correctSum += logs.correct;
+  ep.seen += logs.size;
+  const row: BatchRow = { phase: run.phase.name, epoch: st.epoch + 1, step: ep.step, loss: logs.loss, accuracy: logs.correct / logs.size, lr, seconds: (Date.now() - ep.started) / 1000 };
+  ep.batchRows.push(row);
+  return row;
+}
+
+/** Records the epoch so far in s.train (partial, random states) and lets the callbacks save it. */
+async function pauseEpoch(run: PhaseRun, s: FitState, ep: EpochProgress, callbacks: Callback[]): Promise<void> {
+  const { started, rngStart, ...sofar } = ep;
+  s.train.partial = { ...sofar, batchRows: [...sofar.batchRows], seconds: (Date.now() - started) / 1000 };
+  s.train.rngState = rngStart;
+  s.train.dropoutRngState = s.dropRng.state;
+  s.saveEpoch = undefined;
+  await emit(callbacks, 'onEpochPause', run, s);
 }
 
 /**
@@ -181,48 +242,45 @@ export async function fitPhase(run: PhaseRun, s: FitState, callbacks: Callback[]
   const st = s.train;
   await emit(callbacks, 'onPhaseBegin', run, s);
   for (let e = st.phaseEpoch; e < run.phase.epochs && !s.stopRun; e++) {
-    const started = Date.now();
     await emit(callbacks, 'onEpochBegin', run, s, e);
-    const batchRows: BatchRow[] = [];
-    const sums = { loss: 0, correct: 0, seen: 0 };
-    let step = 0;
-    let lr = run.phase.lr;
-    for await (const b of run.trainBatches()) {
-      if (s.stopRun) {
-        tf.dispose([b.xs, b.ys]);
-        continue; // drain the stream so that its resources are released
-      }
-      await emit(callbacks, 'onBatchBegin', run, s, step);
-      lr = run.lrAt(e, step);
+    if (s.stopRun) break;
+    const ep = (s.epochInProgress = beginEpoch(st, s.rng));
+    // A resumed epoch draws its batches again from the epoch-start random state and skips the trained ones.
+    let lr = ep.step > 0 ? run.lrAt(e, ep.step - 1) : run.phase.lr;
+    for await (const b of skipBatches(run.trainBatches(), ep.step)) {
+      await emit(callbacks, 'onBatchBegin', run, s, ep.step);
+      lr = run.lrAt(e, ep.step);
       const logs = await read(trainStep(run.step, b, lr, s.dropRng), b.xs.shape[0]);
       tf.dispose([b.xs, b.ys]);
-      step++;
-      sums.loss += logs.loss * logs.size;
-      sums.correct += logs.correct;
-      sums.seen += logs.size;
-      const row: BatchRow = { phase: run.phase.name, epoch: st.epoch + 1, step, loss: logs.loss, accuracy: logs.correct / logs.size, lr, seconds: (Date.now() - started) / 1000 };
-      batchRows.push(row);
-      await emit(callbacks, 'onBatchEnd', run, s, row, logs);
+      await emit(callbacks, 'onBatchEnd', run, s, addBatch(ep, run, st, logs, lr), logs);
+      if (s.stopRun) break;
+      if (s.saveEpoch) await pauseEpoch(run, s, ep, callbacks);
     }
-    if (s.stopRun) break; // an unfinished epoch leaves no trace: a resume repeats it whole
-    const val = run.valBatches ? await evaluate(run.step, run.valBatches()) : { loss: null, accuracy: null };
+    const valStopped = async () => (await emit(callbacks, 'onValBatchEnd', run, s), !!s.stopRun);
+    const val = s.stopRun ? undefined : run.valBatches ? await evaluate(run.step, run.valBatches(), valStopped) : { loss: null, accuracy: null };
+    if (!val) {
+      await pauseEpoch(run, s, ep, callbacks); // stopped inside the epoch: a resume goes on from here
+      break;
+    }
     const row: EpochRow = {
       phase: run.phase.name,
       phase_index: run.index,
       epoch: st.epoch + 1,
       phase_epoch: e + 1,
-      loss: sums.loss / Math.max(1, sums.seen),
-      accuracy: sums.correct / Math.max(1, sums.seen),
+      loss: ep.lossSum / Math.max(1, ep.seen),
+      accuracy: ep.correctSum / Math.max(1, ep.seen),
       val_loss: val.loss,
       val_accuracy: val.accuracy,
       lr,
-      seconds: (Date.now() - started) / 1000,
+      seconds: (Date.now() - ep.started) / 1000,
       cached: run.cached,
     };
+    s.epochInProgress = undefined;
+    st.partial = undefined;
     st.epoch = row.epoch;
     st.phaseEpoch = e + 1;
     st.epochRows.push(row);
-    st.batchRows.push(...batchRows);
+    st.batchRows.push(...ep.batchRows);
     st.rngState = s.rng.state;
     st.dropoutRngState = s.dropRng.state;
     if (st.phaseEpoch >= run.phase.epochs) st.phaseFinished = true;

@@ -138,7 +138,7 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
     // past its start, the model as built (seeded, as the run began).
     const last = latestCheckpoint(runDir);
     const st = last ? readCheckpointState(last) : undefined;
-    const atStart = st && (st.phaseIndex < p || (st.phaseIndex === p && st.phaseEpoch === 0) || (st.phaseIndex === p - 1 && st.phaseFinished));
+    const atStart = st && (st.phaseIndex < p || (st.phaseIndex === p && st.phaseEpoch === 0 && !st.partial) || (st.phaseIndex === p - 1 && st.phaseFinished));
     if (st && (atStart || p > 0)) {
       const resumed = resumeFromCheckpoint(runDir, weights);
       if (resumed) {

@@ -66,7 +66,7 @@ export interface LoopContext {
   resume?: boolean;
   /** Stop after this many epochs in this call (as an interruption would); for tests. */
   stopAfterEpochs?: number;
-  /** Stop at the next batch when this fires (the epoch in progress is repeated by the resume). */
+  /** Stop at the next batch when this fires (with a mid-epoch checkpoint: the resume goes on inside the epoch). */
   signal?: AbortSignal;
   onEpoch?: (row: EpochRow) => void;
   /** More callbacks, after the built-in ones. */
@@ -81,6 +81,8 @@ export interface LoopOutcome {
   resumedFrom?: string;
   /** Checkpoints (and pointers) the resume skipped as broken, with the reason. */
   skipped: { path: string; why: string }[];
+  /** Where a stop inside an epoch left it (1-based epoch over all phases, batches trained in it): its mid-epoch checkpoint. */
+  stoppedAt?: { epoch: number; batch: number };
 }
 
 /** The phase's trainable set; batchNorm 'frozen' then freezes every BatchNormalization of the base. */
@@ -260,7 +262,9 @@ function openRun(ctx: LoopContext, weights: tf.LayerVariable[]): { state: TrainS
   const skipped = resumed?.skipped ?? (ctx.resume === false ? [] : findCheckpoint(runDir).skipped);
   for (const s of skipped) progress.message(`skipped ${s.path}: ${s.why}`);
   if (resumed) {
-    progress.message(`resuming ${runDir} from ${path.basename(resumed.from)} (phase '${ctx.profile.train.phases[resumed.state.phaseIndex]?.name}', ${resumed.state.epoch} epochs done)`);
+    const { epoch, partial } = resumed.state;
+    const within = partial ? `, and ${partial.step} batches of epoch ${epoch + 1}` : '';
+    progress.message(`resuming ${runDir} from ${path.basename(resumed.from)} (phase '${ctx.profile.train.phases[resumed.state.phaseIndex]?.name}', ${epoch} epochs done${within})`);
     return { state: resumed.state, resumed };
   }
   if (skipped.length) progress.message(`no intact checkpoint in ${runDir}: training starts over`);
@@ -280,7 +284,7 @@ function standardCallbacks(ctx: LoopContext, state: TrainState, best: BestWeight
     ...(es ? [new EarlyStopping(es.monitor, es.patience, progress)] : []),
     ...(best ? [best] : []),
     new DivergenceGuard(weights, () => latestCheckpoint(runDir), diverged),
-    new Checkpointing(runDir, weights, profile.train.checkpointsKept ?? 2, wallSeconds, () => best?.tensors()),
+    new Checkpointing(runDir, weights, profile.train.checkpointsKept ?? 2, wallSeconds, () => best?.tensors(), profile.train.checkpointEveryMinutes),
     new HistoryWriter(runDir),
     new ProgressCallback(progress, profile.train.phases.length),
     ...(ctx.onEpoch ? [new OnEpoch(ctx.onEpoch)] : []),
@@ -342,7 +346,8 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   state.wallSeconds = wallBefore + (Date.now() - processStart) / 1000;
   const last = phases.length - 1;
   const complete = state.phaseIndex >= last && (state.phaseFinished || phases[last].epochs === 0);
-  const outcome = { state, interrupted: !!s.stopRun && !complete, stopReason: s.stopRun, resumedFrom: resumed?.from, skipped: resumed?.skipped ?? [] };
+  const stoppedAt = s.stopRun && state.partial ? { epoch: state.epoch + 1, batch: state.partial.step } : undefined;
+  const outcome = { state, interrupted: !!s.stopRun && !complete, stopReason: s.stopRun, resumedFrom: resumed?.from, skipped: resumed?.skipped ?? [], stoppedAt };
   if (outcome.interrupted) writeTrainState(runDir, 'interrupted', { epoch: state.epoch, message: s.stopRun });
   return outcome;
 }

@@ -117,7 +117,9 @@ test('Kernel -> Interrupt stops a training cell within one batch with a checkpoi
   const again = JSON.parse(result.rerun[1].trim().split('\n').pop());
   assert.equal(again.status, 'interrupted');
   assert.equal(again.epochs, Number(m[1]));
-  assert.match(again.resumedFrom, /epoch-\d{4}$/);
+  // The interrupt's checkpoint: epoch-NNNN+BBBBBB is NNNN epochs done and BBBBBB batches of the next.
+  const epochsDone = String(Number(m[1]) - 1).padStart(4, '0');
+  assert.match(again.resumedFrom, new RegExp(`epoch-${epochsDone}\\+${m[2].padStart(6, '0')}$`));
 });
 
 test('Ctrl-C during a headless run interrupts the kernel: the training cell stops with a checkpoint and the driver reports it', { skip: noJupyter }, async (t) => {

@@ -28,32 +28,49 @@ function env(dataDir: string): NodeJS.ProcessEnv {
 const SETS = ['data.trainLimit=500', 'data.testLimit=10', 'model.inputSize=32', 'train.featureCache=false', 'train.phases.0.epochs=3', 'train.batchSize=50'];
 const setArgs = SETS.flatMap((s) => ['--set', s]);
 
-function records(runDir: string): Record<string, unknown>[] {
-  return pl.readCSV(path.join(runDir, 'history.csv')).toRecords().map(({ seconds: _s, ...r }) => r);
+function records(runDir: string, file = 'history.csv'): Record<string, unknown>[] {
+  return pl.readCSV(path.join(runDir, file)).toRecords().map(({ seconds: _s, ...r }) => r);
 }
 
-test('cli train: killed after the first checkpoint, resumed, equals an uninterrupted run', { skip: missing, timeout: 120_000 }, async () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-cli-'));
-  const killedDir = path.join(dataDir, 'killed');
-  const child = spawn(process.execPath, [cli, 'train', '--profile', 'smoke', ...setArgs, '--run-dir', killedDir, '--json', '--progress', 'none'], {
+/** The uninterrupted run of SETS, trained once for the kill tests (in a folder removed at exit). */
+let uninterrupted: string | undefined;
+function uninterruptedRun(): string {
+  if (uninterrupted) return uninterrupted;
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-cli-full-'));
+  process.on('exit', () => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const fullDir = path.join(dataDir, 'full');
+  const full = spawnSync(process.execPath, [cli, 'train', '--profile', 'smoke', ...setArgs, '--run-dir', fullDir, '--json', '--progress', 'none'], { env: env(dataDir), encoding: 'utf8' });
+  assert.equal(full.status, 0, full.stderr);
+  return (uninterrupted = fullDir);
+}
+
+/** Starts `cli train` with `args`, waits until `ready(runDir)`, then SIGKILLs it as a session's end would. */
+async function killWhen(dataDir: string, runDir: string, args: string[], ready: () => boolean): Promise<void> {
+  const child = spawn(process.execPath, [cli, 'train', ...args, '--run-dir', runDir, '--json', '--progress', 'none'], {
     env: env(dataDir),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const pointer = path.join(killedDir, 'checkpoints', 'latest.json');
   const deadline = Date.now() + 90_000;
-  while (!fs.existsSync(pointer)) {
-    if (child.exitCode !== null) throw new Error(`train exited (${child.exitCode}) before a checkpoint: ${stderr}`);
+  while (!ready()) {
+    if (child.exitCode !== null) throw new Error(`train exited (${child.exitCode}) before it was killed: ${stderr}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error('no checkpoint within 90 s');
+      throw new Error(`not ready to kill within 90 s: ${stderr}`);
     }
     await new Promise((r) => setTimeout(r, 25));
   }
   child.kill('SIGKILL');
   await exited;
+}
+
+test('cli train: killed after the first checkpoint, resumed, equals an uninterrupted run', { skip: missing, timeout: 120_000 }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-cli-'));
+  const killedDir = path.join(dataDir, 'killed');
+  const pointer = path.join(killedDir, 'checkpoints', 'latest.json');
+  await killWhen(dataDir, killedDir, ['--profile', 'smoke', ...setArgs], () => fs.existsSync(pointer));
   assert.ok(!fs.existsSync(path.join(killedDir, 'train-summary.json')), 'the run was killed before it finished');
   const state = JSON.parse(fs.readFileSync(path.join(killedDir, 'train-state.json'), 'utf8')).status;
   assert.equal(state, 'running');
@@ -65,10 +82,7 @@ test('cli train: killed after the first checkpoint, resumed, equals an uninterru
   assert.equal(out.epochs, 3);
   assert.equal(out.history, path.join(killedDir, 'history.csv'));
 
-  const fullDir = path.join(dataDir, 'full');
-  const full = spawnSync(process.execPath, [cli, 'train', '--profile', 'smoke', ...setArgs, '--run-dir', fullDir, '--json', '--progress', 'none'], { env: env(dataDir), encoding: 'utf8' });
-  assert.equal(full.status, 0, full.stderr);
-
+  const fullDir = uninterruptedRun();
   const a = records(killedDir);
   assert.deepEqual(a.map((r) => r.epoch), [1, 2, 3], 'each epoch exactly once');
   assert.deepEqual(a, records(fullDir), 'same numbers as the uninterrupted run');
@@ -76,6 +90,28 @@ test('cli train: killed after the first checkpoint, resumed, equals an uninterru
   // A finished run reports itself and trains no further.
   const again = spawnSync(process.execPath, [cli, 'train', '--resume', killedDir, '--json', '--progress', 'none'], { env: env(dataDir), encoding: 'utf8' });
   assert.equal(JSON.parse(again.stdout.trim()).status, 'already-finished');
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('cli train with checkpointEveryMinutes: SIGKILLed inside an epoch, resumed inside it, equals an uninterrupted run batch for batch', { skip: missing, timeout: 180_000 }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-cli-periodic-'));
+  const killedDir = path.join(dataDir, 'killed');
+  const pointer = path.join(killedDir, 'checkpoints', 'latest.json');
+  const latest = () => (fs.existsSync(pointer) ? (JSON.parse(fs.readFileSync(pointer, 'utf8')).checkpoint as string) : '');
+  // 0.001 minutes: a checkpoint after nearly every batch. Killed once one lands inside epoch 2.
+  await killWhen(dataDir, killedDir, ['--profile', 'smoke', ...setArgs, '--set', 'train.checkpointEveryMinutes=0.001'], () => /^epoch-0001\+\d{6}$/.test(latest()));
+  assert.ok(!fs.existsSync(path.join(killedDir, 'train-summary.json')), 'killed before it finished');
+
+  const resumed = spawnSync(process.execPath, [cli, 'train', '--resume', killedDir, '--json', '--progress', 'lines'], { env: env(dataDir), encoding: 'utf8' });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  const out = JSON.parse(resumed.stdout.trim().split('\n').pop()!);
+  assert.equal(out.epochs, 3);
+  assert.match(out.resumedFrom, /epoch-0001\+\d{6}$/, 'resumed inside epoch 2');
+  assert.match(resumed.stderr, /resuming .* \(phase 'head', 1 epochs done, and \d+ batches of epoch 2\)/);
+
+  const fullDir = uninterruptedRun();
+  assert.deepEqual(records(killedDir), records(fullDir), 'epochs: same numbers as the uninterrupted run');
+  assert.deepEqual(records(killedDir, 'history-batches.csv'), records(fullDir, 'history-batches.csv'), 'batches: same numbers');
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
 

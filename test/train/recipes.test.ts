@@ -98,21 +98,26 @@ test('featureExtractor: another engine computes the cached features (the hook ON
   assert.deepEqual(numbersOf(history(hooked.runDir).toRecords()), numbersOf(history(plain.runDir).toRecords()));
 });
 
-test('an AbortSignal stops the run at the next batch; the unfinished epoch is repeated by the resume, numbers unchanged', async () => {
+test('an AbortSignal stops the run at the next batch with a mid-epoch checkpoint; the resume goes on inside the epoch, numbers unchanged', async () => {
   const phases: Phase[] = [{ name: 'finetune-all', trainable: 'all', optimizer: 'adam', lr: 0.01, epochs: 3 }];
-  const full = await tempSession(testProfile(phases));
+  const full = await tempSession(testProfile(phases, { batchSize: 16 }));
   await train(full, { built: tinyResnetLike(), data: syntheticData(64, 32), progress: 'none', saveModel: false });
-  const s = await tempSession(testProfile(phases));
+  const s = await tempSession(testProfile(phases, { batchSize: 16 }));
   const controller = new AbortController();
   let batches = 0;
-  // Interrupt in the middle of the second epoch (2 batches per epoch), as Kernel -> Interrupt would.
-  const interrupter = { onBatchEnd: () => (++batches === 3 ? controller.abort() : undefined) };
+  // Interrupt in the middle of the second epoch (4 batches per epoch), as Kernel -> Interrupt would:
+  // this callback runs after StopOnAbort, so the run stops after the next batch, epoch 2's second.
+  const interrupter = { onBatchEnd: () => (++batches === 5 ? controller.abort() : undefined) };
   const r = await train(s, { built: tinyResnetLike(), data: syntheticData(64, 32), progress: 'none', saveModel: false, signal: controller.signal, callbacks: [interrupter] });
   assert.equal(r.status, 'interrupted');
   assert.equal(r.epochs, 1);
-  assert.equal(history(s.runDir).height, 1, 'the interrupted epoch left no row');
+  assert.equal(history(s.runDir).height, 1, 'the interrupted epoch has no row yet');
+  const ck = latestCheckpoint(s.runDir)!;
+  assert.match(ck, /epoch-0001\+000002$/);
+  assert.deepEqual({ epoch: readCheckpointState(ck).epoch, step: readCheckpointState(ck).partial?.step }, { epoch: 1, step: 2 });
   const resumed = await train(s, { built: tinyResnetLike(9), data: syntheticData(64, 32), progress: 'none', saveModel: false });
   assert.equal(resumed.status, 'finished');
+  assert.equal(resumed.resumedFrom, ck);
   assert.deepEqual(numbersOf(history(s.runDir).toRecords()), numbersOf(history(full.runDir).toRecords()));
   assert.deepEqual(numbersOf(history(s.runDir, 'batches').toRecords()), numbersOf(history(full.runDir, 'batches').toRecords()));
 });

@@ -1,25 +1,51 @@
 /**
  * Checkpointing and resume. After every epoch: the weights (stable order), the optimizer state, the
  * train state (phase, epoch, random states, early-stopping counters, history) and the phase's best
- * weights, as one checkpoint. Before training: the newest intact checkpoint is loaded, after
- * verifying its checksums; broken ones are skipped, each named with the reason.
+ * weights, as one checkpoint. Inside an epoch, when the loop pauses it (an interrupt, or every
+ * `everyMinutes` of an epoch, which this callback asks for): the same with the epoch so far
+ * (TrainState.partial), from which the loop resumes inside the epoch. Before training: the newest
+ * intact checkpoint is loaded, after verifying its checksums; broken ones are skipped, each named
+ * with the reason.
  */
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import type { BatchRow } from '../history';
 import type { Callback, FitState, PhaseRun } from '../loop';
 import { findCheckpoint, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint, type TrainState } from '../checkpoint';
 import { optimizerState, type NamedTensor } from '../optimizer';
 
 export class Checkpointing implements Callback {
+  private lastSave = Date.now();
+
   constructor(
     private readonly runDir: string,
     private readonly weights: () => tf.LayerVariable[],
     private readonly keep: number,
     private readonly wallSeconds: () => number,
     private readonly best?: () => NamedTensor[] | undefined,
+    /** Also save inside an epoch every this many minutes (train.checkpointEveryMinutes). */
+    private readonly everyMinutes?: number,
   ) {}
 
-  async onEpochEnd(run: PhaseRun, s: FitState): Promise<void> {
+  onEpochBegin(): void {
+    this.lastSave = Date.now();
+  }
+
+  onBatchEnd(run: PhaseRun, s: FitState, row: BatchRow): void {
+    // Not after the epoch's last batch: its end-of-epoch checkpoint follows.
+    const due = this.everyMinutes !== undefined && Date.now() - this.lastSave >= this.everyMinutes * 60_000;
+    if (due && row.step < run.stepsPerEpoch) s.saveEpoch = `every ${this.everyMinutes} minutes`;
+  }
+
+  onEpochPause(run: PhaseRun, s: FitState): Promise<void> {
+    return this.save(run, s);
+  }
+
+  onEpochEnd(run: PhaseRun, s: FitState): Promise<void> {
+    return this.save(run, s);
+  }
+
+  private async save(run: PhaseRun, s: FitState): Promise<void> {
     s.train.wallSeconds = this.wallSeconds();
     const optState = await optimizerState(run.step.optimizer);
     await saveCheckpoint(
@@ -32,6 +58,7 @@ export class Checkpointing implements Callback {
     );
     // getWeights() makes a fresh iteration-count scalar each call.
     tf.dispose(optState.filter((o) => o.name === 'iter').map((o) => o.tensor));
+    this.lastSave = Date.now();
   }
 }
 

@@ -1,8 +1,8 @@
 /**
  * The divergence guard. The loss is the clipped cross-entropy: once the weights are NaN it stays at
  * -ln(1e-7) = 16.1181 and looks finite, so the guard also checks the sum of the model's outputs at
- * every step (one more scalar beside the loss) and every trained weight at the end of each epoch,
- * before the checkpoint callback: a diverged state is never checkpointed.
+ * every step (one more scalar beside the loss) and every trained weight at the end of each epoch and
+ * before a mid-epoch checkpoint, before the checkpoint callback: a diverged state is never checkpointed.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Callback, FitState, PhaseRun, StepLogs } from '../loop';
@@ -58,11 +58,18 @@ export class DivergenceGuard implements Callback {
     if (!Number.isFinite(logs.outputSum)) this.fail(run, where, `the model's output is ${logs.outputSum} (the clipped loss reads ${logs.loss.toFixed(4)})`, row.lr);
   }
 
-  async onEpochEnd(run: PhaseRun, _s: FitState, row: EpochRow): Promise<void> {
+  private async checkWeights(run: PhaseRun, where: { phaseEpoch: number; epoch: number; step: number }, lr: number | null): Promise<void> {
     const bad = await nonFiniteWeights(this.weights());
-    if (bad.length) {
-      const where = { phaseEpoch: row.phase_epoch, epoch: row.epoch, step: 0 };
-      this.fail(run, where, `${bad.length} weight tensors hold NaN or infinite values (${bad.slice(0, 3).join(', ')}${bad.length > 3 ? ', ...' : ''})`, row.lr);
-    }
+    if (bad.length) this.fail(run, where, `${bad.length} weight tensors hold NaN or infinite values (${bad.slice(0, 3).join(', ')}${bad.length > 3 ? ', ...' : ''})`, lr);
+  }
+
+  /** Before a mid-epoch checkpoint too: a diverged state is never saved. */
+  onEpochPause(run: PhaseRun, s: FitState): Promise<void> {
+    const p = s.train.partial;
+    return this.checkWeights(run, { phaseEpoch: s.train.phaseEpoch + 1, epoch: s.train.epoch + 1, step: p?.step ?? 0 }, p?.batchRows.at(-1)?.lr ?? null);
+  }
+
+  onEpochEnd(run: PhaseRun, _s: FitState, row: EpochRow): Promise<void> {
+    return this.checkWeights(run, { phaseEpoch: row.phase_epoch, epoch: row.epoch, step: 0 }, row.lr);
   }
 }
