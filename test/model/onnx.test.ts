@@ -174,7 +174,7 @@ test('an unsupported layer fails naming the layer and its class', () => {
   assert.throws(() => exportOnnx(gelu), /layer 'dense_mish' \(class Dense\) has activation 'mish'/);
 });
 
-for (const mode of ['unit', 'torch', 'none'] as const) {
+for (const mode of ['unit', 'torch', 'tf', 'none'] as const) {
   test(`baked preprocessing '${mode}': raw pixels in the file = preprocess() then the model`, async () => {
     const model = seqModel([3, 3, 3], [tf.layers.conv2d({ filters: 2, kernelSize: 1 })]);
     const { preprocess } = await import('../../src/preprocess');

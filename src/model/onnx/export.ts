@@ -408,13 +408,18 @@ class Exporter {
         const bgr = g.node('Gather', [x.name, g.int64s('preprocess/bgr', [2, 1, 0])], 'preprocess/bgr', [attr.i('axis', 3)]);
         return { ...x, name: g.node('Sub', [bgr, c3('preprocess/mean', CAFFE_MEAN_BGR)], 'preprocess/caffe') };
       }
+      case 'tf': {
+        // Keras' MobileNet preprocess_input: x / 127.5 - 1, inputs in [-1, 1].
+        const half = g.node('Div', [x.name, g.floats('preprocess/127.5', Float32Array.of(127.5), [])], 'preprocess/half');
+        return { ...x, name: g.node('Sub', [half, g.floats('preprocess/1', Float32Array.of(1), [])], 'preprocess/tf') };
+      }
       case 'torch': {
         const unit = g.node('Div', [x.name, g.floats('preprocess/255', Float32Array.of(255), [])], 'preprocess/unit');
         const centred = g.node('Sub', [unit, c3('preprocess/mean', TORCH_MEAN_RGB)], 'preprocess/centre');
         return { ...x, name: g.node('Div', [centred, c3('preprocess/std', TORCH_STD_RGB)], 'preprocess/torch') };
       }
       default:
-        throw new Error(`ONNX export: unknown preprocessing '${mode as string}'; expected caffe, unit, torch or none`);
+        throw new Error(`ONNX export: unknown preprocessing '${mode as string}'; expected caffe, unit, torch, tf or none`);
     }
   }
 }
