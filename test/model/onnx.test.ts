@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { initBackend, tf } from '../../src/backend';
-import { projectRoot } from '../../src/config';
+import { projectRoot, type PreprocessMode } from '../../src/config';
 import { ImageResize } from '../../src/model/layers';
 import { exportOnnx, samePads } from '../../src/model/onnx/export';
 import { modelProtoType } from '../../src/model/onnx/schema';
@@ -40,7 +40,7 @@ function randomInput(shape: number[], seed: number, scale = 1): tf.Tensor {
 
 /** Largest |ORT - TF.js| relative to the largest |TF.js| value, over `batch` random inputs. */
 /** An exported file's bytes, to hand to compare() with the expected output. */
-function exportOnnxFile(model: tf.LayersModel, preprocess: 'unit' | 'torch' | 'none' | 'caffe'): { bytes: Uint8Array } {
+function exportOnnxFile(model: tf.LayersModel, preprocess: PreprocessMode): { bytes: Uint8Array } {
   return { bytes: exportOnnx(model, { preprocess }).bytes };
 }
 
