@@ -133,27 +133,29 @@ export interface GalleryItem {
   caption: string;
 }
 
+/** Test image `i` with what the model said about it; `caption` writes its label. */
+export function galleryItem(set: ImageSet, e: Evaluation, classes: string[], i: number, caption: (item: Omit<GalleryItem, 'caption'>) => string): GalleryItem {
+  const size = set.height * set.width * 3;
+  const p = e.predictions[i];
+  const item = {
+    index: i,
+    rgb: set.images.slice(i * size, (i + 1) * size),
+    width: set.width,
+    height: set.height,
+    actual: classes[e.labels[i]],
+    predicted: classes[p],
+    confidence: e.probabilities[i * e.numClasses + p],
+    trueProbability: e.probabilities[i * e.numClasses + e.labels[i]],
+    loss: e.losses[i],
+  };
+  return { ...item, caption: caption(item) };
+}
+
 /** The k test images with the highest loss: pixels, true and predicted class, confidence (for display.imageGrid). */
 export function topLossGallery(set: ImageSet, e: Evaluation, classes: string[], k: number): GalleryItem[] {
-  const size = set.height * set.width * 3;
-  return topLossIndices(e.losses, k).map((i) => {
-    const p = e.predictions[i];
-    const confidence = e.probabilities[i * e.numClasses + p];
-    const actual = classes[e.labels[i]];
-    const predicted = classes[p];
-    return {
-      index: i,
-      rgb: set.images.slice(i * size, (i + 1) * size),
-      width: set.width,
-      height: set.height,
-      actual,
-      predicted,
-      confidence,
-      trueProbability: e.probabilities[i * e.numClasses + e.labels[i]],
-      loss: e.losses[i],
-      caption: `#${i} ${actual} → ${predicted} ${(confidence * 100).toFixed(0)}%`,
-    };
-  });
+  return topLossIndices(e.losses, k).map((i) =>
+    galleryItem(set, e, classes, i, (g) => `#${i} ${g.actual} → ${g.predicted} ${(g.confidence * 100).toFixed(0)}%`),
+  );
 }
 
 /** What evaluation.json holds: every number of the results stage, no pixels or per-image arrays. */
