@@ -175,7 +175,7 @@ test('issue 11: an existing run refuses another profile or other --set values, s
     () => refuseChangedProfile('/r', saved, 'smoke', ['train.seed=3']),
     /\/r already holds a run of profile 'smoke'.*train\.seed: 42 -> 3.*train --resume \/r.*start anew/,
   );
-  assert.throws(() => refuseChangedProfile('/r', saved, 'quick', []), /model\.inputSize: 64 -> 128/);
+  assert.throws(() => refuseChangedProfile('/r', saved, 'quick-darknet', []), /model\.inputSize: 64 -> 128/);
 });
 
 test('issue 11: cli train --profile ../../x/evil is refused before any file outside profiles/ is read', (t) => {
