@@ -63,6 +63,7 @@ export function studyRow(runDir: string): StudyRow {
   const summary = readJson(path.join(runDir, 'train-summary.json'));
   const phases = (summary?.phases ?? []) as { name: string; ran: boolean; epochs: number }[];
   const threads = typeof summary?.threads === 'number' && summary.threads > 1 ? `, ${summary.threads} threads` : '';
+  const features = summary?.featureEngine === 'onnx' ? ', features on ONNX Runtime' : '';
   const model = profile.model as { inputSize?: number };
   return {
     run: row.run,
@@ -71,7 +72,7 @@ export function studyRow(runDir: string): StudyRow {
     testImages: row.test_images,
     valAccuracy: row.val_accuracy,
     trainMinutes: row.wall_seconds === null ? null : row.wall_seconds / 60,
-    backend: row.backend === null ? null : `${row.backend}${threads}`,
+    backend: row.backend === null ? null : `${row.backend}${threads}${features}`,
     resolution: typeof model?.inputSize === 'number' ? model.inputSize : null,
     epochs: phases.filter((p) => p.ran && p.epochs > 0).map((p) => `${p.name} ${p.epochs}`).join(' + ') || '-',
     command: reproduceCommand(profile),

@@ -25,6 +25,7 @@ import { TrainingDivergedError } from './callbacks/divergence';
 import { lockRunFolder, writeTrainState, type DivergedAt } from './run-state';
 import { buildTrainModel, defaultImageBatches, loadTrainData, type TrainData } from './setup';
 import { stopOnInterrupt, TrainingInterruptedError } from './interrupt';
+import { inferenceEngine } from '../model/engine';
 import { FeaturesInterruptedError } from './feature-cache';
 
 export * from './schedule';
@@ -81,6 +82,8 @@ export interface TrainSummary {
   backend: string;
   /** Threads the backend computed on (wasm: XNNPACK threads; 1 elsewhere). */
   threads: number;
+  /** The engine that computed the cached features, when a phase trained on them ('onnx' or 'tfjs'). */
+  featureEngine?: string;
   valSource: string;
   /** finished, or diverged (then `diverged` says where; the last good checkpoint is kept). */
   status: 'finished' | 'diverged';
@@ -164,6 +167,8 @@ function summaryOf(s: Session, data: TrainData, state: TrainState, diverged?: Di
     wallSeconds: Math.round(state.wallSeconds * 10) / 10,
     backend: s.backend.choice,
     threads: s.backend.threads,
+    // Cached features come from the inference engine (ONNX Runtime when it loads), not the training backend.
+    ...(rows.some((r) => r.cached) ? { featureEngine: inferenceEngine({ quiet: true }).name } : {}),
     valSource: data.valSource,
     status: diverged ? 'diverged' : 'finished',
     ...(diverged ? { diverged } : {}),

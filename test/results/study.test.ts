@@ -15,12 +15,13 @@ function write(file: string, value: unknown): void {
 }
 
 /** A run folder as the pipeline leaves it: the resolved profile, the training summary, evaluation and history. */
-function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; testImages?: number; set?: (p: Profile) => void }): void {
+function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; testImages?: number; featureEngine?: string; set?: (p: Profile) => void }): void {
   const profile = loadProfile('smoke');
   opts.set?.(profile);
   write(path.join(dir, 'profile.json'), profile);
   write(path.join(dir, 'train-summary.json'), {
     profile: 'smoke', finalValAccuracy: 0.5, wallSeconds: 150, backend: 'wasm', threads: 2, valSource: 'split',
+    ...(opts.featureEngine ? { featureEngine: opts.featureEngine } : {}),
     phases: [
       { name: 'head', ran: true, epochs: opts.epochs[0] },
       { name: 'finetune-all', ran: false, reason: 'too slow', epochs: 0 },
@@ -66,6 +67,13 @@ test('studyRow reads each run\'s own files, and the command names every field th
   assert.deepEqual(val.map((p) => `${p.run}:${p.value}`), ['plain:0.35', 'plain:0.45', 'plain:0.55', 'changed:0.35', 'changed:0.45']);
 
   assert.throws(() => studyRow(path.join(root, 'nothing')), /nothing: not a run folder \(no profile\.json\)/);
+
+  // Cached features computed by ONNX Runtime: the backend column says so (training stays on the backend).
+  const onOrt = path.join(root, 'ort');
+  fakeRun(onOrt, { epochs: [1], featureEngine: 'onnx' });
+  assert.equal(studyRow(onOrt).backend, 'wasm, 2 threads, features on ONNX Runtime');
+  fakeRun(path.join(root, 'tfjs'), { epochs: [1], featureEngine: 'tfjs' });
+  assert.equal(studyRow(path.join(root, 'tfjs')).backend, 'wasm, 2 threads');
 });
 
 test('profileOverrides lists changed leaves as --set paths, arrays by index', () => {

@@ -3,6 +3,7 @@
  * its first checkpoint, resume it, and compare with an uninterrupted run. And the smoke profile's
  * accuracy on a small real CIFAR-10 subset.
  */
+import { inferenceEngine } from '../../src/model/engine';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -128,6 +129,8 @@ test('smoke profile: well above chance on a small real CIFAR-10 subset, in about
   assert.ok(summary.trainableByPhase.head > 0 && summary.trainableByPhase.head < 20_000, JSON.stringify(summary.trainableByPhase));
   assert.ok(fs.existsSync(path.join(out.runDir, 'model', 'model.json')));
   assert.ok(fs.readdirSync(path.join(dataDir, 'cache', 'features')).length === 1, 'features cached once');
+  // The cached features came from the inference engine this machine chooses (ONNX Runtime where it loads).
+  assert.equal(summary.featureEngine, inferenceEngine({ quiet: true }).name);
   process.stderr.write(`smoke: val accuracy ${out.finalValAccuracy} in ${seconds.toFixed(1)} s\n`);
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
