@@ -3,12 +3,14 @@
  * temporary folder beside the target, then renamed into place, so a reader never sees half a model.
  * Loading re-registers the workbench's custom layers and re-applies Keras BatchNormalization semantics.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { applyKerasBatchNormSemantics } from './freeze';
 import './layers'; // registers ImageResize with tf.serialization
 import { loadTfjsModel } from './tfjs-backbone';
+import { quantizeWeightsFloat16, WeightSpec } from './float16';
 
 function concat(data: ArrayBuffer | ArrayBuffer[] | undefined): Uint8Array {
   if (!data) return new Uint8Array(0);
@@ -22,11 +24,18 @@ function concat(data: ArrayBuffer | ArrayBuffer[] | undefined): Uint8Array {
   return out;
 }
 
+export interface SaveOptions {
+  /** Store the large weights as float16 (half the size; loaded back as float32). Default false. */
+  float16?: boolean;
+}
+
 /** An IOHandler that writes model.json + weights.bin into `dir` (which must exist). */
-function folderWriter(dir: string): tf.io.IOHandler {
+function folderWriter(dir: string, opts: SaveOptions): tf.io.IOHandler {
   return {
     save: async (artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> => {
-      const weights = concat(artifacts.weightData as ArrayBuffer | ArrayBuffer[] | undefined);
+      let weights = concat(artifacts.weightData as ArrayBuffer | ArrayBuffer[] | undefined);
+      let weightSpecs = (artifacts.weightSpecs ?? []) as WeightSpec[];
+      if (opts.float16) ({ specs: weightSpecs, data: weights } = quantizeWeightsFloat16(weightSpecs, weights));
       const modelJson = {
         modelTopology: artifacts.modelTopology,
         format: artifacts.format ?? 'layers-model',
@@ -34,7 +43,7 @@ function folderWriter(dir: string): tf.io.IOHandler {
         convertedBy: artifacts.convertedBy ?? null,
         trainingConfig: artifacts.trainingConfig,
         userDefinedMetadata: artifacts.userDefinedMetadata,
-        weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs ?? [] }],
+        weightsManifest: [{ paths: ['weights.bin'], weights: weightSpecs }],
       };
       fs.writeFileSync(path.join(dir, 'weights.bin'), weights);
       fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(modelJson));
@@ -43,7 +52,7 @@ function folderWriter(dir: string): tf.io.IOHandler {
           dateSaved: new Date(),
           modelTopologyType: 'JSON',
           modelTopologyBytes: JSON.stringify(artifacts.modelTopology).length,
-          weightSpecsBytes: JSON.stringify(artifacts.weightSpecs ?? []).length,
+          weightSpecsBytes: JSON.stringify(weightSpecs).length,
           weightDataBytes: weights.byteLength,
         },
       };
@@ -55,14 +64,14 @@ function folderWriter(dir: string): tf.io.IOHandler {
  * Saves `model` into `dir` (model.json + weights.bin). The folder appears complete or not at all;
  * an existing folder is replaced. `metadata` lands in model.json's userDefinedMetadata.
  */
-export async function saveModel(model: tf.LayersModel, dir: string, metadata?: Record<string, unknown>): Promise<string> {
+export async function saveModel(model: tf.LayersModel, dir: string, metadata?: Record<string, unknown>, opts: SaveOptions = {}): Promise<string> {
   const target = path.resolve(dir);
   fs.mkdirSync(path.dirname(target), { recursive: true });
   const tmp = `${target}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp);
   try {
-    await model.save(folderWriter(tmp), { includeOptimizer: false });
+    await model.save(folderWriter(tmp, opts), { includeOptimizer: false });
     if (metadata) {
       const file = path.join(tmp, 'model.json');
       const json = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -94,6 +103,11 @@ export function readModelMetadata(dir: string): Record<string, unknown> {
   const file = path.join(path.resolve(dir), 'model.json');
   if (!fs.existsSync(file)) throw new Error(`${dir}: no model.json`);
   return (JSON.parse(fs.readFileSync(file, 'utf8')).userDefinedMetadata ?? {}) as Record<string, unknown>;
+}
+
+/** sha256 of a model folder's weights.bin: an exported file names the weights it was made from. */
+export function tfjsWeightsSha256(modelDir: string): string {
+  return createHash('sha256').update(fs.readFileSync(path.join(modelDir, 'weights.bin'))).digest('hex');
 }
 
 /** The files of a saved model folder with their sizes. */

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { tf } from '../backend';
 import { readRunProfile, writeFileAtomic } from '../session';
-import { loadModel } from '../model/io';
+import { loadModel, tfjsWeightsSha256 } from '../model/io';
 import { exportOnnx, OPSET } from '../model/onnx';
 import { createSession, loadOrt, ortLoadError, runSession } from '../model/engine';
 import { preprocess } from '../preprocess';
@@ -31,7 +31,7 @@ export interface ExportResult {
   checkedDifference: number | null;
 }
 
-export async function exportRun(runDir: string, opts: { out?: string; format?: string } = {}): Promise<ExportResult> {
+export async function exportRun(runDir: string, opts: { out?: string; format?: string; float16?: boolean } = {}): Promise<ExportResult> {
   const format = opts.format ?? 'onnx';
   if (format !== 'onnx') throw new Error(`--format ${format}: only onnx is supported`);
   const dir = path.resolve(runDir);
@@ -56,8 +56,10 @@ export async function exportRun(runDir: string, opts: { out?: string; format?: s
       backbone_input_size: String(profile.model.inputSize ?? ''),
       run: path.basename(dir),
       producer: 'tl-workbench',
+      weights: opts.float16 ? 'float16' : 'float32',
+      tfjs_weights_sha256: tfjsWeightsSha256(modelDir),
     };
-    const exported = exportOnnx(model, { preprocess: mode, metadata, inputName: 'image', outputName: 'probabilities', name: model.name });
+    const exported = exportOnnx(model, { preprocess: mode, metadata, inputName: 'image', outputName: 'probabilities', name: model.name, float16Weights: opts.float16 });
     const checkedDifference = await checkAgainstTfjs(model, exported.bytes, mode);
     const file = path.resolve(opts.out ?? path.join(dir, 'model.onnx'));
     fs.mkdirSync(path.dirname(file), { recursive: true });

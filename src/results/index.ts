@@ -10,4 +10,6 @@ export { reportCommand, predictCommand, compareCommand } from './command';
 export * from './browser';
 export * from './run';
 export * from './divergence';
+export { publishRun, PUBLISHED_FILE } from './publish';
+export type { PublishOptions, PublishResult } from './publish';
 export * from './show-results';

@@ -11,10 +11,12 @@ import { readRunProfile } from '../session';
 import { CIFAR10_CLASSES, readCifarClasses } from '../data/cifar10';
 import { decodeImage, fitImage } from '../data/imagefolder';
 import { presetFor } from '../model/presets';
-import { loadModel } from '../model/io';
+import { loadModel, tfjsWeightsSha256 } from '../model/io';
 import { inferenceEngine, OnnxFile, openOnnxFile, runModel, runSession } from '../model/engine';
 import { preprocess } from '../preprocess';
+import { readOnnxFileInfo } from '../model/onnx';
 import { topK } from './metrics';
+
 import { describeDivergence, readDivergence } from './divergence';
 
 // Kept exported here for callers of the results stage; it lives beside the image-folder loader.
@@ -101,11 +103,16 @@ export async function loadPredictor(runDir: string): Promise<Predictor> {
   return { runDir: dir, model, classes, mode: runPreprocessMode(dir, profile), size, onnx: await exportedFile(dir) };
 }
 
-/** <run>/model.onnx when the engine is ORT and the file is not older than the TF.js model. */
+/**
+ * <run>/model.onnx when the engine is ORT and the file was made from the TF.js model's weights as
+ * they are now (the sha256 in its metadata; files exported before that was recorded: not older than
+ * model.json). A published folder's files keep working after a git clone, which sets every mtime anew.
+ */
 async function exportedFile(dir: string): Promise<OnnxFile | undefined> {
   const file = path.join(dir, 'model.onnx');
   if (inferenceEngine({ quiet: true }).name !== 'onnx' || !fs.existsSync(file)) return undefined;
-  if (fs.statSync(file).mtimeMs < fs.statSync(path.join(dir, 'model', 'model.json')).mtimeMs) return undefined;
+  const madeFrom = readOnnxFileInfo(file).metadata.tfjs_weights_sha256;
+  if (madeFrom !== undefined ? madeFrom !== tfjsWeightsSha256(path.join(dir, 'model')) : fs.statSync(file).mtimeMs < fs.statSync(path.join(dir, 'model', 'model.json')).mtimeMs) return undefined;
   return openOnnxFile(file);
 }
 

@@ -273,3 +273,34 @@ print([d.dim_value or d.dim_param for d in i.graph.output[0].type.tensor_type.sh
   assert.equal(run.stdout.trim(), "['batch', 5]");
   model.dispose();
 });
+
+test('float16Weights: large kernels stored as float16 behind a Cast, the output within float16 rounding, the checker accepts it', async () => {
+  const input = tf.input({ shape: [8, 8, 3] });
+  let x = tf.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(input) as tf.SymbolicTensor; // 1,728 values: float16
+  x = tf.layers.batchNormalization({}).apply(x) as tf.SymbolicTensor; // 64 values each: stay float32
+  x = tf.layers.globalAveragePooling2d({}).apply(x) as tf.SymbolicTensor;
+  const out = tf.layers.dense({ units: 4, activation: 'softmax' }).apply(x) as tf.SymbolicTensor; // 256 values: float32
+  const model = tf.model({ inputs: input, outputs: out, name: 'half' });
+  await randomizeBatchNorm(model, 3);
+  const full = exportOnnx(model);
+  const half = exportOnnx(model, { float16Weights: true });
+  type Init = { name: string; data_type: number; dims: number[] };
+  const decoded = modelProtoType().toObject(modelProtoType().decode(half.bytes), { longs: Number }) as { graph: { initializer: Init[]; node: { op_type: string; input: string[] }[] } };
+  const halves = decoded.graph.initializer.filter((t) => t.data_type === 10);
+  assert.deepEqual(halves.map((t) => t.dims), [[64, 3, 3, 3]], 'only the conv kernel is float16');
+  assert.ok(decoded.graph.node.some((n) => n.op_type === 'Cast' && n.input[0] === halves[0].name), 'a Cast widens it');
+  assert.ok(half.bytes.byteLength < full.bytes.byteLength - 1728 * 2 + 200, `${half.bytes.byteLength} vs ${full.bytes.byteLength} bytes`);
+  const xIn = randomInput([4, 8, 8, 3], 21);
+  const r = await compare({ bytes: half.bytes }, xIn, model.predict(xIn) as tf.Tensor);
+  xIn.dispose();
+  // float16 keeps 11 significant bits: the probabilities move by about 1e-3 of their size, not more.
+  assert.ok(r.rel > 0 && r.rel <= 5e-3, `relative ${r.rel}`);
+  if (pythonOnnx) {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-onnx-')), 'half.onnx');
+    fs.writeFileSync(file, half.bytes);
+    const run = spawnSync('/usr/bin/python3', ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', file], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  }
+  model.dispose();
+});

@@ -1,9 +1,10 @@
 /**
- * `export` on a real smoke run (skipped without ../shared/data): the ONNX file carries the contract
- * in its metadata, and `predict` answers the same top-1 class for 20 JPEG images whether it runs the
- * exported file in ONNX Runtime (TLWB_INFERENCE=onnx) or the TF.js model (TLWB_INFERENCE=tfjs).
+ * `export` and `publish` on a real smoke run (skipped without ../shared/data): the ONNX file carries
+ * the contract in its metadata, and `predict` answers the same top-1 class for 20 JPEG images whether
+ * it runs the exported file in ONNX Runtime (TLWB_INFERENCE=onnx) or the TF.js model
+ * (TLWB_INFERENCE=tfjs); a published folder (float16 weights) predicts as the run does.
  */
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -62,6 +63,10 @@ before(() => {
   }
 });
 
+after(() => {
+  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
 test('export --format onnx writes model.onnx with the contract in its metadata', { skip: missing, timeout: 300_000 }, () => {
   const r = runCli(['export', '--run', run, '--format', 'onnx', '--json']);
   const out = JSON.parse(r.stdout) as { file: string; checkedDifference: number; opset: number };
@@ -116,4 +121,72 @@ test('evaluation: the trained smoke model in ORT and in TF.js, same top-1 on 500
   tf.dispose([x, a, b]);
   await releaseModel(model);
   model.dispose();
+});
+
+type Row = { file: string; top: { class: string; probability: number }[] };
+const rows = (s: string) => s.trim().split('\n').map((l) => JSON.parse(l) as Row);
+
+test('publish: a small folder (float16 weights) that predicts as the run does, in ORT and TF.js', { skip: missing, timeout: 300_000 }, () => {
+  const out = path.join(dataDir, 'published', 'smoke');
+  const r = runCli(['publish', '--run', run, '--out', out, '--json']);
+  const res = JSON.parse(r.stdout) as { weights: string; files: { file: string; bytes: number }[]; check: { images: number; sameTop1: number; maxProbabilityDifference: number } };
+  assert.equal(res.weights, 'float16');
+  const names = res.files.map((f) => f.file);
+  for (const f of ['model/model.json', 'model/weights.bin', 'model.onnx', 'profile.json', 'train-summary.json', 'history.csv', 'published.json']) assert.ok(names.includes(f), `${f} in ${names}`);
+  assert.ok(!names.some((f) => f.startsWith('checkpoints') || f === 'train.lock' || f === 'train-state.json'), `only what predicting needs: ${names}`);
+  const runWeights = fs.statSync(path.join(run, 'model', 'weights.bin')).size;
+  const pubWeights = fs.statSync(path.join(out, 'model', 'weights.bin')).size;
+  assert.ok(pubWeights < runWeights * 0.55, `weights.bin ${pubWeights} bytes against the run's ${runWeights}`);
+  assert.ok(res.check.sameTop1 >= res.check.images - 2 && res.check.maxProbabilityDifference < 0.02, JSON.stringify(res.check));
+  const info = readOnnxFileInfo(path.join(out, 'model.onnx'));
+  assert.equal(info.metadata.weights, 'float16');
+  assert.ok(fs.statSync(path.join(out, 'model.onnx')).size < runWeights * 0.6, 'the ONNX file stores float16 weights too');
+
+  const ofRun = rows(runCli(['predict', '--run', run, '--json', ...images], { TLWB_INFERENCE: 'tfjs' }).stdout);
+  // A fresh clone sets every file's mtime anew: model.json newer than model.onnx must not retire the file.
+  const later = new Date(Date.now() + 60_000);
+  fs.utimesSync(path.join(out, 'model', 'model.json'), later, later);
+  const viaOrt = runCli(['predict', '--run', out, '--json', ...images], { TLWB_INFERENCE: 'onnx' });
+  assert.match(viaOrt.stderr, /inference: onnxruntime.*published.smoke.model\.onnx/);
+  const viaTfjs = runCli(['predict', '--run', out, '--json', ...images], { TLWB_INFERENCE: 'tfjs' });
+  const [a, b] = [rows(viaOrt.stdout), rows(viaTfjs.stdout)];
+  let agree = 0;
+  for (let i = 0; i < images.length; i++) {
+    assert.equal(a[i].top[0].class, b[i].top[0].class, `${a[i].file}: the published files disagree (ORT ${a[i].top[0].class}, TF.js ${b[i].top[0].class})`);
+    assert.ok(Math.abs(a[i].top[0].probability - b[i].top[0].probability) < 1e-4, 'the ONNX file holds the same float16 weights');
+    if (a[i].top[0].class === ofRun[i].top[0].class) agree++;
+  }
+  assert.ok(agree >= images.length - 1, `the published model agrees with the run on ${agree} of ${images.length} images`);
+});
+
+test('publish: the ONNX file retires when the TF.js weights change; refuses folders it did not write', { skip: missing, timeout: 300_000 }, () => {
+  const out = path.join(dataDir, 'published', 'again');
+  runCli(['publish', '--run', run, '--out', out, '--float32']);
+  const first = JSON.parse(fs.readFileSync(path.join(out, 'published.json'), 'utf8')) as { weights: string; published: string };
+  assert.equal(first.weights, 'float32');
+  // Publishing again replaces the folder publish wrote.
+  runCli(['publish', '--run', run, '--out', out]);
+  assert.equal((JSON.parse(fs.readFileSync(path.join(out, 'published.json'), 'utf8')) as { weights: string }).weights, 'float16');
+  // Other weights than the file was made from (the run's float32 ones): predict leaves model.onnx alone.
+  fs.copyFileSync(path.join(run, 'model', 'weights.bin'), path.join(out, 'model', 'weights.bin'));
+  fs.copyFileSync(path.join(run, 'model', 'model.json'), path.join(out, 'model', 'model.json'));
+  const p = runCli(['predict', '--run', out, images[0]], { TLWB_INFERENCE: 'auto' });
+  assert.doesNotMatch(p.stderr, /model\.onnx/, p.stderr);
+  // Refusals, each naming what is wrong.
+  const other = path.join(dataDir, 'not-published');
+  fs.mkdirSync(other, { recursive: true });
+  fs.writeFileSync(path.join(other, 'notes.txt'), 'mine');
+  const refuse = (args: string[], re: RegExp) => {
+    const r = spawnSync(process.execPath, [cli, 'publish', ...args], { env: env(), encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, re);
+  };
+  refuse(['--run', run, '--out', other], /not-published: a folder with other files \(no published\.json\)/);
+  assert.equal(fs.readFileSync(path.join(other, 'notes.txt'), 'utf8'), 'mine');
+  refuse(['--run', run, '--out', run], /that is the run folder itself/);
+  refuse(['--run', run], /--out <dir> is required/);
+  const unfinished = path.join(dataDir, 'unfinished');
+  fs.mkdirSync(path.join(unfinished, 'model'), { recursive: true });
+  fs.copyFileSync(path.join(run, 'profile.json'), path.join(unfinished, 'profile.json'));
+  refuse(['--run', unfinished, '--out', path.join(dataDir, 'x')], /unfinished.train-summary\.json: missing; publish takes a finished run/);
 });

@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import type { PreprocessMode } from '../../config';
 import { CAFFE_MEAN_BGR, TORCH_MEAN_RGB, TORCH_STD_RGB } from '../../preprocess/preprocess';
+import { FLOAT16_MIN_VALUES, toFloat16 } from '../float16';
 import { AttributeType, DataType, modelProtoType } from './schema';
 
 export const OPSET = 13;
@@ -26,6 +27,12 @@ export interface ExportOptions {
   metadata?: Record<string, string>;
   inputName?: string;
   outputName?: string;
+  /**
+   * Store the large weights (kernels of 1,024 values or more) as float16, each behind a Cast to
+   * float32: half the file, the same float32 arithmetic. Small tensors (biases, batch-norm
+   * statistics) and any tensor outside float16's range stay float32.
+   */
+  float16Weights?: boolean;
 }
 
 export interface OnnxExport {
@@ -69,7 +76,7 @@ function isModel(layer: tf.layers.Layer): layer is tf.LayersModel {
   return Array.isArray((layer as unknown as { layers?: unknown }).layers);
 }
 
-function bytesOf(a: Float32Array | BigInt64Array): Uint8Array {
+function bytesOf(a: Float32Array | BigInt64Array | Uint16Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
@@ -95,6 +102,8 @@ class GraphBuilder {
   /** Initializer names of weights already written (shared layers write theirs once). */
   private readonly weightNames = new Map<object, string>();
 
+  constructor(private readonly float16Weights = false) {}
+
   unique(base: string): string {
     const clean = base.replace(/[^A-Za-z0-9_./:-]/g, '_');
     let name = clean;
@@ -115,6 +124,13 @@ class GraphBuilder {
     return n;
   }
 
+  /** A float16 initializer and the Cast that makes it the float32 value `name` (ORT folds it at load). */
+  private castFloat16(name: string, data: Uint16Array, dims: number[]): string {
+    const half = this.unique(`${name}/float16`);
+    this.initializers.push({ name: half, data_type: DataType.FLOAT16, dims, raw_data: bytesOf(data) });
+    return this.node('Cast', [half], name, [attr.i('to', DataType.FLOAT)]);
+  }
+
   int64s(name: string, data: number[]): string {
     const n = this.unique(name);
     this.initializers.push({ name: n, data_type: DataType.INT64, dims: [data.length], raw_data: bytesOf(BigInt64Array.from(data.map(BigInt))) });
@@ -129,7 +145,8 @@ class GraphBuilder {
     const data = Float32Array.from(t.dataSync() as Float32Array);
     const dims = t.shape;
     t.dispose();
-    const n = this.floats(name, data, dims);
+    const half = this.float16Weights && data.length >= FLOAT16_MIN_VALUES ? toFloat16(data) : undefined;
+    const n = half ? this.castFloat16(name, half, dims) : this.floats(name, data, dims);
     this.weightNames.set(key, n);
     return n;
   }
@@ -443,7 +460,7 @@ export function exportOnnx(model: tf.LayersModel | tf.layers.Layer[], opts: Expo
   if (isModel(first) && first.inputs.length !== 1) throw new Error(`ONNX export: model '${first.name}' has ${first.inputs.length} inputs; one is supported`);
   const inputShape = (isModel(first) ? first.inputs[0].shape : (first.inboundNodes[0] as unknown as GraphNode).inputTensors[0].shape) as (number | null)[];
 
-  const g = new GraphBuilder();
+  const g = new GraphBuilder(opts.float16Weights);
   const ex = new Exporter(g);
   const inputName = g.unique(opts.inputName ?? 'input');
   let x: Value = { name: inputName, rank: inputShape.length, nchw: false };
