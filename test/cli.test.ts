@@ -37,12 +37,13 @@ test('every option a command parses is described in its --help', () => {
   const sources: Record<string, string> = {
     train: 'src/train/command.js', model: 'src/model/command.js', bench: 'bench/command.js', run: 'src/jupyter/command.js', report: 'src/results/command.js',
     predict: 'src/results/command.js', compare: 'src/results/command.js', kernel: 'src/jupyter/command.js', data: 'src/data/command.js',
+    'lr-find': 'src/train/command.js', export: 'src/results/export.js', publish: 'src/results/publish.js',
   };
   for (const [name, file] of Object.entries(sources)) {
     const help = run(name, '--help').stdout;
     const text = fs.readFileSync(path.join(root, 'dist', file), 'utf8');
     // The options object of the command's own function (several commands share a file).
-    const fnName = `${name}Command`;
+    const fnName = `${name.replace(/-(\w)/g, (_, c: string) => c.toUpperCase())}Command`;
     const own = text.slice(Math.max(0, text.indexOf(`function ${fnName}(`)));
     const block = own.slice(own.indexOf('options:'), own.indexOf('values.help'));
     const options = [...block.matchAll(/'?([a-z][a-z-]*)'?: \{ type/g)].map((m) => m[1]);

@@ -106,6 +106,12 @@ const EXPORT_USAGE = `usage: npm run -s cli -- export [--run <runDir>] [--format
   Input 'image': float32 RGB 0..255, NHWC [batch, H, W, 3] at the run's image size (preprocessing
   baked in); output 'probabilities': [batch, classes]. The metadata names the classes, the input
   size and the preprocessing. The file is checked in ONNX Runtime against the TF.js model.
+  --run      the trained run folder (default: the newest run with a model)
+  --format   onnx (the one format written)
+  --out      the file to write (default <runDir>/model.onnx)
+  --json     print the result as JSON
+  --backend  TensorFlow.js backend that loads the model: cpu, wasm, node or node-gpu (default: the fastest that loads)
+  -h, --help this text
 `;
 
 export async function exportCommand(argv: string[]): Promise<void> {

@@ -176,6 +176,7 @@ const PUBLISH_USAGE = `usage: npm run -s cli -- publish --run <runDir> --out <di
               the size; they are widened back to float32 when loaded)
   --evaluate  score the published model on the run's test set and record it (needs the data)
   --json      print the result as JSON
+  --backend   TensorFlow.js backend: cpu, wasm, node or node-gpu (default: the fastest that loads)
   -h, --help  this text
 `;
 
