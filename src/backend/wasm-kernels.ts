@@ -87,9 +87,14 @@ class Scratch {
   }
 }
 
-function convInfoOf(xShape: number[], filterShape: number[], attrs: Attrs): tf.backend_util.Conv2DInfo {
+/** computeConv2DInfo of a Conv2D or (depthwise) DepthwiseConv2dNative: NHWC only; depthwise needs dilation 1. */
+function convInfoOf(xShape: number[], filterShape: number[], attrs: Attrs, depthwise = false): tf.backend_util.Conv2DInfo {
   const dataFormat = tf.backend_util.convertConv2DDataFormat((attrs.dataFormat as 'NHWC' | 'NCHW') ?? 'NHWC');
   if (dataFormat !== 'channelsLast') throw new Error(`wasm training kernels: only NHWC convolutions are supported, got dataFormat '${String(attrs.dataFormat)}'`);
+  const dilations = (attrs.dilations as number[] | number | undefined) ?? 1;
+  if (depthwise && !(dilations === 1 || (Array.isArray(dilations) && dilations.every((d) => d === 1)))) {
+    throw new Error(`wasm training kernels: depthwise gradients need dilation 1, got ${JSON.stringify(dilations)}`);
+  }
   return tf.backend_util.computeConv2DInfo(
     xShape as [number, number, number, number],
     filterShape as [number, number, number, number],
@@ -97,7 +102,7 @@ function convInfoOf(xShape: number[], filterShape: number[], attrs: Attrs): tf.b
     1,
     attrs.pad as 'same' | 'valid' | number,
     attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
-    false,
+    depthwise, // filter [KH, KW, C, multiplier]
     dataFormat,
   );
 }
@@ -337,23 +342,6 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
   }
 }
 
-/** computeConv2DInfo for a depthwise convolution (filter [KH, KW, C, multiplier]); only NHWC, dilation 1. */
-function depthwiseInfoOf(xShape: number[], filterShape: number[], attrs: Attrs): tf.backend_util.Conv2DInfo {
-  const dilations = (attrs.dilations as number[] | number | undefined) ?? 1;
-  if (!(dilations === 1 || (Array.isArray(dilations) && dilations.every((d) => d === 1)))) {
-    throw new Error(`wasm training kernels: depthwise gradients need dilation 1, got ${JSON.stringify(dilations)}`);
-  }
-  return tf.backend_util.computeConv2DInfo(
-    xShape as [number, number, number, number],
-    filterShape as [number, number, number, number],
-    attrs.strides as [number, number] | number,
-    1,
-    attrs.pad as 'same' | 'valid' | number,
-    attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
-    true,
-  );
-}
-
 /**
  * Depthwise filter gradient, multiplier 1: dW[i, j, c] = Σ over (n, y, x) of
  * xpad[n, y·sh + i, x·sw + j, c] · dY[n, y, x, c]. The padded input is split into its sh x sw stride
@@ -459,7 +447,7 @@ function depthwiseBackpropFilter(args: KernelArgs): TensorInfo {
   const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
   const attrs = args.attrs ?? {};
   const filterShape = attrs.filterShape as number[];
-  const info = depthwiseInfoOf(x.shape, filterShape, attrs);
+  const info = convInfoOf(x.shape, filterShape, attrs, true);
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
   const m = filterShape[3];
   if (m === 1 && wasmKernelOptions.depthwiseFilterGrad !== 'direct') {
@@ -518,7 +506,7 @@ function depthwiseBackpropInput(args: KernelArgs): TensorInfo {
   const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
   const attrs = args.attrs ?? {};
   const inputShape = attrs.inputShape as number[];
-  const info = depthwiseInfoOf(inputShape, filter.shape, attrs);
+  const info = convInfoOf(inputShape, filter.shape, attrs, true);
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
   const m = filter.shape[3];
   const { top, left } = info.padInfo;

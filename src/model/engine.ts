@@ -90,14 +90,22 @@ export function inferenceEngine(opts: { force?: EngineName; quiet?: boolean } = 
 }
 
 let announced = false;
+/**
+ * Where the engine's lines go: the cell's output by default (console.log, as in a notebook); a
+ * command that keeps stdout for its result (`train --json`, `predict --json`) hands its own
+ * reporter to announceEngine, and later notes (a model that falls back to TF.js) follow it.
+ */
+let engineLog: (line: string) => void = (line) => console.log(line);
+
 /** The engine line, once per process (the first caller that is not quiet prints it). */
-function announce(info: EngineInfo, print: (line: string) => void = console.log): void {
+function announce(info: EngineInfo, print: (line: string) => void = engineLog): void {
   announced = true;
   print(describeEngine(info));
 }
 
-/** Says which engine runs (once per process) through `print`, e.g. a progress reporter. */
+/** Says which engine runs (once per process) through `print`, e.g. a progress reporter; later engine notes go there too. */
 export function announceEngine(print: (line: string) => void): EngineInfo {
+  engineLog = print;
   const info = inferenceEngine({ quiet: true });
   if (!announced) announce(info, print);
   return info;
@@ -193,7 +201,7 @@ export async function runModel(model: Runnable, input: tf.Tensor, opts: { engine
       // Forced ORT fails loudly; the automatic choice falls back to TF.js for this model, saying why.
       if (requestedEngine() === 'onnx' || !msg.startsWith('ONNX export:')) throw e;
       notExportable.set(model, msg);
-      console.log(`inference: tfjs for this model - ${msg}`);
+      engineLog(`inference: tfjs for this model - ${msg}`);
       return runModel(model, input, { ...opts, engine: { name: 'tfjs', reason: msg, threads: 1 } });
     }
     return runSession(c.session, input, { input: c.exported.input.name, output: c.exported.output.name });

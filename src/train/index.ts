@@ -14,7 +14,7 @@ import type pl from 'nodejs-polars';
 import type { Session } from '../session';
 import type { Profile } from '../config';
 import { readJsonFile, writeJsonAtomic } from '../fsutil';
-import { saveModel, setBaseTrainable } from '../model';
+import { saveModel } from '../model';
 import { stableWeights, type TrainableModel } from '../model/split';
 import { createProgress, ProgressMode } from './progress';
 import { HISTORY_FILES, historyTable, EpochRow, writeHistory } from './history';
@@ -23,7 +23,7 @@ import { ImageBatchSource, LoopDeps, runPhases } from './trainer';
 import type { Callback } from './loop';
 import { TrainingDivergedError } from './callbacks/divergence';
 import { lockRunFolder, writeTrainState, type DivergedAt } from './run-state';
-import { buildTrainModel, defaultImageBatches, loadTrainData, type TrainData } from './setup';
+import { buildTrainModel, loadTrainData, loopContext, type TrainData } from './setup';
 import { stopOnInterrupt, TrainingInterruptedError } from './interrupt';
 import { inferenceEngine } from '../model/engine';
 import { FeaturesInterruptedError } from './feature-cache';
@@ -199,11 +199,6 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
   const built = opts.built ?? (await buildTrainModel(profile, numClasses));
   const totalEpochs = profile.train.phases.reduce((n, p) => n + p.epochs, 0);
   const progress = createProgress(opts.progress ?? 'auto', totalEpochs);
-  const deps: LoopDeps = {
-    setTrainable: setBaseTrainable,
-    imageBatches: opts.imageBatches ?? defaultImageBatches(built, numClasses),
-    featureExtractor: opts.featureExtractor,
-  };
   progress.message(
     `training '${profile.name}' in ${runDir} on ${s.backend.choice}: ${data.train.count} training images, ` +
       `${data.val.count} validation images (${data.valSource === 'test' ? 'the test set, as the article does' : 'held out from training'})`,
@@ -218,15 +213,7 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
   let outcome;
   try {
     outcome = await runPhases({
-      profile,
-      runDir,
-      backend: s.backend,
-      built,
-      train: data.train,
-      val: data.val,
-      numClasses,
-      progress,
-      deps,
+      ...loopContext(s, data, built, progress, { imageBatches: opts.imageBatches, featureExtractor: opts.featureExtractor }),
       resume: opts.resume,
       stopAfterEpochs: opts.stopAfterEpochs,
       signal,

@@ -16,17 +16,16 @@ import * as tf from '@tensorflow/tfjs';
 import type { Session } from '../session';
 import { VEGA_LITE_SCHEMA, type VegaLiteSpec } from '../display';
 import { Random } from '../random';
-import { setBaseTrainable } from '../model';
 import { stableWeights, type TrainableModel } from '../model/split';
 import { installTrainingSwitch } from '../model/training-mode';
 import { fitPhase, type BatchStream, type Callback, type FitState, type PhaseRun, type StepLogs } from './loop';
 import type { BatchRow } from './history';
 import { createProgress, type ProgressMode } from './progress';
-import { preparePhase, type ImageBatchSource } from './trainer';
+import { freshState, preparePhase, type ImageBatchSource } from './trainer';
 import { resumeFromCheckpoint } from './callbacks/checkpointing';
 import { latestCheckpoint, readCheckpointState } from './checkpoint';
 import { lockRunFolder } from './run-state';
-import { buildTrainModel, defaultImageBatches, loadTrainData, type TrainData } from './setup';
+import { buildTrainModel, loadTrainData, loopContext, type TrainData } from './setup';
 
 export interface LrFindOptions {
   /** The profile's phase to sweep (0-based, default 0). */
@@ -148,21 +147,7 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
     } else if (st) progress.message(`lr-find: the run is past the start of phase 0: sweeping from the initial weights`);
     const saved = weights.map((w) => tf.clone(w.read()));
     const rng = new Random(profile.train.seed);
-    const run = await preparePhase(
-      {
-        profile,
-        runDir,
-        backend: s.backend,
-        built,
-        train: data.train,
-        val: data.val,
-        numClasses,
-        progress,
-        deps: { setTrainable: setBaseTrainable, imageBatches: opts.imageBatches ?? defaultImageBatches(built, numClasses) },
-      },
-      p,
-      rng,
-    );
+    const run = await preparePhase(loopContext(s, data, built, progress, { imageBatches: opts.imageBatches }), p, rng);
     const sweep = new LrSweep(iterations, opts.stopFactor ?? 4);
     const rate = (e: number, step: number) => minLr * (maxLr / minLr) ** Math.min(1, (e * run.stepsPerEpoch + step) / (iterations - 1));
     const sweepRun: PhaseRun = {
@@ -172,7 +157,7 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
       valBatches: undefined as (() => BatchStream) | undefined,
     };
     const state: FitState = {
-      train: { epoch: 0, phaseIndex: p, phaseEpoch: 0, phaseFinished: false, rngState: rng.state, dropoutRngState: 0, early: { best: null, bad: 0 }, decisions: [], trainableByPhase: {}, epochRows: [], batchRows: [], wallSeconds: 0, done: false, backend: s.backend.choice },
+      train: { ...freshState(profile, s.backend), phaseIndex: p, rngState: rng.state },
       rng,
       dropRng: new Random(profile.train.seed ^ 0x5eed),
     };

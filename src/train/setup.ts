@@ -7,7 +7,9 @@ import { batches, splitTrainVal } from '../preprocess';
 import { buildModel } from '../model';
 import type { TrainableModel } from '../model/split';
 import { Random } from '../random';
-import type { ImageBatchSource } from './trainer';
+import { setBaseTrainable } from '../model/freeze';
+import type { ImageBatchSource, LoopContext, LoopDeps } from './trainer';
+import type { Progress } from './progress';
 import { withSeededMathRandomAsync } from './seeded';
 
 export interface TrainData {
@@ -40,3 +42,25 @@ export async function buildTrainModel(profile: Profile, numClasses: number): Pro
   );
 }
 
+
+/** What train() and lr-find hand the loop: the session's run and data, the model, and the default hooks. */
+export function loopContext(
+  s: Session,
+  data: TrainData,
+  built: TrainableModel,
+  progress: Progress,
+  hooks: { imageBatches?: ImageBatchSource; featureExtractor?: LoopDeps['featureExtractor'] } = {},
+): LoopContext {
+  const numClasses = data.classes.length;
+  return {
+    profile: s.profile,
+    runDir: s.runDir,
+    backend: s.backend,
+    built,
+    train: data.train,
+    val: data.val,
+    numClasses,
+    progress,
+    deps: { setTrainable: setBaseTrainable, imageBatches: hooks.imageBatches ?? defaultImageBatches(built, numClasses), featureExtractor: hooks.featureExtractor },
+  };
+}

@@ -135,7 +135,8 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
   return { key, dir, hit: false, train: roundTrip(train, dtype), val: roundTrip(val, dtype) };
 }
 
-function freshState(profile: Profile, backend: BackendInfo): TrainState {
+/** The state of a run before its first batch (also what lr-find's sweep starts from). */
+export function freshState(profile: Profile, backend: BackendInfo): TrainState {
   const seed = profile.train.seed;
   return {
     epoch: 0,
