@@ -1,20 +1,39 @@
 /**
- * Half-precision storage of weights, for published models: a MobileNet's 7 MB of float32 kernels
- * become 3.7 MB. Only storage: the values are widened back to float32 when loaded (TF.js decodes
+ * Half-precision storage: of weights, for published models (a MobileNet's 7 MB of float32 kernels
+ * become 3.7 MB), and of cached features. Only storage: the values are widened back to float32 when loaded (TF.js decodes
  * `quantization: {dtype: 'float16'}` itself; the ONNX file casts), so the arithmetic is unchanged
  * and the predictions move by float16's rounding of the weights (relative 2^-11).
  */
+import * as tf from '@tensorflow/tfjs';
 import { Float16Array } from '@petamoriken/float16';
 
 /** Weights with fewer values stay float32: they cost little and hold the precise statistics (batch-norm variances, biases). */
 export const FLOAT16_MIN_VALUES = 1024;
 const FLOAT16_MAX = 65504;
 
+/** float16 bits of `values`, rounded to nearest even; beyond 65504 becomes infinity (storage of features, which stay small). */
+export function float16Bits(values: Float32Array): Uint16Array {
+  const half = new Float16Array(values);
+  return new Uint16Array(half.buffer, half.byteOffset, half.length);
+}
+
+/** float32 values of float16 bits, decoded by tf.io (its table decoder: 20M values in about 0.15 s) a slice at a time. */
+export function fromFloat16Bits(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  const slice = 1 << 24; // bounded scratch on the backend's heap (wasm's is at most 4 GB)
+  for (let start = 0; start < bits.length; start += slice) {
+    const part = bits.slice(start, Math.min(bits.length, start + slice));
+    const decoded = tf.io.decodeWeights(part.buffer, [{ name: 'half', shape: [part.length], dtype: 'float32', quantization: { dtype: 'float16' } }]);
+    out.set(decoded.half.dataSync() as Float32Array, start);
+    decoded.half.dispose();
+  }
+  return out;
+}
+
 /** `data` as float16 bits (round to nearest even), or undefined when a value is outside float16's finite range. */
 export function toFloat16(data: Float32Array): Uint16Array | undefined {
   for (const v of data) if (!Number.isFinite(v) || Math.abs(v) > FLOAT16_MAX) return undefined;
-  const half = new Float16Array(data);
-  return new Uint16Array(half.buffer, half.byteOffset, half.length);
+  return float16Bits(data);
 }
 
 /** One entry of a TF.js weights manifest (tf.io.WeightsManifestEntry, as model.json stores it). */

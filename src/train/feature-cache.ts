@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { paths } from '../config';
+import { float16Bits, fromFloat16Bits } from '../model/float16';
 import { writeJsonAtomic } from '../fsutil';
 import type { Batch, BatchStream } from './loop';
 
@@ -68,68 +69,15 @@ export function cacheKey(parts: CacheKeyParts): string {
   return `${arch}-${parts.inputSize}-${parts.preprocess}-${parts.dtype}-${digest}`;
 }
 
-// IEEE 754 half precision, round to nearest even (float16 halves the cache; features tolerate it).
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-export function toFloat16(values: Float32Array): Uint16Array {
-  const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    f32[0] = values[i];
-    const x = u32[0];
-    const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff;
-    let mant = x & 0x7fffff;
-    if (exp === 0xff) {
-      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
-      continue;
-    }
-    const e = exp - 127 + 15;
-    if (e >= 0x1f) {
-      out[i] = sign | 0x7c00;
-      continue;
-    }
-    if (e <= 0) {
-      if (e < -10) {
-        out[i] = sign;
-        continue;
-      }
-      mant |= 0x800000;
-      const shift = 14 - e;
-      let half = mant >>> shift;
-      const rem = mant & ((1 << shift) - 1);
-      const mid = 1 << (shift - 1);
-      if (rem > mid || (rem === mid && half & 1)) half++;
-      out[i] = sign | half;
-      continue;
-    }
-    let half = (e << 10) | (mant >>> 13);
-    const rem = mant & 0x1fff;
-    if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
-    out[i] = sign | half;
-  }
-  return out;
-}
-
-export function fromFloat16(bits: Uint16Array): Float32Array {
-  const out = new Float32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) {
-    const h = bits[i];
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >>> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    if (exp === 0) out[i] = sign * mant * 2 ** -24;
-    else if (exp === 0x1f) out[i] = mant ? NaN : sign * Infinity;
-    else out[i] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
-  }
-  return out;
-}
+// float16 halves the cache; features tolerate its rounding (to nearest even).
+export { float16Bits as toFloat16, fromFloat16Bits as fromFloat16 } from '../model/float16';
 
 export function cacheRoot(): string {
   return path.join(paths().cache, 'features');
 }
 
 function writeSet(dir: string, name: string, set: FeatureSet, dtype: FeatureDtype): void {
-  const raw = dtype === 'float16' ? toFloat16(set.features) : set.features;
+  const raw = dtype === 'float16' ? float16Bits(set.features) : set.features;
   fs.writeFileSync(path.join(dir, `${name}.bin`), new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength));
   fs.writeFileSync(path.join(dir, `${name}-labels.bin`), set.labels);
 }
@@ -143,7 +91,7 @@ function readSet(dir: string, name: string, count: number, shape: number[], dtyp
   if (bytes.byteLength !== expected) {
     throw new Error(`${path.join(dir, `${name}.bin`)}: ${bytes.byteLength} bytes, expected ${expected} (${count} x ${dims} ${dtype})`);
   }
-  const features = dtype === 'float16' ? fromFloat16(new Uint16Array(bytes.buffer)) : new Float32Array(bytes.buffer);
+  const features = dtype === 'float16' ? fromFloat16Bits(new Uint16Array(bytes.buffer)) : new Float32Array(bytes.buffer);
   const labels = new Uint8Array(fs.readFileSync(path.join(dir, `${name}-labels.bin`)));
   return { features, labels, count, dims, shape };
 }
@@ -187,7 +135,7 @@ export function writeCache(key: string, parts: CacheKeyParts, train: FeatureSet,
 
 /** Rounds features the way the cache stores them, so that a miss and a later hit train identically. */
 export function roundTrip(set: FeatureSet, dtype: FeatureDtype): FeatureSet {
-  return dtype === 'float16' ? { ...set, features: fromFloat16(toFloat16(set.features)) } : set;
+  return dtype === 'float16' ? { ...set, features: fromFloat16Bits(float16Bits(set.features)) } : set;
 }
 
 /**
