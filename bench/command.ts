@@ -18,6 +18,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
+import { machineInfo } from '../src/backend/machine';
 import { registerWasmTrainingKernels } from '../src/backend/wasm-kernels';
 import { initWasmThreaded } from '../src/backend/wasm/threads';
 import { measureConv, measureDepthwise, mobilenetDepthwiseShapes, resnetConvShapes, type ConvRate } from './conv-kernels';
@@ -50,16 +51,6 @@ export function taskSpecs(quick: boolean): Record<TaskName, TaskSpec> {
 /** MobileNet's files: MOBILENET_V1_0_75_DIR, ../shared/data/mobilenet-v1-0.75, else the upstream URL (as its preset). */
 function mobilenetSource(): string {
   return tfjsSource(PRESETS['mobilenet-v1-0.75'] as TfjsPreset);
-}
-
-/** The CPU's vector-instruction flags (from /proc/cpuinfo; what XNNPACK, PyTorch and V8 can use), recorded with every run. */
-export function cpuFlags(): string[] {
-  try {
-    const line = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => /^(flags|Features)\s*:/.test(l)) ?? '';
-    return line.split(':')[1].trim().split(/\s+/).filter((f) => /^(sse|ssse3|avx|fma|f16c|amx|asimd|neon|sve)/.test(f)).sort();
-  } catch {
-    return [];
-  }
 }
 
 /**
@@ -248,7 +239,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const report: Record<string, unknown> = {
     date: started.toISOString(),
     command: `npm run -s cli -- bench ${argv.join(' ')}`.trim(),
-    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, cpuFlags: cpuFlags(), memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, loadAverageAtStart: os.loadavg().map((v) => Math.round(v * 100) / 100) },
+    machine: { ...machineInfo(), node: process.version, loadAverageAtStart: os.loadavg().map((v) => Math.round(v * 100) / 100) },
     tasks: taskSpecs(quick),
     quick,
   };

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { loadProfile } from '../config';
 import { readHistory, type VegaLiteSpec } from './charts';
 import { readJson, readRunRow } from './runs';
+import { describeMachine, type Machine } from '../backend/machine';
 
 export interface StudyRow {
   run: string;
@@ -18,6 +19,8 @@ export interface StudyRow {
   /** Accuracy on the whole test set, and how many images that is (a profile's data.testLimit can cut it). */
   testAccuracy: number | null;
   testImages: number | null;
+  /** Test accuracy with flip test-time augmentation, when the evaluation made it. */
+  ttaAccuracy: number | null;
   valAccuracy: number | null;
   /** Training wall time (all phases, summed over resumed sittings). */
   trainMinutes: number | null;
@@ -28,6 +31,8 @@ export interface StudyRow {
   epochs: string;
   /** The command that runs this profile again from a fresh clone. */
   command: string;
+  /** The machine that finished the training (train-summary.json; runs before it was recorded: null). */
+  machine: string | null;
 }
 
 /** key.path=value for every leaf where `actual` differs from `base` (arrays by index, as --set takes them). */
@@ -70,12 +75,14 @@ export function studyRow(runDir: string): StudyRow {
     profile: String(profile.name),
     testAccuracy: row.test_accuracy,
     testImages: row.test_images,
+    ttaAccuracy: row.tta_accuracy,
     valAccuracy: row.val_accuracy,
     trainMinutes: row.wall_seconds === null ? null : row.wall_seconds / 60,
     backend: row.backend === null ? null : `${row.backend}${threads}${features}`,
     resolution: typeof model?.inputSize === 'number' ? model.inputSize : null,
     epochs: phases.filter((p) => p.ran && p.epochs > 0).map((p) => `${p.name} ${p.epochs}`).join(' + ') || '-',
     command: reproduceCommand(profile),
+    machine: summary?.machine && typeof summary.machine === 'object' ? describeMachine(summary.machine as Machine) : null,
   };
 }
 
@@ -105,14 +112,17 @@ export function testColumn(rows: StudyRow[]): { label: string; cell: (r: StudyRo
 
 /**
  * The rows as a Markdown table (the command in a code span). The test column's header names the
- * test-set size the runs share; a run scored on another number of images says so in its cell.
+ * test-set size the runs share; a run scored on another number of images says so in its cell. A
+ * flip-TTA column appears when a run has one, and a line under the table names the machines.
  */
 export function studyMarkdown(rows: StudyRow[]): string {
   const test = testColumn(rows);
-  const head = ['run', test.label, 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
+  const tta = rows.some((r) => r.ttaAccuracy !== null);
+  const head = ['run', test.label, ...(tta ? ['with flip TTA'] : []), 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
   const lines = rows.map((r) => [
     r.run,
     test.cell(r),
+    ...(tta ? [pct(r.ttaAccuracy)] : []),
     pct(r.valAccuracy),
     r.trainMinutes === null ? '-' : `${r.trainMinutes.toFixed(1)} min`,
     r.backend ?? '-',
@@ -120,7 +130,19 @@ export function studyMarkdown(rows: StudyRow[]): string {
     r.epochs,
     `\`${r.command}\``,
   ]);
-  return [head, head.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n') + '\n';
+  const table = [head, head.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
+  return `${table}\n\n${machinesLine(rows)}\n`;
+}
+
+/** "Trained on: <machine> (runs a, b); not recorded: c." - one entry per machine. */
+export function machinesLine(rows: StudyRow[]): string {
+  const byMachine = new Map<string | null, string[]>();
+  for (const r of rows) byMachine.set(r.machine, [...(byMachine.get(r.machine) ?? []), r.run]);
+  const parts = [...byMachine].map(([m, runs]) => {
+    const which = byMachine.size === 1 ? 'all runs' : runs.join(', ');
+    return m === null ? `machine not recorded (trained before train-summary.json kept it): ${which}` : `${m}: ${which}`;
+  });
+  return `Trained on: ${parts.join('; ')}.`;
 }
 
 /** Validation accuracy and training loss per epoch, one line per run. */

@@ -8,6 +8,7 @@
  * .parquet (one row per batch), checkpoints/, model/ (TF.js layers format), train-summary.json,
  * train-state.json (running | interrupted | diverged | finished).
  */
+import { machineInfo, type Machine } from '../backend/machine';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type pl from 'nodejs-polars';
@@ -84,6 +85,8 @@ export interface TrainSummary {
   threads: number;
   /** The engine that computed the cached features, when a phase trained on them ('onnx' or 'tfjs'). */
   featureEngine?: string;
+  /** The CPU (model, cores, vector flags) and memory of the machine that finished the run: timings depend on them. */
+  machine?: Machine;
   valSource: string;
   /** finished, or diverged (then `diverged` says where; the last good checkpoint is kept). */
   status: 'finished' | 'diverged';
@@ -167,6 +170,7 @@ function summaryOf(s: Session, data: TrainData, state: TrainState, diverged?: Di
     wallSeconds: Math.round(state.wallSeconds * 10) / 10,
     backend: s.backend.choice,
     threads: s.backend.threads,
+    machine: machineInfo(),
     // Cached features come from the inference engine (ONNX Runtime when it loads), not the training backend.
     ...(rows.some((r) => r.cached) ? { featureEngine: inferenceEngine({ quiet: true }).name } : {}),
     valSource: data.valSource,

@@ -15,20 +15,23 @@ function write(file: string, value: unknown): void {
 }
 
 /** A run folder as the pipeline leaves it: the resolved profile, the training summary, evaluation and history. */
-function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; testImages?: number; featureEngine?: string; set?: (p: Profile) => void }): void {
+const EPYC = { cpus: 2, cpuModel: 'AMD EPYC 9B14', cpuFlags: ['avx', 'avx2', 'avx512bw', 'avx512f', 'fma'], memoryGiB: 24 };
+
+function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; testImages?: number; ttaAccuracy?: number; featureEngine?: string; machine?: typeof EPYC; set?: (p: Profile) => void }): void {
   const profile = loadProfile('smoke');
   opts.set?.(profile);
   write(path.join(dir, 'profile.json'), profile);
   write(path.join(dir, 'train-summary.json'), {
     profile: 'smoke', finalValAccuracy: 0.5, wallSeconds: 150, backend: 'wasm', threads: 2, valSource: 'split',
     ...(opts.featureEngine ? { featureEngine: opts.featureEngine } : {}),
+    ...(opts.machine ? { machine: opts.machine } : {}),
     phases: [
       { name: 'head', ran: true, epochs: opts.epochs[0] },
       { name: 'finetune-all', ran: false, reason: 'too slow', epochs: 0 },
     ],
   });
   if (opts.testAccuracy !== undefined) {
-    write(path.join(dir, 'evaluation.json'), { count: opts.testImages ?? 10000, accuracy: opts.testAccuracy });
+    write(path.join(dir, 'evaluation.json'), { count: opts.testImages ?? 10000, accuracy: opts.testAccuracy, tta: opts.ttaAccuracy === undefined ? null : { accuracy: opts.ttaAccuracy, loss: 1 } });
   }
   const rows = opts.epochs.length ? Array.from({ length: opts.epochs[0] }, (_, i) => `head,${i + 1},${1 - i / 10},${0.3 + i / 10},1.2,${(0.35 + i / 10).toFixed(2)},0.001,3`) : [];
   write(path.join(dir, 'history.csv'), ['phase,epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds', ...rows].join('\n') + '\n');
@@ -39,28 +42,38 @@ test('studyRow reads each run\'s own files, and the command names every field th
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
   const plain = path.join(root, 'plain');
   const changed = path.join(root, 'changed');
-  fakeRun(plain, { epochs: [3], testAccuracy: 0.5678 });
+  fakeRun(plain, { epochs: [3], testAccuracy: 0.5678, machine: EPYC });
   fakeRun(changed, { epochs: [2], set: (p) => { p.train.phases[0].epochs = 2; p.model.inputSize = 48; p.description = 'edited since'; } });
   const small = path.join(root, 'small');
   fakeRun(small, { epochs: [1], testAccuracy: 0.6, testImages: 500 });
 
   const a = studyRow(plain);
   assert.deepEqual(a, {
-    run: 'plain', profile: 'smoke', testAccuracy: 0.5678, testImages: 10000, valAccuracy: 0.5, trainMinutes: 2.5,
+    run: 'plain', profile: 'smoke', testAccuracy: 0.5678, testImages: 10000, ttaAccuracy: null, valAccuracy: 0.5, trainMinutes: 2.5,
     backend: 'wasm, 2 threads', resolution: 64, epochs: 'head 3', command: 'npm start -- --profile smoke',
+    machine: 'AMD EPYC 9B14, 2 cores, 24 GiB, AVX-512 (avx512bw avx512f)',
   });
   const b = studyRow(changed);
   assert.equal(b.command, 'npm start -- --profile smoke --set model.inputSize=48 --set train.phases.0.epochs=2');
   assert.equal(b.testAccuracy, null, 'no evaluation yet');
 
   const md = studyMarkdown([a, b, studyRow(small)]).trim().split('\n');
-  assert.equal(md.length, 5);
+  assert.equal(md.length, 7);
+  assert.equal(md[6], 'Trained on: AMD EPYC 9B14, 2 cores, 24 GiB, AVX-512 (avx512bw avx512f): plain; machine not recorded (trained before train-summary.json kept it): changed, small.');
   assert.match(md[0], /^\| run \| test \(10,000 images\) \| val \|/, 'the header names the test-set size the runs share');
   assert.equal(md[2], '| plain | 56.78% | 50.00% | 2.5 min | wasm, 2 threads | 64x64 | head 3 | `npm start -- --profile smoke` |');
   assert.match(md[3], /^\| changed \| - \| 50\.00% \|/);
   assert.match(md[4], /^\| small \| 60\.00% \(500 images\) \| 50\.00% \|/, 'a run scored on another number of images says so');
   assert.match(studyMarkdown([studyRow(small)]), /^\| run \| test \(500 images\) \|/);
   assert.match(studyMarkdown([b]), /^\| run \| test \| val \|/, 'no run evaluated yet: no size to name');
+  // Flip TTA: a column when some run has it ('-' for the others).
+  const withTta = path.join(root, 'tta');
+  fakeRun(withTta, { epochs: [1], testAccuracy: 0.7, ttaAccuracy: 0.7123, machine: EPYC });
+  const ttaMd = studyMarkdown([studyRow(withTta), a]).trim().split('\n');
+  assert.match(ttaMd[0], /^\| run \| test \(10,000 images\) \| with flip TTA \| val \|/);
+  assert.match(ttaMd[2], /^\| tta \| 70\.00% \| 71\.23% \| 50\.00% \|/);
+  assert.match(ttaMd[3], /^\| plain \| 56\.78% \| - \| 50\.00% \|/);
+  assert.equal(ttaMd[5], 'Trained on: AMD EPYC 9B14, 2 cores, 24 GiB, AVX-512 (avx512bw avx512f): all runs.');
 
   const spec = studyCurvesSpec([plain, changed]) as { data: { values: { run: string; metric: string; value: number }[] } };
   const val = spec.data.values.filter((p) => p.metric === 'validation accuracy');
