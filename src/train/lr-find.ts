@@ -50,8 +50,11 @@ export interface LrPoint {
 
 export interface LrFindResult {
   phase: string;
+  /** The valley rule's rate (fastai's default since 2.4). */
   suggestedLr: number;
   rule: string;
+  /** Every rule's rate: valley, steep (the steepest descent) and minimum/10 (the loss minimum's rate over 10). */
+  suggestions: { valley: number; steep: number; minimum: number };
   minLr: number;
   maxLr: number;
   points: LrPoint[];
@@ -59,16 +62,44 @@ export interface LrFindResult {
   stopped: string;
 }
 
-export const LR_RULE = 'steepest descent of the smoothed loss against log10(lr), before the loss minimum';
+export const LR_RULE = "valley: halfway along the longest stretch over which the smoothed loss keeps falling (fastai's default)";
 
-/**
- * The rate at which `points`' smoothed loss falls fastest, before its minimum. As fastai, the first
- * tenth of the sweep (the average still settling) and the last 5 points (the blow-up) are left out.
- */
-export function suggestLr(points: LrPoint[]): number {
+/** As fastai's suggestion functions: the first tenth of the sweep (the average still settling) and the last 5 points (the blow-up) are left out. */
+function usablePoints(points: LrPoint[]): LrPoint[] {
   if (points.length === 0) throw new Error('lr-find: no points to suggest a rate from');
   const start = Math.floor(points.length / 10);
-  const usable = points.length - start > 8 ? points.slice(start, points.length - 5) : points;
+  return points.length - start > 8 ? points.slice(start, points.length - 5) : points;
+}
+
+/**
+ * fastai's `valley`: the longest decreasing run of the smoothed loss (a longest decreasing
+ * subsequence), and the rate halfway along it (index start + sections + sections/2, with sections
+ * a third of its length). Robust where the loss is flat and noisy before it blows up
+ * (a trained head being fine-tuned): there `steep` picks the noise.
+ */
+export function valleyLr(points: LrPoint[]): number {
+  const usable = usablePoints(points);
+  const loss = usable.map((p) => p.smoothed);
+  const run = loss.map(() => 1); // longest decreasing subsequence ending at each point
+  let end = 0;
+  let start = 0;
+  for (let i = 1; i < loss.length; i++) {
+    for (let j = 0; j < i; j++) {
+      if (loss[i] < loss[j] && run[i] < run[j] + 1) run[i] = run[j] + 1;
+      if (run[end] < run[i]) {
+        end = i;
+        start = end - run[end];
+      }
+    }
+  }
+  const sections = (end - start) / 3;
+  const at = start + Math.floor(sections) + Math.floor(sections / 2);
+  return usable[Math.min(usable.length - 1, Math.max(0, at))].lr;
+}
+
+/** The rate at which the smoothed loss falls fastest, before its minimum (fastai's `steep`). */
+export function suggestLr(points: LrPoint[]): number {
+  const usable = usablePoints(points);
   let minAt = 0;
   usable.forEach((p, i) => {
     if (p.smoothed < usable[minAt].smoothed) minAt = i;
@@ -85,6 +116,12 @@ export function suggestLr(points: LrPoint[]): number {
     }
   }
   return upTo[best].lr;
+}
+
+/** The loss minimum's rate over 10 (fastai's `minimum`). */
+export function minimumLr(points: LrPoint[]): number {
+  const usable = usablePoints(points);
+  return usable.reduce((m, p) => (p.smoothed < m.smoothed ? p : m)).lr / 10;
 }
 
 /** Sets the exponential rate on each batch and records the loss; stops the run when the sweep is over. */
@@ -170,9 +207,12 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
       tf.dispose(saved);
     }
     if (!sweep.stopped) sweep.stopped = 'the data ran out';
-    const suggestedLr = suggestLr(sweep.points);
-    progress.message(`lr-find: suggested lr ${suggestedLr.toExponential(2)} (${LR_RULE}); stopped: ${sweep.stopped}`);
-    return { phase: phase.name, suggestedLr, rule: LR_RULE, minLr, maxLr, points: sweep.points, stopped: sweep.stopped };
+    const suggestions = { valley: valleyLr(sweep.points), steep: suggestLr(sweep.points), minimum: minimumLr(sweep.points) };
+    const suggestedLr = suggestions.valley;
+    progress.message(
+      `lr-find: suggested lr ${suggestedLr.toExponential(2)} (${LR_RULE}); steep ${suggestions.steep.toExponential(2)}, minimum/10 ${suggestions.minimum.toExponential(2)}; stopped: ${sweep.stopped}`,
+    );
+    return { phase: phase.name, suggestedLr, rule: LR_RULE, suggestions, minLr, maxLr, points: sweep.points, stopped: sweep.stopped };
   } finally {
     progress.end();
     release();

@@ -4,7 +4,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Phase } from '../../src/config';
-import { train, history, lrFind, lrFindSpec, suggestLr, stableWeights, type LrPoint } from '../../src/train';
+import { train, history, lrFind, lrFindSpec, minimumLr, suggestLr, stableWeights, valleyLr, type LrPoint } from '../../src/train';
 import { chartSvg } from '../../src/display';
 import { syntheticData, testProfile, tempSession, tinyResnetLike, numbersOf } from './fixtures';
 
@@ -33,6 +33,26 @@ test('suggestLr: the steepest descent of the smoothed loss, before its minimum',
   }
   const lr = suggestLr(points);
   assert.ok(lr > 10 ** -3.3 && lr < 10 ** -2.7, `suggested ${lr}`);
+  // valley: halfway along the fall from 1e-5.4 (the first tenth is left out) to the minimum near 1e-1.2.
+  const v = valleyLr(points);
+  assert.ok(v > 10 ** -3.6 && v < 10 ** -3, `valley ${v}`);
+  assert.ok(Math.abs(Math.log10(minimumLr(points)) - (Math.log10(points.reduce((m, p) => (p.smoothed < m.smoothed ? p : m)).lr) - 1)) < 1e-9);
+});
+
+test('valleyLr: a flat, noisy loss that blows up past 1e-3 (a trained head fine-tuned) gets a rate below the blow-up', () => {
+  // As measured in lr-find on MobileNet's top block with a trained head: flat within noise up to 4e-4, then rising.
+  const points: LrPoint[] = [];
+  let average = 0;
+  for (let i = 0; i < 90; i++) {
+    const lr = 10 ** (-7 + i * 0.09);
+    const noise = 0.05 * Math.sin(i * 2.7) + 0.03 * Math.cos(i * 1.3);
+    const loss = 0.9 + noise + (lr > 1e-3 ? 3 * Math.log10(lr / 1e-3) ** 2 : 0);
+    average = 0.98 * average + 0.02 * loss; // fastai's debiased running average
+    points.push({ lr, loss, smoothed: average / (1 - 0.98 ** (i + 1)) });
+  }
+  const v = valleyLr(points);
+  assert.ok(v >= 1e-5 && v <= 1e-3, `valley ${v} should sit below the blow-up`);
+  assert.ok(suggestLr(points) < 1e-5, 'the steepest-descent rule follows the noise down to a rate that would not train');
 });
 
 test('lr-find: a bounded exponential sweep, a suggested rate inside it, the run untouched (files, weights, later training)', async () => {
@@ -56,7 +76,9 @@ test('lr-find: a bounded exponential sweep, a suggested rate inside it, the run 
   assert.ok(r.points.every((p, i) => i === 0 || p.lr > r.points[i - 1].lr), 'rates grow');
   assert.equal(r.points[0].lr, 1e-6);
   assert.ok(Number.isFinite(r.suggestedLr) && r.suggestedLr >= 1e-6 && r.suggestedLr <= 1, `suggested ${r.suggestedLr}`);
-  assert.match(r.rule, /steepest/);
+  assert.equal(r.suggestedLr, r.suggestions.valley);
+  for (const v of Object.values(r.suggestions)) assert.ok(v > 0 && v <= 10, `suggestions ${JSON.stringify(r.suggestions)}`);
+  assert.match(r.rule, /^valley: halfway along the longest stretch/);
   assert.ok((await chartSvg(lrFindSpec(r))).includes('<svg'));
 
   assert.deepEqual(filesOf(s.runDir), before, 'no file of the run folder changed');
