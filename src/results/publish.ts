@@ -98,6 +98,11 @@ export async function publishRun(runDir: string, outDir: string, opts: PublishOp
   fs.mkdirSync(tmp, { recursive: true });
   try {
     for (const f of COPIED) if (fs.existsSync(path.join(from, f))) fs.copyFileSync(path.join(from, f), path.join(tmp, f));
+    // Where this machine keeps CIFAR-10 (filled in from CIFAR10_DIR) means nothing elsewhere: the reader's CIFAR10_DIR or the download applies.
+    if (profile.data.source === 'cifar10' && profile.data.dir) {
+      const { dir: _local, ...data } = profile.data;
+      writeJsonAtomic(path.join(tmp, 'profile.json'), { ...profile, data });
+    }
     const original = await loadModel(path.join(from, 'model'));
     let check: PublishResult['check'];
     try {

@@ -140,6 +140,11 @@ test('publish: a small folder (float16 weights) that predicts as the run does, i
   assert.ok(res.check.sameTop1 >= res.check.images - 2 && res.check.maxProbabilityDifference < 0.02, JSON.stringify(res.check));
   const info = readOnnxFileInfo(path.join(out, 'model.onnx'));
   assert.equal(info.metadata.weights, 'float16');
+  const runProfile = JSON.parse(fs.readFileSync(path.join(run, 'profile.json'), 'utf8')) as { data: { dir?: string } };
+  const pubProfile = JSON.parse(fs.readFileSync(path.join(out, 'profile.json'), 'utf8')) as { data: { dir?: string; source: string } };
+  assert.equal(runProfile.data.dir, path.resolve(cifar), 'the run recorded where this machine keeps CIFAR-10');
+  assert.equal(pubProfile.data.dir, undefined, 'the published profile does not carry a path of this machine');
+  assert.equal(pubProfile.data.source, 'cifar10');
   assert.ok(fs.statSync(path.join(out, 'model.onnx')).size < runWeights * 0.6, 'the ONNX file stores float16 weights too');
 
   const ofRun = rows(runCli(['predict', '--run', run, '--json', ...images], { TLWB_INFERENCE: 'tfjs' }).stdout);
