@@ -35,7 +35,7 @@ export interface SessionOptions {
 export function defaultProfileFor(backend: BackendInfo): { name: string; why: string } {
   return backend.gpu
     ? { name: 'seed', why: 'a CUDA backend is in use, so the article recipe (ResNet-50 at 224) is practical' }
-    : { name: 'quick', why: `no GPU backend (${backend.choice}), so the CPU recipe: cached frozen features, then the head` };
+    : { name: 'quick', why: `no GPU backend (${backend.choice}), so the CPU recipe: cached frozen features, then the head and the top block` };
 }
 
 function timestamp(d = new Date()): string {
