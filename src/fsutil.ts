@@ -1,5 +1,5 @@
 /**
- * Atomic file writes (write beside, then rename: a reader never sees half a file) and JSON reads
+ * Atomic file and folder writes (write beside, then rename: a reader never sees half of one) and JSON reads
  * whose errors name the file. Shared by every stage that writes into a run folder or a cache.
  */
 import * as fs from 'node:fs';
@@ -26,6 +26,28 @@ export function replaceFileAtomic(file: string, write: (tmp: string) => void): v
     fs.renameSync(tmp, file);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/**
+ * Lets `fill` write a temporary folder beside `dir`, then puts it in place of `dir` (any old folder
+ * is renamed aside and removed after), so a reader sees the old folder or the new one, never half a
+ * folder. The temporary folder is removed on failure.
+ */
+export async function replaceFolderAtomic(dir: string, fill: (tmp: string) => Promise<void>): Promise<void> {
+  fs.mkdirSync(path.dirname(dir), { recursive: true });
+  const tmp = `${dir}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp);
+  try {
+    await fill(tmp);
+    const old = `${dir}.old-${process.pid}`;
+    if (fs.existsSync(dir)) fs.renameSync(dir, old);
+    fs.renameSync(tmp, dir);
+    fs.rmSync(old, { recursive: true, force: true });
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
 }

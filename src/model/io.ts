@@ -11,6 +11,7 @@ import { applyKerasBatchNormSemantics } from './freeze';
 import './layers'; // registers ImageResize with tf.serialization
 import { loadTfjsModel } from './tfjs-backbone';
 import { quantizeWeightsFloat16, WeightSpec } from './float16';
+import { replaceFolderAtomic } from '../fsutil';
 
 function concat(data: ArrayBuffer | ArrayBuffer[] | undefined): Uint8Array {
   if (!data) return new Uint8Array(0);
@@ -66,11 +67,7 @@ function folderWriter(dir: string, opts: SaveOptions): tf.io.IOHandler {
  */
 export async function saveModel(model: tf.LayersModel, dir: string, metadata?: Record<string, unknown>, opts: SaveOptions = {}): Promise<string> {
   const target = path.resolve(dir);
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  const tmp = `${target}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp);
-  try {
+  await replaceFolderAtomic(target, async (tmp) => {
     await model.save(folderWriter(tmp, opts), { includeOptimizer: false });
     if (metadata) {
       const file = path.join(tmp, 'model.json');
@@ -78,14 +75,7 @@ export async function saveModel(model: tf.LayersModel, dir: string, metadata?: R
       json.userDefinedMetadata = { ...(json.userDefinedMetadata ?? {}), ...metadata };
       fs.writeFileSync(file, JSON.stringify(json));
     }
-    const old = `${target}.old-${process.pid}`;
-    if (fs.existsSync(target)) fs.renameSync(target, old);
-    fs.renameSync(tmp, target);
-    fs.rmSync(old, { recursive: true, force: true });
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  });
   return target;
 }
 

@@ -16,7 +16,6 @@ import { inferenceEngine, OnnxFile, openOnnxFile, runModel, runSession } from '.
 import { preprocess } from '../preprocess';
 import { readOnnxFileInfo } from '../model/onnx';
 import { topK } from './metrics';
-
 import { describeDivergence, readDivergence } from './divergence';
 
 // Kept exported here for callers of the results stage; it lives beside the image-folder loader.

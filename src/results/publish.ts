@@ -12,12 +12,14 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { tf } from '../backend';
 import { readRunProfile, writeJsonAtomic } from '../session';
+import { replaceFolderAtomic } from '../fsutil';
 import { loadModel, readModelMetadata, saveModel } from '../model/io';
 import { preprocess } from '../preprocess';
 import { Random } from '../random';
 import { describeDivergence, readDivergence } from './divergence';
 import { exportRun } from './export';
 import { runPreprocessMode } from './predict';
+import { readJson } from './runs';
 
 /** Files of a run copied as they are when present (profile.json and train-summary.json must be). */
 const COPIED = ['profile.json', 'train-summary.json', 'evaluation.json', 'history.csv', 'report.html'];
@@ -92,11 +94,12 @@ export async function publishRun(runDir: string, outDir: string, opts: PublishOp
   const float16 = opts.float16 ?? true;
   const profile = readRunProfile(from);
   const mode = runPreprocessMode(from, profile);
+  const weights = float16 ? 'float16' : 'float32';
 
-  const tmp = `${out}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp, { recursive: true });
-  try {
+  let check: PublishResult['check'] | undefined;
+  let onnx: Awaited<ReturnType<typeof exportRun>> | undefined;
+  let test: PublishResult['test'];
+  await replaceFolderAtomic(out, async (tmp) => {
     for (const f of COPIED) if (fs.existsSync(path.join(from, f))) fs.copyFileSync(path.join(from, f), path.join(tmp, f));
     // Where this machine keeps CIFAR-10 (filled in from CIFAR10_DIR) means nothing elsewhere: the reader's CIFAR10_DIR or the download applies.
     if (profile.data.source === 'cifar10' && profile.data.dir) {
@@ -104,7 +107,6 @@ export async function publishRun(runDir: string, outDir: string, opts: PublishOp
       writeJsonAtomic(path.join(tmp, 'profile.json'), { ...profile, data });
     }
     const original = await loadModel(path.join(from, 'model'));
-    let check: PublishResult['check'];
     try {
       await saveModel(original, path.join(tmp, 'model'), readModelMetadata(path.join(from, 'model')), { float16 });
       const published = await loadModel(path.join(tmp, 'model'));
@@ -116,8 +118,7 @@ export async function publishRun(runDir: string, outDir: string, opts: PublishOp
     } finally {
       original.dispose();
     }
-    const onnx = await exportRun(tmp, { float16 });
-    let test: PublishResult['test'];
+    onnx = await exportRun(tmp, { float16 });
     if (opts.evaluate) {
       const { evaluateRun } = await import('./run');
       const r = await evaluateRun({ profile, runDir: tmp });
@@ -130,7 +131,6 @@ export async function publishRun(runDir: string, outDir: string, opts: PublishOp
         runTtaAccuracy: typeof (recorded?.tta as { accuracy?: unknown } | null)?.accuracy === 'number' ? (recorded?.tta as { accuracy: number }).accuracy : null,
       };
     }
-    const weights = float16 ? 'float16' : 'float32';
     writeJsonAtomic(path.join(tmp, PUBLISHED_FILE), {
       from: path.basename(from),
       published: new Date().toISOString(),
@@ -140,33 +140,18 @@ export async function publishRun(runDir: string, outDir: string, opts: PublishOp
       onnx: { checkedDifference: onnx.checkedDifference },
       predict: `npm run -s cli -- predict --run ${path.relative(process.cwd(), out) || '.'} <images>`,
     });
-    const old = `${out}.old-${process.pid}`;
-    if (fs.existsSync(out)) fs.renameSync(out, old);
-    fs.renameSync(tmp, out);
-    fs.rmSync(old, { recursive: true, force: true });
-    const files = filesUnder(out);
-    return {
-      dir: out,
-      from,
-      weights,
-      files,
-      bytes: files.reduce((s, f) => s + f.bytes, 0),
-      check,
-      test,
-      onnx: { bytes: onnx.bytes, checkedDifference: onnx.checkedDifference },
-    };
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-}
-
-function readJson(file: string): Record<string, unknown> | null {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch {
-    return null;
-  }
+  });
+  const files = filesUnder(out);
+  return {
+    dir: out,
+    from,
+    weights,
+    files,
+    bytes: files.reduce((s, f) => s + f.bytes, 0),
+    check: check!,
+    test,
+    onnx: { bytes: onnx!.bytes, checkedDifference: onnx!.checkedDifference },
+  };
 }
 
 const PUBLISH_USAGE = `usage: npm run -s cli -- publish --run <runDir> --out <dir> [--float32] [--evaluate] [--json]
