@@ -33,6 +33,8 @@ let current: Promise<BackendInfo> | undefined;
 function firstLine(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   if (/Cannot find module '(@tensorflow\/tfjs-node(-gpu)?)'/.test(msg)) return 'not installed';
+  // The package is there but npm ran no install script (the project's .npmrc), so libtensorflow never came.
+  if (/native addon module \(tfjs_binding\.node\) can not be found/.test(msg)) return 'no native library (npm ran no install script: README, Backends)';
   return msg.split('\n')[0].slice(0, 160);
 }
 
@@ -128,7 +130,10 @@ async function select(opts: { force?: string; quiet?: boolean }): Promise<Backen
 
 /** One line naming the backend in use and why each faster one was not used. */
 export function describeBackend(info: BackendInfo): string {
-  const why = info.skipped.map((s) => `${s.choice}: ${s.reason}`).join('; ');
+  // Backends skipped for the same reason are named together ("node-gpu, node: not installed").
+  const byReason = new Map<string, BackendChoice[]>();
+  for (const s of info.skipped) byReason.set(s.reason, [...(byReason.get(s.reason) ?? []), s.choice]);
+  const why = [...byReason].map(([reason, choices]) => `${choices.join(', ')}: ${reason}`).join('; ');
   const threads = info.threads > 1 ? `, ${info.threads} threads` : '';
   return `backend: ${info.choice} (tf '${info.tfName}'${threads})${why ? ` - skipped ${why}` : ''}`;
 }
