@@ -57,11 +57,23 @@ export function inKernel(): boolean {
  * single type). With a displayId, `update` replaces the earlier output of that id.
  * Returns false (and does nothing) outside a kernel.
  */
-export function emit(bundle: MimeBundle, displayId?: string, update = false): boolean {
+export function emit(bundle: MimeBundle, displayId?: string, update = false, metadata: Record<string, unknown> = {}): boolean {
   const write = kernelWriter();
   if (!write) return false;
-  write({ data: bundle, metadata: {}, transient: displayId ? { display_id: displayId } : {} }, update);
+  write({ data: bundle, metadata, transient: displayId ? { display_id: displayId } : {} }, update);
   return true;
+}
+
+/**
+ * The output metadata key under which a notebook records which run its outputs belong to
+ * ({ tlwb: { run: "<run id>" } }): the session line carries it, the headless runner puts it in the
+ * notebook's metadata, and the report refuses a notebook whose outputs name another run.
+ */
+export const RUN_METADATA_KEY = 'tlwb';
+
+/** Prints one line; in a kernel, as a plain-text display that records the run it speaks of. */
+export function runLine(line: string, runId: string): void {
+  if (!emit({ 'text/plain': line }, undefined, false, { [RUN_METADATA_KEY]: { run: runId } })) console.log(line);
 }
 
 function fallback(text: string): void {

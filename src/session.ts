@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, BackendInfo } from './backend';
-import { inKernel as runningInKernel } from './display';
+import { inKernel as runningInKernel, runLine } from './display';
 import { loadProfile, paths, Profile, resolveProfileFile } from './config';
 import { writeJsonAtomic } from './fsutil';
 
@@ -100,13 +100,17 @@ function profileDifferences(a: unknown, b: unknown, prefix = ''): string[] {
   return JSON.stringify(a) === JSON.stringify(b) ? [] : [`${prefix}: ${JSON.stringify(a)} -> ${JSON.stringify(b)}`];
 }
 
+/** Where a run's saved profile differs from the wanted one, its description aside (it is prose, not a setting). */
+function settingsDiffer(saved: Profile, wanted: Profile): string[] {
+  return profileDifferences(saved, wanted).filter((d) => !d.startsWith('description:'));
+}
+
 /**
  * An existing run keeps the profile it started with: asking for another profile or other --set
  * values there is refused (silently ignoring them trained something else than what was asked).
  */
 export function refuseChangedProfile(runDir: string, saved: Profile, name: string, overrides: string[]): void {
-  const wanted = loadProfile(name, overrides);
-  const diffs = profileDifferences(saved, wanted).filter((d) => !d.startsWith('description:'));
+  const diffs = settingsDiffer(saved, loadProfile(name, overrides));
   if (!diffs.length) return;
   throw new Error(
     `${runDir} already holds a run of profile '${saved.name}', and --profile/--set ask for another (${diffs.slice(0, 4).join('; ')}${diffs.length > 4 ? `; ${diffs.length - 4} more` : ''}). ` +
@@ -143,8 +147,8 @@ function shown(dir: string): string {
 /**
  * The session of a notebook or command: which run, which profile, which backend. In order:
  * opts.runDir, else TLWB_RUN_DIR (set by `npm start` and `npm run notebook`), else (unless newRun)
- * the newest run of the named profile (opts.profile, TLWB_PROFILE) or, with none named, the newest
- * run of any profile; else a new run of that profile. A new run's folder is created when something
+ * the newest run made with exactly the named profile and overrides (opts.profile or TLWB_PROFILE,
+ * with opts.overrides) or, with neither named, the newest run of any profile; else a new run. A new run's folder is created when something
  * first asks for s.runDir (to write into it), not before. Prints which run was chosen and why.
  */
 export async function session(opts: SessionOptions = {}): Promise<Session> {
@@ -154,28 +158,55 @@ export async function session(opts: SessionOptions = {}): Promise<Session> {
   const log = (line: string) => {
     if (!opts.quiet) console.log(line);
   };
+  // The line naming the chosen run; in a notebook it also records that run in the output's metadata,
+  // and says so when the notebook belongs to another run (its outputs would then mix two runs).
+  const announce = (line: string, dir: string) => {
+    if (opts.quiet) return;
+    const runId = path.basename(path.resolve(dir));
+    const pinned = process.env.TLWB_RUN_DIR;
+    const owner = pinned ? path.basename(path.resolve(pinned)) : '';
+    const switched = pinned && runningInKernel() && path.resolve(pinned) !== path.resolve(dir)
+      ? `\nthis notebook is run ${owner}'s (TLWB_RUN_DIR): what this session trains and writes goes to run ${runId}, ` +
+        `but these outputs stay in ${owner}'s notebook, and its report refuses notebooks that mix runs. ` +
+        `Run ${runId}'s own notebooks: npm run notebook -- --run ${shown(path.resolve(dir))} (from the project folder)`
+      : '';
+    runLine(`${line}${switched}`, runId);
+  };
   // How to choose another run: for a notebook user (a command line has its own options).
   const inKernel = !process.env.TLWB_HEADLESS && runningInKernel();
   // (With TLWB_RUN_DIR set, as under `npm run notebook`, that run wins over a profile name.)
   const pick = (pinned: boolean) =>
     `another run: wb.session({ runDir: "data/runs/<id>" }), ${pinned ? '' : `a profile's newest: wb.session({ profile: "smoke" }), `}` +
     `a fresh one: wb.session({ newRun: true${pinned ? ', profile: "smoke"' : ''} }); from the shell: npm run notebook -- --run data/runs/<id>`;
-  const runDirOpt = opts.runDir ?? (opts.newRun ? undefined : process.env.TLWB_RUN_DIR);
+  // An empty TLWB_RUN_DIR is unset (a bare '' would resolve to the working directory).
+  const runDirOpt = opts.runDir ?? ((opts.newRun ? undefined : process.env.TLWB_RUN_DIR) || undefined);
   if (runDirOpt && fs.existsSync(path.join(runDirOpt, 'profile.json'))) {
     const profile = readRunProfile(runDirOpt);
     // An explicitly named folder (--run-dir, --resume) with another profile or --set is refused; the
     // runner's TLWB_RUN_DIR pins the notebooks to the run's own saved profile, as before.
     if (opts.runDir && (opts.profile || opts.overrides?.length)) refuseChangedProfile(runDirOpt, profile, opts.profile ?? profile.name, opts.overrides ?? []);
-    log(`run ${shown(path.resolve(runDirOpt))} (profile ${profile.name}${opts.runDir ? '' : ', from TLWB_RUN_DIR'})${inKernel ? `\n${pick(!opts.runDir)}` : ''}`);
+    announce(`run ${shown(path.resolve(runDirOpt))} (profile ${profile.name}${opts.runDir ? '' : ', from TLWB_RUN_DIR'})${inKernel ? `\n${pick(!opts.runDir)}` : ''}`, runDirOpt);
     return runSession(runDirOpt, profile, backend);
   }
   let name = opts.profile ?? process.env.TLWB_PROFILE;
+  const overrides = opts.overrides ?? [];
+  // --set values make a setup of their own: they name the default profile when none is named.
+  if (!name && overrides.length) name = defaultProfileFor(backend).name;
+  let otherSettings = '';
   if (!runDirOpt && !opts.newRun) {
-    const latest = listRuns(name)[0];
+    // A named profile (with its --set values) reuses only a run made with exactly that resolved profile:
+    // another run of the same name (other --set, an edited profile file) is not what was asked for.
+    const wanted = name ? loadProfile(name, overrides) : undefined;
+    const candidates = listRuns(name);
+    const latest = wanted ? candidates.find((dir) => !settingsDiffer(readRunProfile(dir), wanted).length) : candidates[0];
     if (latest) {
       const profile = readRunProfile(latest);
-      log(`run ${shown(latest)} (profile ${profile.name}; the newest run${name ? ` of ${name}` : ''})${inKernel ? `\n${pick(false)}` : ''}`);
+      announce(`run ${shown(latest)} (profile ${profile.name}; the newest run${name ? ` of ${name}${overrides.length ? ` with ${overrides.join(' ')}` : ''}` : ''})${inKernel ? `\n${pick(false)}` : ''}`, latest);
       return runSession(latest, profile, backend);
+    }
+    if (wanted && candidates[0]) {
+      const diffs = settingsDiffer(readRunProfile(candidates[0]), wanted);
+      otherSettings = `; the newest run of ${name}, ${shown(candidates[0])}, has other settings: ${diffs.slice(0, 3).join('; ')}${diffs.length > 3 ? `; ${diffs.length - 3} more` : ''}`;
     }
   }
   if (!name) {
@@ -183,8 +214,8 @@ export async function session(opts: SessionOptions = {}): Promise<Session> {
     name = d.name;
     log(`profile: ${d.name} (${d.why})`);
   }
-  const profile = loadProfile(name, opts.overrides);
+  const profile = loadProfile(name, overrides);
   const dir = runDirOpt ?? plannedRunDir(profile.name);
-  log(`run ${shown(path.resolve(dir))} (profile ${profile.name}; new: the folder is made when something is written)${runDirOpt || !inKernel ? '' : `\n${pick(false)}`}`);
+  announce(`run ${shown(path.resolve(dir))} (profile ${profile.name}; new: the folder is made when something is written${otherSettings})${runDirOpt || !inKernel ? '' : `\n${pick(false)}`}`, dir);
   return runSession(dir, profile, backend);
 }

@@ -73,3 +73,23 @@ test('a new run leaves no folder until something asks for runDir; with no profil
     assert.match(lines.join('\n'), /run .*-smoke \(profile smoke; the newest run\)/);
     assert.deepEqual(fs.readdirSync(runs), [path.basename(made)]);
   }));
+
+test('a profile with --set values reuses only a run made with exactly those settings, and says why it starts anew', () =>
+  withDataDir(async () => {
+    const plain = (await session({ profile: 'smoke', backend: 'cpu', quiet: true })).runDir;
+    const limited = await session({ profile: 'smoke', overrides: ['data.trainLimit=500'], backend: 'cpu', quiet: true });
+    assert.notEqual(limited.runDir, plain, 'other --set values: not the plain smoke run');
+    assert.equal(limited.profile.data.trainLimit, 500);
+    const limitedDir = limited.runDir;
+    assert.equal((await session({ profile: 'smoke', overrides: ['data.trainLimit=500'], backend: 'cpu', quiet: true })).runDir, limitedDir);
+    assert.equal((await session({ profile: 'smoke', backend: 'cpu', quiet: true })).runDir, plain, 'the plain setup finds its own run, not the newer one');
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (s: string) => lines.push(String(s));
+    try {
+      await session({ profile: 'smoke', overrides: ['train.seed=99'], backend: 'cpu' });
+    } finally {
+      console.log = log;
+    }
+    assert.match(lines.join('\n'), /new: .*the newest run of smoke, .* has other settings: .*train\.seed: 42 -> 99/);
+  }));

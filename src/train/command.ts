@@ -82,7 +82,7 @@ const LR_FIND_USAGE = `usage: cli lr-find [--profile NAME | --run RUN_DIR] [--se
   and suggests a rate as fastai does (valley: halfway along the longest stretch over which the smoothed
   loss keeps falling); steep (the steepest descent before the minimum) and minimum/10 are printed too.
   Starts from the run's last checkpoint when it has one; the run's weights and files stay as they were.
-  --run       the run folder (default: the newest run of the profile, else a new one)
+  --run       the run folder (default: the newest run made with this profile and these --set values, else a new one)
   --phase     the profile's phase to sweep, 0-based (default 0)
   --profile   profile name from profiles/ (default: TLWB_PROFILE, else seed on a GPU, quick otherwise)
   --set       override a profile field (repeatable)
@@ -91,7 +91,7 @@ const LR_FIND_USAGE = `usage: cli lr-find [--profile NAME | --run RUN_DIR] [--se
   --iterations  batches at most (default 100)
   --backend   TensorFlow.js backend: cpu, wasm, node or node-gpu (default: the fastest that loads)
   --progress  auto, bar, lines or none
-  --json      print {"suggestedLr","rule","suggestions":{valley,steep,minimum},"phase","minLr","maxLr","stopped","points":[{lr,loss,smoothed}]}
+  --json      print {"suggestedLr","rule","suggestions":{valley,steep,minimum},"phase","runDir","profile","minLr","maxLr","stopped","points":[{lr,loss,smoothed}]}
   -h, --help  this text
 `;
 
@@ -132,6 +132,6 @@ export async function lrFindCommand(argv: string[]): Promise<void> {
     iterations: number('iterations', values.iterations),
     progress: (values.progress as ProgressMode | undefined) ?? (values.json ? 'none' : 'auto'),
   });
-  if (values.json) process.stdout.write(`${JSON.stringify({ suggestedLr: r.suggestedLr, rule: r.rule, suggestions: r.suggestions, phase: r.phase, runDir: s.runDir, minLr: r.minLr, maxLr: r.maxLr, stopped: r.stopped, points: r.points })}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify({ suggestedLr: r.suggestedLr, rule: r.rule, suggestions: r.suggestions, phase: r.phase, runDir: s.runDir, profile: s.profile, minLr: r.minLr, maxLr: r.maxLr, stopped: r.stopped, points: r.points })}\n`);
   else console.log(`suggested lr for phase '${r.phase}': ${r.suggestedLr.toExponential(2)} (${r.rule}; steep ${r.suggestions.steep.toExponential(2)}, minimum/10 ${r.suggestions.minimum.toExponential(2)}; ${r.points.length} batches, stopped: ${r.stopped})`);
 }

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pl from 'nodejs-polars';
-import { projectRoot } from '../../src/config';
+import { loadProfile, projectRoot } from '../../src/config';
 
 const cifar = process.env.CIFAR10_DIR ?? path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
 const darknet = process.env.DARKNET_TINY_DIR ?? path.resolve(projectRoot, '../shared/data/darknet-tiny');
@@ -153,10 +153,20 @@ test('cli lr-find --profile smoke --json: a finite suggested rate inside the swe
   assert.equal(trained.status, 0, trained.stderr);
   const runDir = JSON.parse(trained.stdout.trim()).runDir;
   const before = checkpointHashes(runDir);
-  const r = spawnSync(process.execPath, [cli, 'lr-find', '--profile', 'smoke', '--json'], { env: env(dataDir), encoding: 'utf8' });
+  // A newer smoke run made on another (since removed) image folder is not "the newest run of smoke" for
+  // a command that asks for smoke's own settings, nor for one that asks for other --set values.
+  const other = path.join(dataDir, 'runs', '99991231-235959-smoke');
+  fs.mkdirSync(other, { recursive: true });
+  fs.writeFileSync(path.join(other, 'profile.json'), JSON.stringify(loadProfile('smoke', ['data.source=folder', `data.dir=${path.join(dataDir, 'gone')}`])));
+  const r = spawnSync(process.execPath, [cli, 'lr-find', '--profile', 'smoke', '--set', 'train.phases.0.epochs=2', '--json'], { env: env(dataDir), encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim());
-  assert.equal(out.runDir, runDir, 'the newest smoke run');
+  assert.equal(out.runDir, runDir, 'the newest smoke run with these settings');
+  const asked = spawnSync(process.execPath, [cli, 'lr-find', '--profile', 'smoke', '--set', 'data.trainLimit=500', '--iterations', '10', '--json'], { env: env(dataDir), encoding: 'utf8' });
+  assert.equal(asked.status, 0, asked.stderr);
+  const setup = JSON.parse(asked.stdout.trim());
+  assert.equal(setup.profile.data.trainLimit, 500, 'the --set value is measured');
+  assert.ok(![runDir, other].includes(setup.runDir), `a run of its own, not ${setup.runDir}`);
   assert.ok(Number.isFinite(out.suggestedLr) && out.suggestedLr >= out.minLr && out.suggestedLr <= out.maxLr, JSON.stringify({ ...out, points: out.points.length }));
   assert.ok(out.points.length >= 10 && out.points.length <= 100);
   assert.deepEqual(checkpointHashes(runDir), before);
