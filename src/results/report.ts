@@ -13,6 +13,7 @@ import MarkdownIt from 'markdown-it';
 import sanitizeHtml from 'sanitize-html';
 import { parseDocument, DomUtils } from 'htmlparser2';
 import { el, escapeHtml, join, trusted } from '../html';
+import { RUN_METADATA_KEY } from '../display';
 type Markdown = InstanceType<typeof MarkdownIt>;
 import { paths } from '../config';
 import { writeFileAtomic } from '../session';
@@ -34,6 +35,7 @@ interface NotebookCell {
 }
 interface NotebookOutput {
   output_type: 'stream' | 'display_data' | 'execute_result' | 'error' | 'update_display_data';
+  metadata?: Record<string, unknown>;
   name?: string;
   text?: string | string[];
   data?: Record<string, unknown>;
@@ -395,6 +397,35 @@ export function renderNotebook(file: string, opts: { index?: number; baseDirs?: 
   };
 }
 
+/** The run a metadata object names under RUN_METADATA_KEY, if any. */
+function namedRun(metadata: Record<string, unknown> | undefined): string | undefined {
+  const mark = metadata?.[RUN_METADATA_KEY] as { run?: unknown } | undefined;
+  return typeof mark?.run === 'string' ? mark.run : undefined;
+}
+
+/**
+ * A report shows one run: a notebook of run `runId` whose metadata or outputs name another run (a
+ * session switched runs inside it, or the file was copied from another run) is refused, naming both.
+ */
+export function assertOneRun(file: string, runId: string): void {
+  const nb = readNotebook(file);
+  const where: string[] = [];
+  const own = namedRun(nb.metadata);
+  if (own && own !== runId) where.push(`its metadata (run ${own})`);
+  nb.cells.forEach((cell, i) => {
+    for (const o of cell.outputs ?? []) {
+      const other = namedRun(o.metadata);
+      if (other && other !== runId) where.push(`cell ${i + 1} (run ${other})`);
+    }
+  });
+  if (!where.length) return;
+  throw new Error(
+    `${file} belongs to run ${runId} but holds outputs of another run: ${[...new Set(where)].join(', ')}. ` +
+      `A report shows one run's outputs: rerun that notebook in run ${runId} (npm run notebook -- --run <run ${runId}>), ` +
+      `or report the other run from its own notebooks.`,
+  );
+}
+
 /** The executed notebooks of a run, in order (NN-name.ipynb sorts by NN). */
 export function runNotebooks(runDir: string): string[] {
   const dir = path.join(runDir, 'notebooks');
@@ -521,6 +552,7 @@ export async function writeReport(runDir: string, opts: ReportOptions = {}): Pro
   const dir = path.resolve(runDir);
   const files = runNotebooks(dir);
   if (!files.length) throw new Error(`${path.join(dir, 'notebooks')}: no executed notebooks (*.ipynb) to report; run \`npm start\` or the notebooks first`);
+  for (const f of files) assertOneRun(f, path.basename(dir));
   svgCounter = 0;
   const rendered = files.map((f, index) => renderNotebook(f, { index }));
   let profileName = '';

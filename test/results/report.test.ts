@@ -195,3 +195,20 @@ test('cleanCss keeps layout and colour, drops whatever could load something', ()
   assert.equal(cleanCss('font-family:"a;b";color:red'), 'color:red');
   assert.match(htmlViolations('<div style="background-image:image-set(\'https://x\' 1x)"></div>').join(), /image-set/);
 });
+
+test('writeReport refuses a notebook holding another run\'s outputs, naming both runs', async (t) => {
+  const run = path.join(tmp(), '20260101-000000-smoke');
+  t.after(() => fs.rmSync(path.dirname(run), { recursive: true, force: true }));
+  fs.mkdirSync(path.join(run, 'notebooks'), { recursive: true });
+  const line = (id: string) => ({ output_type: 'display_data', data: { 'text/plain': `run data/runs/${id}` }, metadata: { tlwb: { run: id } } });
+  const nb = (outputs: object[]) => JSON.stringify({
+    nbformat: 4, nbformat_minor: 5, metadata: { tlwb: { run: path.basename(run) } },
+    cells: [{ cell_type: 'code', source: 'await wb.session()', metadata: {}, execution_count: 1, outputs }],
+  });
+  const file = path.join(run, 'notebooks', '04-train.ipynb');
+  fs.writeFileSync(file, nb([line(path.basename(run))]));
+  const out = await writeReport(run);
+  assert.ok(fs.existsSync(out), 'a notebook of its own run reports');
+  fs.writeFileSync(file, nb([line(path.basename(run)), line('20260102-000000-smoke')]));
+  await assert.rejects(writeReport(run), /04-train\.ipynb belongs to run 20260101-000000-smoke but holds outputs of another run: cell 1 \(run 20260102-000000-smoke\)/);
+});
