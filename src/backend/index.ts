@@ -118,6 +118,7 @@ async function select(opts: { force?: string; quiet?: boolean }): Promise<Backen
         gpu: choice === 'node-gpu',
         threads: choice === 'wasm' ? wasmThreadsInUse() : 1,
       };
+      quietCpuBanner();
       if (!opts.quiet) console.log(describeBackend(info));
       return info;
     } catch (e) {
@@ -126,6 +127,17 @@ async function select(opts: { force?: string; quiet?: boolean }): Promise<Backen
   }
   current = undefined;
   throw new Error(`no TensorFlow.js backend could be loaded: ${skipped.map((s) => `${s.choice}: ${s.reason}`).join('; ')}`);
+}
+
+/**
+ * tfjs' cpu backend prints "Hi, looks like you are running TensorFlow.js in Node.js ... install our node
+ * backend" at its first tensor (the cpu kernels also serve some ops under wasm); the backend line has
+ * already said which backend runs and why. Marking that first use done silences just this banner,
+ * where tf.enableProdMode() would silence every tfjs warning.
+ */
+function quietCpuBanner(): void {
+  const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
+  if (cpu && 'firstUse' in cpu) cpu.firstUse = false;
 }
 
 /** One line naming the backend in use and why each faster one was not used. */

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { listRuns } from '../session';
+import { listRuns, readRunProfile } from '../session';
 import { paths } from '../config';
 
 const REPORT_USAGE = `usage: npm run -s cli -- report [--run <runDir>] [--check] [--json]
@@ -119,6 +119,15 @@ export async function predictCommand(argv: string[]): Promise<void> {
   await initBackend({ force: values.backend, quiet: true });
   const { loadPredictor, predictFile } = await import('./predict');
   const predictor = await loadPredictor(runDir);
+  const { headlineText, readHeadline } = await import('./report-summary');
+  const shownRun = path.relative(process.cwd(), runDir).startsWith('..') ? runDir : path.relative(process.cwd(), runDir) || runDir;
+  let profileName = '?';
+  try {
+    profileName = readRunProfile(runDir).name;
+  } catch {
+    // a model folder without profile.json still predicts; the line says what it knows
+  }
+  process.stderr.write(`model: run ${shownRun} (profile ${profileName}; ${headlineText(readHeadline(runDir))})${values.run ? '' : ' - the newest run with a trained model; another: --run <runDir>'}\n`);
   const { announceEngine } = await import('../model/engine');
   announceEngine((line) => process.stderr.write(`${line}${predictor.onnx ? ` (${predictor.onnx.file})` : ''}\n`));
   let failed = 0;

@@ -118,6 +118,9 @@ test('cli predict: one JSON line per image, a named error and exit 1 for a text 
   assert.equal(lines[1].top[0].class, 'blue');
   assert.match(lines[2].error, /notes.txt: not a PNG or JPEG image/);
   assert.match(r.stderr, /error: .*notes.txt: not a PNG or JPEG image/);
+  assert.doesNotMatch(r.stderr, /Hi, looks like you are running TensorFlow\.js/, 'the backend line says which backend runs; no tfjs banner');
+  // Without --run it names the run it chose, its profile and its result, before any prediction.
+  assert.match(r.stderr, new RegExp(`^model: run .*${path.basename(run)} \\(profile [^;]+; (test accuracy|no test accuracy).*\\) - the newest run with a trained model`, 'm'));
 
   const text = spawnSync(process.execPath, [cli, 'predict', '--run', run, files[0]], { encoding: 'utf8', env, timeout: 60_000 });
   assert.equal(text.status, 0, text.stderr);
