@@ -11,6 +11,8 @@ import { download } from './download';
 import { Dataset, ImageSet } from './types';
 
 export const CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
+/** The environment variables the CIFAR-10 source reads: a local copy, a mirror, its checksum. */
+export const CIFAR10_ENV = ['CIFAR10_DIR', 'CIFAR10_URL', 'CIFAR10_MD5'] as const;
 export const CIFAR10_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
 /** The folder inside the archive. */
 export const CIFAR10_FOLDER = 'cifar-10-batches-bin';

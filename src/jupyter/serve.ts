@@ -10,12 +10,40 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { loadProfile, paths, projectRoot } from '../config';
+import { loadProfile, paths, projectRoot, type Profile } from '../config';
+import { CIFAR10_ENV } from '../data/cifar10';
+import { IMAGENET_LABEL_SOURCES } from '../model/imagenet';
+import { PRESETS, presetEnv } from '../model/presets';
 import { createRun, listRuns, readRunProfile } from '../session';
 import { ensureKernel, jupyterEnv } from './kernel';
 import { listNotebooks } from './runner';
 
-export const NOTEBOOK_USAGE = `usage: npm run notebook [-- --run data/runs/<id> | --profile NAME] [server options]
+/** The workbench's own settings a kernel reads (backend, threads, data folder, inference engine). */
+const WORKBENCH_ENV = ['TLWB_BACKEND', 'TLWB_WASM_THREADS', 'TLWB_INFERENCE', 'TLWB_DATA_DIR'];
+
+/**
+ * Every variable the kernels read, derived from the data sources and the backbone presets (so a new
+ * preset's variable is listed without anyone remembering to).
+ */
+export function kernelEnvNames(): string[] {
+  return [
+    ...new Set([
+      ...CIFAR10_ENV,
+      ...Object.values(PRESETS).flatMap(presetEnv),
+      ...Object.values(IMAGENET_LABEL_SOURCES).map((s) => s.env),
+      ...WORKBENCH_ENV,
+    ]),
+  ];
+}
+
+/** The variables a run's profile reads: its data source's and its backbone's. */
+function profileEnvNames(profile: Profile): string[] {
+  const preset = PRESETS[profile.model.arch];
+  return [...(profile.data.source === 'cifar10' ? ['CIFAR10_DIR'] : []), ...(preset ? presetEnv(preset) : [])];
+}
+
+export function notebookUsage(): string {
+  return `usage: npm run notebook [-- --run data/runs/<id> | --profile NAME] [server options]
   Opens a run's notebooks (<run>/notebooks/) in JupyterLab or the classic Notebook server, with the
   tslab kernel and TLWB_RUN_DIR=<run> for every kernel: reruns and saves stay in the run, and
   \`npm run -s cli -- report --run <run>\` exports what you see.
@@ -23,12 +51,36 @@ export const NOTEBOOK_USAGE = `usage: npm run notebook [-- --run data/runs/<id> 
   --profile  the newest run of this profile (a new run when it has none)
   (neither)  the newest run of any profile (a new run of TLWB_PROFILE or quick when there is none)
   Other options go to the server, e.g. --no-browser --port 8899.
-  The kernels inherit this shell's environment: set CIFAR10_DIR (local CIFAR-10, no download),
-  TLWB_BACKEND, TLWB_WASM_THREADS, DARKNET_TINY_DIR, RESNET50_WEIGHTS before starting.
+  The kernels inherit this shell's environment; set before starting any of:
+${wrap(kernelEnvNames().join(' '), 4, 100)}
+  (CIFAR10_DIR: a local CIFAR-10, no download; *_DIR and *_WEIGHTS: local backbone weights.)
 `;
+}
 
-/** The variables the kernels read, shown when the server starts so the user knows what applies. */
-const KERNEL_ENV = ['CIFAR10_DIR', 'TLWB_BACKEND', 'TLWB_WASM_THREADS', 'TLWB_DATA_DIR', 'DARKNET_TINY_DIR', 'RESNET50_WEIGHTS', 'CIFAR10_URL'];
+/** Words wrapped at `width`, each line indented by `indent` spaces. */
+function wrap(text: string, indent: number, width: number): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && indent + line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  return lines.map((l) => `${' '.repeat(indent)}${l}`).join('\n');
+}
+
+/**
+ * The kernel environment as the server prints it: every variable that is set, and the unset ones
+ * this run's profile reads (so "unset" there means a download).
+ */
+export function kernelEnvLines(profile: Profile, env: NodeJS.ProcessEnv = process.env): string[] {
+  const used = new Set(profileEnvNames(profile));
+  return kernelEnvNames()
+    .filter((k) => env[k] !== undefined || used.has(k))
+    .map((k) => `  ${k}=${env[k] ?? '(unset)'}`);
+}
 
 export interface NotebookPlan {
   runDir: string;
@@ -121,7 +173,7 @@ function has(python: string, module: string): boolean {
 function main(): void {
   const argv = process.argv.slice(2);
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(NOTEBOOK_USAGE);
+    process.stdout.write(notebookUsage());
     return;
   }
   const { python } = ensureKernel();
@@ -134,12 +186,12 @@ function main(): void {
   // Containers often run as root, where Jupyter refuses to start without this flag.
   const asRoot = process.getuid?.() === 0 && !extra.includes('--allow-root') ? ['--allow-root'] : [];
   const args = ['-m', app, `--notebook-dir=${plan.notebookDir}`, ...asRoot, ...extra];
-  const envLines = KERNEL_ENV.map((k) => `  ${k}=${process.env[k] ?? '(unset)'}`).join('\n');
+  const envLines = kernelEnvLines(readRunProfile(plan.runDir)).join('\n');
   const rel = path.relative(projectRoot, plan.runDir);
   process.stderr.write(
     `run: ${rel.startsWith('..') ? plan.runDir : rel} (profile ${plan.profile}; ${plan.why})\n` +
       `notebooks: ${plan.notebookDir} - reruns and saves stay in this run; export them with npm run -s cli -- report --run ${rel.startsWith('..') ? plan.runDir : rel}\n` +
-      `kernel environment (set before starting; CIFAR10_DIR unset means a 170 MB download):\n${envLines}\n` +
+      `kernel environment (set before starting; all of them: npm run notebook -- --help):\n${envLines}\n` +
       `starting ${app === 'jupyterlab' ? 'JupyterLab' : 'the Notebook server'}: ${python} ${args.join(' ')}\n` +
       `the kernel is "TypeScript" (tslab); Kernel -> Interrupt stops training after the current batch\n`,
   );

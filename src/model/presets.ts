@@ -111,6 +111,12 @@ export const PRESETS: Record<string, Preset> = {
   ...Object.fromEntries(MOBILENET_V1_ALPHAS.map((alpha) => [`mobilenet-v1-${alpha}`, mobilenetV1Preset(alpha)])),
 };
 
+/** The environment variables through which a preset finds local weights (no download). */
+export function presetEnv(preset: Preset): string[] {
+  if (preset.kind === 'keras-resnet') return [preset.weightsEnv, `${preset.weightsEnv}_NOTOP`];
+  return preset.source.env ? [preset.source.env] : [];
+}
+
 /** The preset for an arch name, or a generic TF.js preset for a model.json folder/path/URL. */
 export function presetFor(arch: string): Preset {
   const preset = PRESETS[arch];

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { loadProfile, paths } from '../../src/config';
 import { createRun } from '../../src/session';
 import { findJupyterPython, INSTALL_HINT } from '../../src/jupyter/kernel';
-import { planNotebookServer } from '../../src/jupyter/serve';
+import { kernelEnvLines, notebookUsage, planNotebookServer } from '../../src/jupyter/serve';
 import { runNotebooks } from '../../src/jupyter/runner';
 import { spawnSync } from 'node:child_process';
 import { readCells, streamText, writeNotebook } from './helpers';
@@ -65,4 +65,15 @@ test('npm run notebook --help says how a run is chosen and which environment the
   assert.match(r.stdout, /--run +the run folder to open/);
   assert.match(r.stdout, /--profile +the newest run of this profile/);
   assert.match(r.stdout, /CIFAR10_DIR/);
+});
+
+test('the kernel environment list comes from the presets and data sources: the default profile\'s backbone variable is named', () => {
+  const quick = loadProfile('quick');
+  const lines = kernelEnvLines(quick, {});
+  assert.ok(lines.includes('  MOBILENET_V1_0_75_DIR=(unset)'), lines.join('\n'));
+  assert.ok(lines.includes('  CIFAR10_DIR=(unset)'));
+  assert.ok(!lines.some((l) => l.includes('DARKNET_TINY_DIR')), 'an unset variable the run does not read is left out');
+  assert.ok(kernelEnvLines(quick, { DARKNET_TINY_DIR: '/x' }).includes('  DARKNET_TINY_DIR=/x'), 'a set one is shown');
+  const usage = notebookUsage();
+  for (const name of ['MOBILENET_V1_0_75_DIR', 'DARKNET_TINY_DIR', 'RESNET50_WEIGHTS', 'CIFAR10_DIR', 'TLWB_BACKEND']) assert.match(usage, new RegExp(`\\b${name}\\b`));
 });
