@@ -1,28 +1,20 @@
 /**
  * ImageNet class names for a backbone's 1000 outputs, and top-k predictions as a sanity check.
- * The label lists are downloaded (and cached in data/downloads) like weights: Keras order for the
- * Keras ResNets, Darknet's order (the list ml5's darknet.js maps the outputs with) for Darknet. Offline without a cached copy, labels are undefined and callers show indices.
+ * The two label orders ship with the project (imagenet-labels.json, with their sources): Keras order
+ * for the Keras ResNets and MobileNet, Darknet's order (the list ml5 maps its Darknet outputs with)
+ * for Darknet-Tiny. An environment variable may name another file for either.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { paths } from '../config';
-import { download } from '../data/download';
+import BUNDLED from './imagenet-labels.json';
 
 export type ClassOrder = 'keras' | 'darknet';
 
-export const IMAGENET_LABEL_SOURCES: Record<ClassOrder, { url: string; file: string; env: string }> = {
-  keras: {
-    url: 'https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json',
-    file: 'imagenet_class_index.json',
-    env: 'IMAGENET_LABELS_KERAS',
-  },
-  darknet: {
-    // The list ml5 ships for its Darknet classifiers (the source of the Darknet-Tiny files): output i is entry i.
-    url: 'https://cdn.jsdelivr.net/gh/ml5js/ml5-library@v0.12.2/src/utils/IMAGENET_CLASSES_DARKNET.js',
-    file: 'IMAGENET_CLASSES_DARKNET.js',
-    env: 'IMAGENET_LABELS_DARKNET',
-  },
+/** The environment variable that replaces each bundled list with a file of one's own. */
+export const IMAGENET_LABEL_SOURCES: Record<ClassOrder, { env: string }> = {
+  keras: { env: 'IMAGENET_LABELS_KERAS' },
+  darknet: { env: 'IMAGENET_LABELS_DARKNET' },
 };
 
 /**
@@ -49,23 +41,14 @@ export function parseLabels(text: string, origin: string): string[] {
   return labels.slice(0, 1000);
 }
 
-/**
- * The 1000 labels in `order`, from the environment variable's file, the cache, or a download.
- * Returns undefined (never throws) when none is reachable, e.g. offline.
- */
-export async function imagenetLabels(order: ClassOrder, opts: { download?: boolean; quiet?: boolean } = {}): Promise<string[] | undefined> {
-  const src = IMAGENET_LABEL_SOURCES[order];
-  const candidates = [process.env[src.env], path.join(paths().downloads, src.file)].filter((f): f is string => !!f);
-  for (const f of candidates) {
-    if (fs.existsSync(f)) return parseLabels(fs.readFileSync(f, 'utf8'), f);
+/** The 1000 labels in `order`: the file the environment variable names, else the bundled list. */
+export function imagenetLabels(order: ClassOrder): string[] {
+  const file = process.env[IMAGENET_LABEL_SOURCES[order].env];
+  if (file) {
+    if (!fs.existsSync(file)) throw new Error(`${IMAGENET_LABEL_SOURCES[order].env}=${file}: no such file`);
+    return parseLabels(fs.readFileSync(file, 'utf8'), file);
   }
-  if (opts.download === false) return undefined;
-  try {
-    const f = await download(src.url, path.join(paths().downloads, src.file), { quiet: opts.quiet ?? true, timeoutMs: 10_000 });
-    return parseLabels(fs.readFileSync(f, 'utf8'), f);
-  } catch {
-    return undefined;
-  }
+  return BUNDLED[order];
 }
 
 /**

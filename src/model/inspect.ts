@@ -42,14 +42,14 @@ export interface ImagenetCheck {
 
 /**
  * The backbone with its ImageNet top (head 'none', at the preset's input size) on `indices` of `set`:
- * top-k classes and probabilities per image. Labels come from imagenetLabels (cached download);
- * offline without a cached list the classes are shown as indices '#n' and `note` says so.
+ * top-k classes and probabilities per image, named by the labels shipped with the model or the
+ * project's ImageNet lists (a custom backbone of unknown class order shows indices '#n', and `note` says so).
  */
 export async function imagenetCheck(
   cfg: ModelConfig,
   set: ImageSet,
   indices: number[],
-  opts: { classNames?: string[]; k?: number; inputSize?: number; downloadLabels?: boolean } = {},
+  opts: { classNames?: string[]; k?: number; inputSize?: number } = {},
 ): Promise<ImagenetCheck> {
   // A network trained from scratch has no ImageNet top to check; say so rather than fail the notebook.
   if (cfg.weights === 'none') return { rows: [], items: [], note: 'model.weights=none: the base starts from random weights, so there are no ImageNet predictions to check' };
@@ -59,7 +59,7 @@ export async function imagenetCheck(
   const backbone = await buildModel({ ...cfg, head: 'none', inputSize }, 1000, { storedSize: set.height, quiet: true, imagenetTop: true });
   const order = preset.classOrder === 'unknown' ? undefined : preset.classOrder;
   const shipped = preset.kind === 'tfjs' && preset.labelsFile ? await labelsBesideModel(tfjsSource(preset), preset.labelsFile) : undefined;
-  const labels = shipped ?? (order ? await imagenetLabels(order, { quiet: true, download: opts.downloadLabels }) : undefined);
+  const labels = shipped ?? (order ? imagenetLabels(order) : undefined);
   const pixels = set.height * set.width * 3;
   const batch = new Uint8Array(indices.length * pixels);
   indices.forEach((idx, i) => batch.set(set.images.subarray(idx * pixels, (idx + 1) * pixels), i * pixels));
@@ -87,8 +87,6 @@ export async function imagenetCheck(
     ? `labels: the ImageNet class names shipped with the model (${preset.kind === 'tfjs' ? preset.labelsFile : ''})`
     : labels
     ? `labels: ImageNet class names in ${order} order`
-    : order
-      ? `no ImageNet label list available offline (${order} order; it is downloaded and cached in data/downloads when online): classes shown as output indices`
-      : 'a custom backbone: classes shown as output indices';
+    : 'a custom backbone: classes shown as output indices';
   return { rows, note, items };
 }

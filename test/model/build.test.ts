@@ -15,7 +15,7 @@ import { countParams, setBaseTrainable } from '../../src/model/freeze';
 import { loadModel, readModelMetadata, saveModel } from '../../src/model/io';
 import { presetFor, PRESETS } from '../../src/model/presets';
 import { layerRows, layerTable } from '../../src/model/summary';
-import { parseLabels, topK } from '../../src/model/imagenet';
+import { imagenetLabels, parseLabels, topK } from '../../src/model/imagenet';
 import { imagenetCheck, paramRows } from '../../src/model/inspect';
 
 const darknetDir = process.env.DARKNET_TINY_DIR || path.resolve(projectRoot, '../shared/data/darknet-tiny');
@@ -119,6 +119,14 @@ test('layer table: one row per layer with type, output shape, params, trainable 
 test('ImageNet label files: Keras class index JSON and one-name-per-line lists', () => {
   const json = JSON.stringify(Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [String(i), [`n${i}`, `class${i}`]])));
   assert.equal(parseLabels(json, 'x')[999], 'class999');
+  // The bundled lists: 1000 names in each order (ImageNet names two classes 'crane' and two 'maillot'),
+  // Keras' starting with the tench, Darknet's with the kit fox.
+  for (const order of ['keras', 'darknet'] as const) {
+    assert.equal(imagenetLabels(order).length, 1000);
+    assert.ok(new Set(imagenetLabels(order)).size >= 998);
+  }
+  assert.equal(imagenetLabels('keras')[0], 'tench, Tinca tinca');
+  assert.equal(imagenetLabels('darknet')[0], 'kit fox');
   assert.equal(parseLabels(Array.from({ length: 1200 }, (_, i) => `l${i}`).join('\n'), 'y').length, 1000);
   assert.throws(() => parseLabels('a\nb', 'short.list'), /short\.list: expected at least 1000/);
   const js = `// ml5\nexport default [\n${Array.from({ length: 1000 }, (_, i) => `    "name \\"${i}\\""`).join(',\n')},\n]`;
@@ -144,12 +152,14 @@ test('imagenetCheck: the backbone with its ImageNet top ranks 5 classes per imag
   const images = new Uint8Array(3 * 32 * 32 * 3).map((_, i) => (i * 37) % 256);
   const set = { images, labels: Uint8Array.from([3, 8, 0]), count: 3, height: 32, width: 32 };
   const cfg = { arch: 'darknet-tiny', head: 'gap' as const, inputSize: 64, weights: 'imagenet' };
-  const check = await imagenetCheck(cfg, set, [0, 2], { inputSize: 64, downloadLabels: false, classNames: ['a', 'b', 'c', 'cat', 'd', 'e', 'f', 'g', 'ship', 'h'] });
+  const check = await imagenetCheck(cfg, set, [0, 2], { inputSize: 64, classNames: ['a', 'b', 'c', 'cat', 'd', 'e', 'f', 'g', 'ship', 'h'] });
   assert.equal(check.rows.length, 2);
   assert.equal(check.rows[0].class, 'cat');
   assert.match(String(check.rows[1].top5), /^.+ \(0\.\d\d\)$/);
+  // Darknet's outputs are named from the bundled Darknet-order list, never '#52'.
+  for (const row of check.rows) for (let j = 1; j <= 5; j++) assert.doesNotMatch(String(row[`top${j}`]), /^#\d+/);
   assert.equal(check.items.length, 2);
-  assert.match(check.note, /labels|indices/);
+  assert.equal(check.note, 'labels: ImageNet class names in darknet order');
   const scratch = await imagenetCheck({ ...cfg, weights: 'none' }, set, [0]);
   assert.deepEqual([scratch.rows, scratch.items], [[], []]);
   assert.match(scratch.note, /weights=none: the base starts from random weights/);

@@ -98,7 +98,7 @@ test('MobileNet v1 0.75 ImageNet weights at 128 px: features are the cut of the 
   // Smooth synthetic images (no data set needed): the check must show label names, not indices.
   const images = new Uint8Array(2 * 32 * 32 * 3).map((_, i) => 128 + Math.round(100 * Math.sin(i / 97)));
   const set = { images, labels: Uint8Array.from([3, 8]), count: 2, height: 32, width: 32 };
-  const check = await imagenetCheck({ arch: 'mobilenet-v1-0.75', head: 'gap', inputSize: 128, weights: 'imagenet' }, set, [0, 1], { inputSize: 96, downloadLabels: false });
+  const check = await imagenetCheck({ arch: 'mobilenet-v1-0.75', head: 'gap', inputSize: 128, weights: 'imagenet' }, set, [0, 1], { inputSize: 96 });
   assert.match(check.note, /metadata\.json/);
   for (const row of check.rows) assert.ok(labels!.some((l) => String(row.top1).startsWith(`${l} (`)), `top1 '${row.top1}' is a label name`);
 });
