@@ -7,16 +7,8 @@ import * as path from 'node:path';
 import { readJson } from './runs';
 import { reproduceCommand } from './study';
 import { html, Html } from '../html';
-
-interface PhaseSpec {
-  name: string;
-  trainable: 'all' | 'head' | { from: string };
-  optimizer: string;
-  lr: number;
-  epochs: number;
-  batchSize?: number;
-  schedule?: { kind: string; warmupEpochs?: number };
-}
+import type { Profile } from '../config';
+import { phasePlans } from '../train/plan';
 
 const pct = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? `${(100 * v).toFixed(1)}%` : '-');
 const count = (n: unknown) => (typeof n === 'number' ? n.toLocaleString('en-US') : '?');
@@ -56,15 +48,13 @@ export function headlineText(h: Headline): string {
   return `test accuracy ${pct(h.testAccuracy)} on ${count(h.testCount)} test images${val}`;
 }
 
-function phaseRows(profile: Record<string, unknown>, summary: Record<string, unknown> | null): Html[] {
-  const train = (profile.train ?? {}) as { phases?: PhaseSpec[]; batchSize?: number; featureCache?: boolean };
+function phaseRows(profile: Profile, summary: Record<string, unknown> | null): Html[] {
   const ran = (summary?.phases ?? []) as { name: string; ran: boolean; reason: string; epochs: number }[];
-  return (train.phases ?? []).map((p, i) => {
-    const r = ran[i];
-    const trains = p.trainable === 'all' ? 'whole model' : p.trainable === 'head' ? 'head (base frozen)' : `base from ${p.trainable.from}, head`;
-    const lr = `${p.lr}${p.schedule?.kind === 'cosine' ? ` cosine${p.schedule.warmupEpochs ? `, warm-up ${p.schedule.warmupEpochs}` : ''}` : ''}`;
+  if (!Array.isArray(profile.train?.phases)) return [];
+  return phasePlans(profile).map((p) => {
+    const r = ran[p.index];
     const epochs = r ? (r.ran ? `${r.epochs} of ${p.epochs}` : `skipped: ${r.reason}`) : `${p.epochs} planned`;
-    return html`<tr><td>${i + 1}. ${p.name}</td><td>${trains}</td><td>${p.optimizer}</td><td>${lr}</td><td>${p.batchSize ?? train.batchSize ?? '-'}</td><td>${epochs}</td></tr>`;
+    return html`<tr><td>${p.index + 1}. ${p.name}</td><td>${p.trains}</td><td>${p.input}</td><td>${p.optimizer}</td><td>${p.rate}</td><td>${p.batchSize}</td><td>${epochs}</td></tr>`;
   });
 }
 
@@ -99,8 +89,8 @@ ${byRecall.length ? html`<tr><th>best classes (recall)</th><td>${classes(byRecal
 <tr><th>reproduce</th><td><code>${reproduceCommand(profile)}</code></td></tr>
 </table>
 <table class="phases"><caption>phases</caption>
-<tr><th>phase</th><th>trains</th><th>optimizer</th><th>learning rate</th><th>batch</th><th>epochs</th></tr>
-${phaseRows(profile, summary)}
+<tr><th>phase</th><th>trains</th><th>on</th><th>optimizer</th><th>learning rate</th><th>batch</th><th>epochs</th></tr>
+${phaseRows(profile as unknown as Profile, summary)}
 </table>
 <details><summary>resolved profile (profile.json)</summary><pre>${JSON.stringify(profile, null, 2)}</pre></details>
 </section>`;

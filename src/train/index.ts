@@ -28,6 +28,7 @@ import { buildTrainModel, loadTrainData, loopContext, type TrainData } from './s
 import { stopOnInterrupt, TrainingInterruptedError } from './interrupt';
 import { inferenceEngine } from '../model/engine';
 import { FeaturesInterruptedError } from './feature-cache';
+import { phasePlans } from './plan';
 
 export * from './schedule';
 export * from './optimizer';
@@ -38,6 +39,7 @@ export * from './feature-cache';
 export * from './progress';
 export * from './trainer';
 export * from './loop';
+export { phasePlan, phasePlans, type PhasePlan } from './plan';
 export * from './interrupt';
 export * from './run-state';
 export * from './lr-find';
@@ -125,18 +127,18 @@ export function history(runDir: string, which: 'epochs' | 'batches' = 'epochs'):
   return historyTable(runDir, which);
 }
 
-/** One row per phase of a profile: what trains, how, and for how long (for a table in the notebook). */
+/** One row per phase of a profile: what trains, on what, how, and for how long (the notebook's table). */
 export function phasesTable(profile: Profile): Record<string, string | number>[] {
-  return profile.train.phases.map((p, i) => ({
-    phase: `${i + 1}. ${p.name}`,
-    trains: p.trainable === 'all' ? 'whole model' : p.trainable === 'head' ? 'head only (base frozen)' : `base from ${p.trainable.from}, head`,
-    batchNorm: p.batchNorm === 'frozen' || p.trainable === 'head' ? 'inference' : 'training',
-    optimizer: `${p.optimizer}${p.momentum ? ` m=${p.momentum}` : ''}${p.weightDecay ? ` wd=${p.weightDecay}` : ''}`,
-    lr: p.schedule?.kind === 'cosine' ? `${p.lr} cosine (warm-up ${p.schedule.warmupEpochs ?? 0} ep)` : p.schedule?.kind === 'one-cycle' ? `${p.lr} one-cycle` : String(p.lr),
+  return phasePlans(profile).map((p) => ({
+    phase: `${p.index + 1}. ${p.name}`,
+    trains: p.trains,
+    input: p.input,
+    batchNorm: p.batchNorm,
+    optimizer: p.optimizer,
+    lr: p.rate,
     epochs: p.epochs,
-    batch: p.batchSize ?? profile.train.batchSize,
-    features: p.trainable === 'head' && profile.train.featureCache ? 'cached' : profile.train.augment ? 'augmented images' : 'images',
-    when: p.runIf ? `native backend${p.runIf.maxEstimatedMinutes ? ` or < ${p.runIf.maxEstimatedMinutes} min measured` : ''}` : 'always',
+    batch: p.batchSize,
+    when: p.when,
   }));
 }
 

@@ -33,6 +33,7 @@ import { HistoryWriter } from './callbacks/history-writer';
 import { OnEpoch, ProgressCallback } from './callbacks/progress';
 import { StopAfterEpochs, StopOnAbort } from './callbacks/stop';
 import { writeTrainState, type DivergedAt } from './run-state';
+import { phasePlan } from './plan';
 
 export type { TrainableModel } from '../model/split';
 export type { Batch } from './loop';
@@ -223,8 +224,7 @@ export async function preparePhase(ctx: LoopContext, p: number, rng: Random): Pr
   const phase = profile.train.phases[p];
   const batchSize = phase.batchSize ?? profile.train.batchSize;
   applyPhaseTrainable(built, phase, ctx.deps);
-  const cutAt = typeof phase.trainable === 'object' && phase.featureCache ? phase.trainable.from : undefined;
-  const cached = (phase.trainable === 'head' && profile.train.featureCache) || cutAt !== undefined;
+  const { cached, cutAt } = phasePlan(profile, p);
   const split = cached ? cacheSplit(built, cutAt) : undefined;
   const features = split ? await cachedFeatures(ctx, split) : undefined;
   if (cached && profile.train.augment) {
