@@ -4,8 +4,9 @@
  * (smoothed as fastai does: an exponential moving average, debiased), stop early once the smoothed
  * loss passes stopFactor x its minimum, and suggest a rate.
  *
- * Suggestion rule: steepest descent - the rate where the smoothed loss falls fastest against
- * log10(rate), looked for before the loss reaches its minimum.
+ * Suggestion rule: fastai's valley (its default since 2.4) - halfway along the longest stretch over
+ * which the smoothed loss keeps falling; steep (the steepest descent before the minimum) and
+ * minimum/10 are computed beside it.
  *
  * Built on the loop core: the phase is prepared as training would (trainable set, cached features,
  * optimizer), and fitPhase runs it with a callback that sets the rate and stops the sweep. Every
