@@ -207,6 +207,11 @@ export function tableText(df: pl.DataFrame | Row[], opts: TableOptions = {}): st
   return lines.join('\n');
 }
 
+/** An object's fields as rows of field and value (nested values as JSON): a profile section as a small table. */
+export function fieldTable(obj: object): Row[] {
+  return Object.entries(obj).map(([field, value]) => ({ field, value: value !== null && typeof value === 'object' ? JSON.stringify(value) : String(value) }));
+}
+
 /** Shows a table: HTML in tslab, aligned text elsewhere. */
 export function table(df: pl.DataFrame | Row[], opts: TableOptions = {}): void {
   const text = tableText(df, opts);

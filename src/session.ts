@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { initBackend, BackendInfo } from './backend';
+import { describeBackend, initBackend, BackendInfo } from './backend';
 import { inKernel as runningInKernel, runLine } from './display';
 import { loadProfile, paths, Profile, resolveProfileFile } from './config';
 import { writeJsonAtomic } from './fsutil';
@@ -154,7 +154,9 @@ function shown(dir: string): string {
 export async function session(opts: SessionOptions = {}): Promise<Session> {
   // A bad profile name is refused before anything else is loaded or read.
   if (opts.profile) resolveProfileFile(opts.profile);
-  const backend = await initBackend({ force: opts.backend, quiet: opts.quiet });
+  const backend = await initBackend({ force: opts.backend, quiet: true });
+  // In a notebook the line is short: a CPU machine's absent native backends are no news in every notebook.
+  if (!opts.quiet) console.log(describeBackend(backend, { short: runningInKernel() }));
   const log = (line: string) => {
     if (!opts.quiet) console.log(line);
   };

@@ -4,7 +4,9 @@
  * The native ones are optionalDependencies: their install downloads libtensorflow, so on a machine
  * without internet npm drops them and we fall back to wasm.
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { registerWasmTrainingKernels } from './wasm-kernels';
 import { initWasmThreaded } from './wasm/threads';
@@ -30,11 +32,25 @@ export interface BackendInfo {
 
 let current: Promise<BackendInfo> | undefined;
 
+const NO_NATIVE = 'no native library (npm ran no install script: README, Backends)';
+
+/** Whether a tfjs-node package is installed with its compiled binding (lib/napi-v<N>/tfjs_binding.node). */
+function hasNativeBinding(pkg: string): boolean {
+  let dir: string;
+  try {
+    dir = path.dirname(require.resolve(`${pkg}/package.json`));
+  } catch {
+    throw new Error(`Cannot find module '${pkg}'`);
+  }
+  const lib = path.join(dir, 'lib');
+  return fs.existsSync(lib) && fs.readdirSync(lib).some((d) => d.startsWith('napi-v') && fs.existsSync(path.join(lib, d, 'tfjs_binding.node')));
+}
+
 function firstLine(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   if (/Cannot find module '(@tensorflow\/tfjs-node(-gpu)?)'/.test(msg)) return 'not installed';
   // The package is there but npm ran no install script (the project's .npmrc), so libtensorflow never came.
-  if (/native addon module \(tfjs_binding\.node\) can not be found/.test(msg)) return 'no native library (npm ran no install script: README, Backends)';
+  if (/native addon module \(tfjs_binding\.node\) can not be found/.test(msg)) return NO_NATIVE;
   return msg.split('\n')[0].slice(0, 160);
 }
 
@@ -42,6 +58,10 @@ async function tryBackend(choice: BackendChoice): Promise<void> {
   switch (choice) {
     case 'node-gpu':
     case 'node': {
+      const pkg = choice === 'node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
+      // Installed without its install script, the package has no libtensorflow binding; requiring it
+      // anyway registers its kernels before failing, and the next package prints ~200 "already registered" lines.
+      if (!hasNativeBinding(pkg)) throw new Error(NO_NATIVE);
       // Loading the package registers the 'tensorflow' backend with the shared tfjs-core.
       if (choice === 'node-gpu') require('@tensorflow/tfjs-node-gpu');
       else require('@tensorflow/tfjs-node');
@@ -140,11 +160,17 @@ function quietCpuBanner(): void {
   if (cpu && 'firstUse' in cpu) cpu.firstUse = false;
 }
 
-/** One line naming the backend in use and why each faster one was not used. */
-export function describeBackend(info: BackendInfo): string {
+/** A faster backend that is simply absent on a CPU machine (not installed, or installed without libtensorflow). */
+const ABSENT = /^(not installed|no native library)/;
+
+/**
+ * One line naming the backend in use and why each faster one was not used. `short` (a notebook's
+ * line) leaves out backends that are merely absent, keeping real failures such as "no CUDA device visible".
+ */
+export function describeBackend(info: BackendInfo, opts: { short?: boolean } = {}): string {
   // Backends skipped for the same reason are named together ("node-gpu, node: not installed").
   const byReason = new Map<string, BackendChoice[]>();
-  for (const s of info.skipped) byReason.set(s.reason, [...(byReason.get(s.reason) ?? []), s.choice]);
+  for (const s of info.skipped) if (!(opts.short && ABSENT.test(s.reason))) byReason.set(s.reason, [...(byReason.get(s.reason) ?? []), s.choice]);
   const why = [...byReason].map(([reason, choices]) => `${choices.join(', ')}: ${reason}`).join('; ');
   const threads = info.threads > 1 ? `, ${info.threads} threads` : '';
   return `backend: ${info.choice} (tf '${info.tfName}'${threads})${why ? ` - skipped ${why}` : ''}`;

@@ -4,7 +4,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { DataFrame } from 'nodejs-polars';
-import { isModel } from './freeze';
+import { countParams, isModel } from './freeze';
+import type { Row } from '../display';
+import { presetEnv, presetFor, tfjsSource } from './presets';
+import type { BuiltModel } from './build';
+import { loadModel } from './io';
 
 export interface LayerRow {
   name: string;
@@ -79,4 +83,66 @@ export function paramsByType(model: tf.LayersModel): DataFrame {
   }
   const rows = [...byType.entries()].sort((a, b) => b[1].params - a[1].params || b[1].layers - a[1].layers);
   return pl.DataFrame({ type: rows.map((r) => r[0]), layers: rows.map((r) => r[1].layers), params: rows.map((r) => r[1].params) });
+}
+
+// ---------------------------------------------------------------------------------------------
+// One table or one sentence per notebook cell (notebook 03)
+
+/** Where a URL's file comes from, without the path: enough to say "a download" and from whom. */
+function host(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
+/** What a backbone preset is: input, preprocessing, where its ImageNet weights are found, where 'gap' cuts it. */
+export function presetTable(arch: string): Row[] {
+  const preset = presetFor(arch);
+  const env = presetEnv(preset).filter((k) => process.env[k]);
+  let weights: string;
+  if (preset.kind === 'keras-resnet') {
+    weights = env.length ? `${env[0]}=${process.env[env[0]]}` : `Keras' .h5 (${preset.weightsEnv}, data/downloads, else a download from ${host(preset.weights.top.url)})`;
+  } else {
+    const source = tfjsSource(preset);
+    weights = /^https?:/.test(source) ? `a download from ${host(source)}` : source;
+  }
+  const rows: Row[] = [
+    { field: 'kind', value: preset.kind === 'keras-resnet' ? 'Keras ResNet (built here, .h5 weights)' : 'TF.js layers model' },
+    { field: 'input size', value: preset.inputSize },
+    { field: 'preprocessing', value: preset.preprocess },
+    { field: 'ImageNet weights', value: weights },
+    { field: 'class order', value: preset.classOrder },
+  ];
+  if (preset.kind === 'tfjs' && preset.cutLayer) rows.push({ field: "'gap' head cuts at", value: preset.cutLayer });
+  return rows;
+}
+
+/** One sentence for a built model: what it is, at which size, from which weights. */
+export function describeBuilt(built: BuiltModel): string {
+  const { trainableParams, params } = countParams(built.model);
+  return (
+    `${built.arch} with head '${built.headKind}' at ${built.inputSize} px ('${built.preprocess}' preprocessing inside), ` +
+    `weights from ${built.weightsSource}: ${params.toLocaleString('en-US')} parameters, ${trainableParams.toLocaleString('en-US')} trainable`
+  );
+}
+
+/**
+ * Saves nothing: loads the model saved in `dir` and compares it with `model` on two random images at
+ * `imageSize`; one sentence with the largest difference (0 when the folder holds the same network).
+ */
+export async function reloadCheck(model: tf.LayersModel, dir: string, imageSize: number): Promise<string> {
+  const reloaded = await loadModel(dir);
+  try {
+    const diff = tf.tidy(() => {
+      const x = tf.randomUniform([2, imageSize, imageSize, 3]);
+      return tf.max(tf.abs(tf.sub(model.predict(x) as tf.Tensor, reloaded.predict(x) as tf.Tensor)));
+    });
+    const max = (await diff.data())[0];
+    diff.dispose();
+    return `reloaded ${dir}: largest difference from the model in memory ${max} on 2 random images`;
+  } finally {
+    reloaded.dispose();
+  }
 }

@@ -5,12 +5,12 @@
 import pl from 'nodejs-polars';
 import type { TopLevelSpec } from 'vega-lite';
 import { tf } from '../backend';
-import { PreprocessMode } from '../config';
+import { PreprocessMode, type Profile } from '../config';
 import type { GridImage } from '../display';
 import { classCountTable, imageItem } from '../data/summary';
 import { Dataset, ImageSet, imageBytes } from '../data/types';
 import { Random } from '../random';
-import { augmentImage, imagesToTensor } from './batches';
+import { augmentImage, BatchStream, imagesToTensor, type BatchOptions } from './batches';
 import { channelNames, preprocess } from './preprocess';
 import { ChannelStat } from './stats';
 import { TrainValSplit } from './split';
@@ -113,4 +113,20 @@ export function augmentationPreview(set: ImageSet, indices: number[], rng: Rando
 /** Per-class counts of a train/val split (and the test set when there is one). */
 export function splitTable(ds: Dataset, split: TrainValSplit): pl.DataFrame {
   return classCountTable(ds, { train: split.train, val: split.val, test: ds.test });
+}
+
+/**
+ * One sentence about the batches a profile's training reads from `set`: how many per epoch, the
+ * first batch's shapes (the batch is disposed at once) and how many tensors remain alive afterwards.
+ * (Positional arguments: tslab cannot take a notebook variable in an object shorthand such as `{ rng }`.)
+ */
+export function describeBatches(set: ImageSet, profile: Profile, mode: PreprocessMode, rng: Random, numClasses: number): string {
+  const opts: BatchOptions = { batchSize: profile.train.batchSize, shuffle: true, rng, augment: profile.train.augment, mode, numClasses };
+  const stream = new BatchStream(set, opts);
+  const first = stream[Symbol.iterator]().next();
+  if (first.done) return `no batches: the image set is empty`;
+  const { xs, ys } = first.value;
+  const text = `${stream.length} batches of ${opts.batchSize} per epoch; a batch: xs [${xs.shape}] ${xs.dtype}, ys [${ys.shape}] ${ys.dtype}`;
+  tf.dispose([xs, ys]);
+  return `${text}; tensors alive after disposing it: ${tf.memory().numTensors}`;
 }

@@ -9,9 +9,9 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { session } from '../session';
 import type { ProgressMode } from './progress';
-import { train } from './index';
+import { describeResult, train } from './index';
 import { TrainingInterruptedError } from './interrupt';
-import { lrFind } from './lr-find';
+import { describeLrFind, lrFind } from './lr-find';
 
 const USAGE = `usage: cli train [--profile NAME] [--set key.path=value ...] [--resume RUN_DIR] [--run-dir DIR]
                  [--backend cpu|wasm|node|node-gpu] [--progress auto|bar|lines|none] [--json]
@@ -73,7 +73,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   }
   const out = { runDir: result.runDir, epochs: result.epochs, finalValAccuracy: result.finalValAccuracy, history: result.history, status: result.status, resumedFrom: result.resumedFrom };
   if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
-  else console.log(`${result.status}: ${result.epochs} epochs, val accuracy ${result.finalValAccuracy?.toFixed(4)}; history ${result.history}`);
+  else console.log(describeResult(result));
 }
 
 const LR_FIND_USAGE = `usage: cli lr-find [--profile NAME | --run RUN_DIR] [--set key.path=value ...] [--phase N]
@@ -133,5 +133,5 @@ export async function lrFindCommand(argv: string[]): Promise<void> {
     progress: (values.progress as ProgressMode | undefined) ?? (values.json ? 'none' : 'auto'),
   });
   if (values.json) process.stdout.write(`${JSON.stringify({ suggestedLr: r.suggestedLr, rule: r.rule, suggestions: r.suggestions, phase: r.phase, runDir: s.runDir, profile: s.profile, minLr: r.minLr, maxLr: r.maxLr, stopped: r.stopped, points: r.points })}\n`);
-  else console.log(`suggested lr for phase '${r.phase}': ${r.suggestedLr.toExponential(2)} (${r.rule}; steep ${r.suggestions.steep.toExponential(2)}, minimum/10 ${r.suggestions.minimum.toExponential(2)}; ${r.points.length} batches, stopped: ${r.stopped})`);
+  else console.log(describeLrFind(r));
 }

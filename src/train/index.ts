@@ -127,6 +127,38 @@ export function history(runDir: string, which: 'epochs' | 'batches' = 'epochs'):
   return historyTable(runDir, which);
 }
 
+/** One sentence for a train() result: how it ended, the epochs and the last validation accuracy. */
+export function describeResult(r: Pick<TrainResult, 'status' | 'epochs' | 'finalValAccuracy' | 'history'>): string {
+  const val = r.finalValAccuracy === null ? 'no validation accuracy' : `validation accuracy ${(100 * r.finalValAccuracy).toFixed(2)}%`;
+  return `${r.status}: ${r.epochs} epochs, ${val}; history ${r.history}`;
+}
+
+/** The vector extension that matters most for speed, from the CPU flags (the full list stays in train-summary.json). */
+function widestVector(flags: string[]): string {
+  if (flags.some((f) => f.startsWith('avx512'))) return 'AVX-512';
+  if (flags.includes('avx2')) return 'AVX2';
+  if (flags.includes('avx')) return 'AVX';
+  return flags.some((f) => f.startsWith('asimd') || f === 'neon') ? 'NEON' : flags.length ? 'SSE' : 'unknown';
+}
+
+/** train-summary.json of a run as a small two-column table (what notebook 04 ends with). */
+export function summaryTable(runDir: string): Record<string, string | number>[] {
+  const s = readTrainSummary(runDir);
+  if (!s) return [{ field: 'status', value: 'not trained yet (no train-summary.json)' }];
+  const rows: Record<string, string | number>[] = [
+    { field: 'status', value: s.status + (s.diverged ? ` (${JSON.stringify(s.diverged)})` : '') },
+    { field: 'epochs', value: s.epochs },
+    { field: 'validation accuracy', value: s.finalValAccuracy === null ? '-' : `${(100 * s.finalValAccuracy).toFixed(2)}% (${s.valSource})` },
+    { field: 'phases', value: s.phases.map((p) => (p.ran ? `${p.name} ${p.epochs}` : `${p.name} skipped (${p.reason})`)).join(', ') },
+    { field: 'training time', value: `${(s.wallSeconds / 60).toFixed(1)} min` },
+    { field: 'backend', value: `${s.backend}${s.threads > 1 ? `, ${s.threads} threads` : ''}${s.featureEngine ? `; cached features on ${s.featureEngine}` : ''}` },
+  ];
+  if (s.machine) {
+    rows.push({ field: 'machine', value: `${s.machine.cpuModel ?? 'CPU'}, ${s.machine.cpus} cores, ${widestVector(s.machine.cpuFlags)}, ${s.machine.memoryGiB} GiB` });
+  }
+  return rows;
+}
+
 /** One row per phase of a profile: what trains, on what, how, and for how long (the notebook's table). */
 export function phasesTable(profile: Profile): Record<string, string | number>[] {
   return phasePlans(profile).map((p) => ({

@@ -152,6 +152,14 @@ class LrSweep implements Callback {
   }
 }
 
+/** One sentence: the suggested rate, its rule, the other rules' rates and how the sweep ended. */
+export function describeLrFind(r: LrFindResult): string {
+  return (
+    `suggested lr for phase '${r.phase}': ${r.suggestedLr.toExponential(2)} (${r.rule}; steep ${r.suggestions.steep.toExponential(2)}, ` +
+    `minimum/10 ${r.suggestions.minimum.toExponential(2)}; ${r.points.length} batches, stopped: ${r.stopped})`
+  );
+}
+
 /** Sweeps the learning rate of one phase of the session's profile; see the file comment. */
 export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFindResult> {
   const { profile, runDir } = s;
