@@ -28,6 +28,7 @@ export interface Output {
   name?: string;
   text?: string | string[];
   data?: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
 }
 
 export function readCells(file: string): { cell_type: string; execution_count?: number | null; outputs?: Output[] }[] {

@@ -8,6 +8,7 @@ import { createRun } from '../../src/session';
 import { findJupyterPython, INSTALL_HINT } from '../../src/jupyter/kernel';
 import { kernelEnvLines, notebookUsage, planNotebookServer } from '../../src/jupyter/serve';
 import { runNotebooks } from '../../src/jupyter/runner';
+import { writeReport } from '../../src/results/report';
 import { spawnSync } from 'node:child_process';
 import { readCells, streamText, writeNotebook } from './helpers';
 
@@ -50,13 +51,30 @@ test('npm run notebook --run: the server shows that run\'s notebooks, and a kern
   ]);
   await runNotebooks([nb], { outDir: plan.notebookDir, env: { ...plan.env, TLWB_DATA_DIR: data, TLWB_BACKEND: 'cpu' }, timeoutSeconds: 120 });
   const cells = readCells(nb);
-  const said = streamText(cells[1].outputs);
+  // The session's line is a plain-text display that records its run in the output's metadata.
+  const line = (cells[1].outputs ?? []).find((o) => o.output_type === 'display_data');
+  const said = [streamText(cells[1].outputs), String(line?.data?.['text/plain'] ?? '')].join('');
   assert.match(said, new RegExp(`run .*${path.basename(older)} \\(profile smoke, from TLWB_RUN_DIR\\)`), said);
+  assert.deepEqual(line?.metadata, { tlwb: { run: path.basename(older) } });
   assert.match(said, /another run: wb\.session\(\{ runDir: "data\/runs\/<id>" \}\), a fresh one: wb\.session\(\{ newRun: true, profile: "smoke" \}\); from the shell: npm run notebook -- --run data\/runs\/<id>/, 'says how to pick another run');
   const seen = JSON.parse(streamText(cells[2].outputs).trim().split('\n').pop()!);
   assert.equal(seen.runDir, older);
   assert.equal(seen.profile, 'smoke');
   assert.deepEqual(fs.readdirSync(path.join(data, 'runs')).sort(), [path.basename(older), path.basename(newer)].sort(), 'no other run folder');
+
+  // A session that starts another run inside run A's notebook says so in the cell, and A's report refuses to mix them.
+  const switching = writeNotebook(path.join(plan.notebookDir, '00-check.ipynb'), [
+    'import * as wb from "../dist/src";',
+    'const b = await wb.session({ newRun: true, profile: "smoke" });',
+    'b.runDir;',
+  ]);
+  await runNotebooks([switching], { outDir: plan.notebookDir, env: { ...plan.env, TLWB_DATA_DIR: data, TLWB_BACKEND: 'cpu' }, timeoutSeconds: 120 });
+  const switched = readCells(switching)[1].outputs ?? [];
+  const text = switched.map((o) => String(o.data?.['text/plain'] ?? '')).join('');
+  const other = (switched.find((o) => o.output_type === 'display_data')?.metadata as { tlwb?: { run?: string } } | undefined)?.tlwb?.run;
+  assert.ok(other && other !== path.basename(older), `the new run is named in the output's metadata (${other})`);
+  assert.match(text, new RegExp(`this notebook is run ${path.basename(older)}'s \\(TLWB_RUN_DIR\\).*Run ${other}'s own notebooks: npm run notebook -- --run `, 's'));
+  await assert.rejects(writeReport(older), new RegExp(`00-check\\.ipynb belongs to run ${path.basename(older)} but holds outputs of another run: cell 2 \\(run ${other}\\)`));
 });
 
 test('npm run notebook --help says how a run is chosen and which environment the kernels read', () => {
