@@ -31,6 +31,24 @@ export function stableWeights(model: tf.LayersModel): tf.LayerVariable[] {
   return [...seen];
 }
 
+/** A copy of some weights' values, to write back later (a probe, a sweep, the best epoch so far). */
+export interface WeightsSnapshot {
+  /** The copies, in the order of the weights (owned by the snapshot until disposed). */
+  readonly tensors: tf.Tensor[];
+  /** Writes the copies back into the weights. */
+  restore(): void;
+  dispose(): void;
+}
+
+/** Copies the current values of `weights`; `tensors` adopts existing copies instead (a checkpoint's). */
+export function snapshotWeights(weights: tf.LayerVariable[], tensors: tf.Tensor[] = weights.map((w) => tf.clone(w.read()))): WeightsSnapshot {
+  return {
+    tensors,
+    restore: () => weights.forEach((w, i) => w.write(tensors[i])),
+    dispose: () => tf.dispose(tensors),
+  };
+}
+
 /** The frozen part and the trained part of the model for a cached phase. */
 export interface CacheSplit {
   extract: (xs: tf.Tensor) => tf.Tensor;

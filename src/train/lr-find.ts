@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Session } from '../session';
 import { VEGA_LITE_SCHEMA, type VegaLiteSpec } from '../display';
 import { Random } from '../random';
-import { stableWeights, type TrainableModel } from '../model/split';
+import { snapshotWeights, stableWeights, type TrainableModel } from '../model/split';
 import { installTrainingSwitch } from '../model/training-mode';
 import { fitPhase, type BatchStream, type Callback, type FitState, type PhaseRun, type StepLogs } from './loop';
 import type { BatchRow } from './history';
@@ -191,7 +191,7 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
         progress.message(`lr-find: starting from the weights of ${resumed.from}${atStart ? '' : ` (the run is past the start of phase ${p}: its latest weights)`}`);
       }
     } else if (st) progress.message(`lr-find: the run is past the start of phase 0: sweeping from the initial weights`);
-    const saved = weights.map((w) => tf.clone(w.read()));
+    const saved = snapshotWeights(weights);
     const rng = new Random(profile.train.seed);
     const run = await preparePhase(loopContext(s, data, built, progress, { imageBatches: opts.imageBatches }), p, rng);
     const sweep = new LrSweep(iterations, opts.stopFactor ?? 4);
@@ -212,8 +212,8 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
       await fitPhase(sweepRun, state, [sweep]);
     } finally {
       run.step.optimizer.optimizer.dispose();
-      weights.forEach((w, i) => w.write(saved[i]));
-      tf.dispose(saved);
+      saved.restore();
+      saved.dispose();
     }
     if (!sweep.stopped) sweep.stopped = 'the data ran out';
     const suggestions = { valley: valleyLr(sweep.points), steep: suggestLr(sweep.points), minimum: minimumLr(sweep.points) };

@@ -15,7 +15,7 @@ import type { ImageSet } from '../data/types';
 import type { BackendInfo } from '../backend';
 import { Random } from '../random';
 import { countParams, leafLayers } from '../model/freeze';
-import { cacheSplit, stableWeights, type CacheSplit, type TrainableModel } from '../model/split';
+import { cacheSplit, snapshotWeights, stableWeights, type CacheSplit, type TrainableModel } from '../model/split';
 import { installTrainingSwitch, withTraining } from '../model/training-mode';
 import { announceEngine, inferenceEngine, runModel } from '../model/engine';
 import { learningRateAt } from './schedule';
@@ -174,8 +174,7 @@ async function decidePhase(ctx: LoopContext, phase: Phase, batchSize: number): P
     return { run: false, reason: `needs a native backend; this one is ${ctx.backend.choice}` };
   }
   const { built } = ctx;
-  const all = stableWeights(built.model);
-  const saved = all.map((w) => tf.clone(w.read()));
+  const saved = snapshotWeights(stableWeights(built.model));
   const n = Math.min(batchSize, ctx.train.count);
   const sample: ImageSet = { ...ctx.train, count: n, images: ctx.train.images.subarray(0, n * ctx.train.height * ctx.train.width * 3), labels: ctx.train.labels.subarray(0, n) };
   let batch: Batch | undefined;
@@ -210,8 +209,8 @@ async function decidePhase(ctx: LoopContext, phase: Phase, batchSize: number): P
     return { run: false, reason: `a training step fails on ${ctx.backend.choice}: ${(e as Error).message.split('\n')[0]}` };
   } finally {
     if (batch) tf.dispose([batch.xs, batch.ys]);
-    all.forEach((w, i) => w.write(saved[i]));
-    tf.dispose(saved);
+    saved.restore();
+    saved.dispose();
   }
 }
 

@@ -9,10 +9,11 @@ import type { Callback, FitState, PhaseRun } from '../loop';
 import type { EpochRow } from '../history';
 import type { NamedTensor } from '../optimizer';
 import type { Progress } from '../progress';
+import { snapshotWeights, type WeightsSnapshot } from '../../model/split';
 import { improves, type Monitor } from './early-stopping';
 
 export class BestWeights implements Callback {
-  private copy?: tf.Tensor[];
+  private copy?: WeightsSnapshot;
 
   constructor(
     private readonly monitor: Monitor,
@@ -23,17 +24,17 @@ export class BestWeights implements Callback {
   /** The copy for the checkpoint, named as the weights. */
   tensors(): NamedTensor[] | undefined {
     const ws = this.weights();
-    return this.copy?.map((tensor, i) => ({ name: ws[i].originalName ?? ws[i].name, tensor }));
+    return this.copy?.tensors.map((tensor, i) => ({ name: ws[i].originalName ?? ws[i].name, tensor }));
   }
 
   /** Takes over a checkpoint's copy (ownership passes to this callback). */
   restoreCopy(tensors: tf.Tensor[] | undefined): void {
     this.dispose();
-    this.copy = tensors;
+    this.copy = tensors && snapshotWeights(this.weights(), tensors);
   }
 
   dispose(): void {
-    if (this.copy) tf.dispose(this.copy);
+    this.copy?.dispose();
     this.copy = undefined;
   }
 
@@ -49,13 +50,12 @@ export class BestWeights implements Callback {
     const value = row[this.monitor];
     if (improves(this.monitor, value, best.value)) {
       this.dispose();
-      this.copy = this.weights().map((w) => tf.clone(w.read()));
+      this.copy = snapshotWeights(this.weights());
       s.train.best = { value, epoch: row.epoch };
     }
     const ending = s.train.phaseFinished || s.finishPhase !== undefined;
     if (ending && this.copy && s.train.best && s.train.best.epoch !== row.epoch) {
-      const ws = this.weights();
-      ws.forEach((w, i) => w.write(this.copy![i]));
+      this.copy.restore();
       this.progress.message(`phase '${run.phase.name}': restored the weights of epoch ${s.train.best.epoch} (best ${this.monitor} ${s.train.best.value})`);
     }
     if (ending) this.dispose();
