@@ -30,24 +30,18 @@ import { inferenceEngine } from '../model/engine';
 import { FeaturesInterruptedError } from './feature-cache';
 import { phasePlans } from './plan';
 
-export * from './schedule';
-export * from './optimizer';
-export * from './history';
-export * from './curves';
-export * from './checkpoint';
-export * from './feature-cache';
-export * from './progress';
-export * from './trainer';
-export * from './loop';
+// What notebooks and users call (wb.train.*); the stage's internals are imported by path (tests too).
+export { lrFind, lrFindSpec, describeLrFind, type LrFindResult, type LrFindOptions } from './lr-find';
 export { phasePlan, phasePlans, type PhasePlan } from './plan';
-export * from './interrupt';
-export * from './run-state';
-export * from './lr-find';
-export * from './setup';
-export { TrainingDivergedError, nonFiniteWeights } from './callbacks/divergence';
-export { stableWeights, cacheSplit, type CacheSplit } from '../model/split';
-export { installTrainingSwitch, withTraining } from '../model/training-mode';
-export { trainCommand } from './command';
+export { learningRateAt } from './schedule';
+export { historyTable, HISTORY_FILES, type EpochRow } from './history';
+export { trainingCurvesSpec } from './curves';
+export { latestCheckpoint, readCheckpointState } from './checkpoint';
+export { TrainingInterruptedError } from './interrupt';
+export { TrainingDivergedError } from './callbacks/divergence';
+export { readTrainState, RunFolderBusyError, TRAIN_STATE_FILE, LOCK_FILE } from './run-state';
+export type { Callback } from './loop';
+export type { ProgressMode } from './progress';
 
 export interface TrainOptions {
   /** auto (default): live display in a notebook, a bar in a terminal, lines when piped. */

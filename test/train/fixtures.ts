@@ -9,7 +9,8 @@ import type { ImageSet } from '../../src/data/types';
 import { Random } from '../../src/random';
 import type { Session } from '../../src/session';
 import { writeJsonAtomic } from '../../src/session';
-import type { TrainableModel, TrainData } from '../../src/train';
+import type { TrainableModel } from '../../src/model/split';
+import type { TrainData } from '../../src/train/setup';
 import { withSeededMathRandom } from '../../src/train/seeded';
 import { applyKerasBatchNormSemantics } from '../../src/model/freeze';
 

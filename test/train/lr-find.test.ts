@@ -4,7 +4,9 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Phase } from '../../src/config';
-import { train, history, lrFind, lrFindSpec, minimumLr, suggestLr, stableWeights, valleyLr, type LrPoint } from '../../src/train';
+import { train, history, lrFind, lrFindSpec } from '../../src/train';
+import { minimumLr, suggestLr, valleyLr, type LrPoint } from '../../src/train/lr-find';
+import { stableWeights } from '../../src/model/split';
 import { chartSvg } from '../../src/display';
 import { syntheticData, testProfile, tempSession, tinyResnetLike, numbersOf } from './fixtures';
 

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Phase } from '../../src/config';
-import { train, history, latestCheckpoint, readCheckpointState, stableWeights, type Callback } from '../../src/train';
+import { train, history, latestCheckpoint, readCheckpointState, type Callback } from '../../src/train';
+import { stableWeights } from '../../src/model/split';
 import { syntheticData, testProfile, tempSession, tinyResnetLike, numbersOf } from './fixtures';
 
 const phases: Phase[] = [

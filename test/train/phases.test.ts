@@ -4,9 +4,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadProfile } from '../../src/config';
-import { train, readTrainSummary, stableWeights, cacheRoot, cacheSplit, learningRateAt, toFloat16, fromFloat16 } from '../../src/train';
+import { train, readTrainSummary, learningRateAt } from '../../src/train';
+import { cacheRoot, toFloat16, fromFloat16 } from '../../src/train/feature-cache';
+import { cacheSplit, stableWeights } from '../../src/model/split';
 import { syntheticData, tempSession, tinyResnetLike, testProfile } from './fixtures';
-import type { TrainableModel } from '../../src/train';
+import type { TrainableModel } from '../../src/model/split';
 
 const params = (ws: tf.LayerVariable[]) => ws.reduce((s, w) => s + w.shape.reduce((p: number, d) => p * (d as number), 1), 0);
 const snapshot = (ws: tf.LayerVariable[]) => ws.map((w) => Array.from(w.read().dataSync()));
@@ -97,7 +99,7 @@ test('float16 feature storage round-trips within half precision', () => {
 });
 
 test('ETA formatting never shows 60 seconds or 60 minutes', async () => {
-  const { formatSeconds } = await import('../../src/train');
+  const { formatSeconds } = await import('../../src/train/progress');
   assert.equal(formatSeconds(119.6), '2m00s');
   assert.equal(formatSeconds(59.7), '1m00s');
   assert.equal(formatSeconds(7199), '2h00m');

@@ -43,3 +43,11 @@ test('every profile: the rendered phase table says cached features exactly where
 test('phasePlan names a phase that does not exist', () => {
   assert.throws(() => phasePlan(loadProfile('smoke'), 5), /phase 5: the profile has 1 phases/);
 });
+
+test('wb.train is the curated surface the notebooks call (at most 40 names), not the stage\'s internals', async () => {
+  const wb = await import('../../src');
+  const names = Object.keys(wb.train);
+  assert.ok(names.length <= 40, `${names.length} names: ${names.join(' ')}`);
+  for (const used of ['train', 'history', 'phasesTable', 'lrFind', 'lrFindSpec', 'describeLrFind', 'describeResult', 'summaryTable']) assert.ok(names.includes(used), used);
+  for (const internal of ['fitPhase', 'preparePhase', 'saveCheckpoint', 'createOptimizer', 'cacheKey']) assert.ok(!names.includes(internal), internal);
+});

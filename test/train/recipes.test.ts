@@ -5,7 +5,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { Phase } from '../../src/config';
 import type { CacheSplit } from '../../src/model/split';
 import { loadProfile } from '../../src/config';
-import { train, history, learningRateAt, clipByGlobalNorm, stableWeights, readCheckpointState, latestCheckpoint } from '../../src/train';
+import { train, history, learningRateAt, readCheckpointState, latestCheckpoint } from '../../src/train';
+import { clipByGlobalNorm } from '../../src/train/loop';
+import { stableWeights } from '../../src/model/split';
 import { syntheticData, testProfile, tempSession, tinyResnetLike, numbersOf } from './fixtures';
 
 test('one-cycle: cosine up from lr/divFactor to lr over pctStart, then down to lr/(divFactor*finalDivFactor)', () => {
