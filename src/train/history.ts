@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import pl from 'nodejs-polars';
+import pl, { type DataType } from 'nodejs-polars';
 import { replaceFileAtomic } from '../fsutil';
 
 export interface EpochRow {
@@ -46,32 +46,40 @@ export const HISTORY_FILES = {
   batchesParquet: 'history-batches.parquet',
 } as const;
 
+/** The columns of each table and their polars types, in file order: the one list the frames are built from. */
+const EPOCH_COLUMNS: Record<keyof EpochRow, DataType> = {
+  phase: pl.Utf8,
+  phase_index: pl.Int32,
+  epoch: pl.Int32,
+  phase_epoch: pl.Int32,
+  loss: pl.Float64,
+  accuracy: pl.Float64,
+  val_loss: pl.Float64,
+  val_accuracy: pl.Float64,
+  lr: pl.Float64,
+  seconds: pl.Float64,
+  cached: pl.Bool,
+};
+const BATCH_COLUMNS: Record<keyof BatchRow, DataType> = {
+  phase: pl.Utf8,
+  epoch: pl.Int32,
+  step: pl.Int32,
+  loss: pl.Float64,
+  accuracy: pl.Float64,
+  lr: pl.Float64,
+  seconds: pl.Float64,
+};
+
+function frame<R extends object>(rows: R[], columns: Record<keyof R, DataType>): pl.DataFrame {
+  return pl.DataFrame((Object.entries(columns) as [keyof R & string, DataType][]).map(([name, type]) => pl.Series(name, rows.map((r) => r[name]), type)));
+}
+
 export function epochFrame(rows: EpochRow[]): pl.DataFrame {
-  return pl.DataFrame([
-    pl.Series('phase', rows.map((r) => r.phase), pl.Utf8),
-    pl.Series('phase_index', rows.map((r) => r.phase_index), pl.Int32),
-    pl.Series('epoch', rows.map((r) => r.epoch), pl.Int32),
-    pl.Series('phase_epoch', rows.map((r) => r.phase_epoch), pl.Int32),
-    pl.Series('loss', rows.map((r) => r.loss), pl.Float64),
-    pl.Series('accuracy', rows.map((r) => r.accuracy), pl.Float64),
-    pl.Series('val_loss', rows.map((r) => r.val_loss), pl.Float64),
-    pl.Series('val_accuracy', rows.map((r) => r.val_accuracy), pl.Float64),
-    pl.Series('lr', rows.map((r) => r.lr), pl.Float64),
-    pl.Series('seconds', rows.map((r) => r.seconds), pl.Float64),
-    pl.Series('cached', rows.map((r) => r.cached), pl.Bool),
-  ]);
+  return frame(rows, EPOCH_COLUMNS);
 }
 
 export function batchFrame(rows: BatchRow[]): pl.DataFrame {
-  return pl.DataFrame([
-    pl.Series('phase', rows.map((r) => r.phase), pl.Utf8),
-    pl.Series('epoch', rows.map((r) => r.epoch), pl.Int32),
-    pl.Series('step', rows.map((r) => r.step), pl.Int32),
-    pl.Series('loss', rows.map((r) => r.loss), pl.Float64),
-    pl.Series('accuracy', rows.map((r) => r.accuracy), pl.Float64),
-    pl.Series('lr', rows.map((r) => r.lr), pl.Float64),
-    pl.Series('seconds', rows.map((r) => r.seconds), pl.Float64),
-  ]);
+  return frame(rows, BATCH_COLUMNS);
 }
 
 /** Writes both tables as CSV and Parquet into runDir (each file replaced atomically). */
