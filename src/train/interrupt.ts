@@ -12,6 +12,7 @@
  * checkpoint and the cell ends with where it stopped); a second one gives the signal back to the
  * previous handlers (tslab: abandon the cell) or, in a terminal, quits at once.
  */
+import { inspect } from 'node:util';
 
 export interface StopRequest {
   /** True once an interrupt arrived. */
@@ -37,6 +38,14 @@ export class TrainingInterruptedError extends Error {
     this.name = 'TrainingInterrupted';
     // tslab prints the stack of a failed cell; the message is all the user needs.
     this.stack = `${this.name}: ${this.message}`;
+  }
+
+  /**
+   * tslab ends a failed cell with console.error(error), which would show `[TrainingInterrupted: ...]`
+   * and then the fields as an object: the cell's one stop sentence is the message alone.
+   */
+  [inspect.custom](): string {
+    return this.message;
   }
 
   /** Stopped between training steps (while caching base features): the last checkpoint, if any, stands. */
