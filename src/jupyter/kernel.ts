@@ -80,9 +80,13 @@ export function findJupyterPython(candidates: string[] = candidatePythons()): st
   return null;
 }
 
-/** The Python with Jupyter this project uses (the remembered one, else the first found), or null: registers nothing. */
+/**
+ * The Python with Jupyter this project uses (the remembered one while it still has Jupyter, else
+ * the first found), or null. Registers nothing.
+ */
 export function jupyterPythonIfAny(root = projectRoot): string | null {
-  return recordedPython(kernelPaths(root)) ?? findJupyterPython();
+  const known = recordedPython(kernelPaths(root));
+  return known && hasJupyter(known) ? known : findJupyterPython(candidatePythons().filter((p) => p !== known));
 }
 
 export interface KernelInfo {

@@ -66,6 +66,8 @@ test('cli run: a new run folder for the profile, notebooks executed into it with
     timeout: 120_000,
   });
   assert.equal(r.status, 0, r.stderr);
+  // Issue 29: with Jupyter there, the run signs what it executed (in the data folder Jupyter uses).
+  if (!noJupyter) assert.match(r.stderr, new RegExp(`signed 1 executed notebook\\(s\\) for Jupyter \\(${path.join(dir, 'jupyter', 'nbsignatures.db')}\\)`));
   const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
   assert.equal(path.dirname(res.runDir), path.join(dir, 'data', 'runs'));
   assert.match(path.basename(res.runDir), /^\d{8}-\d{6}-smoke$/);
