@@ -13,6 +13,7 @@
  * previous handlers (tslab: abandon the cell) or, in a terminal, quits at once.
  */
 import { inspect } from 'node:util';
+import { inKernel } from '../display';
 
 export interface StopRequest {
   /** True once an interrupt arrived. */
@@ -50,7 +51,8 @@ export class TrainingInterruptedError extends Error {
 
   /** Stopped between training steps (while caching base features): the last checkpoint, if any, stands. */
   static during(what: string, checkpoint: string | undefined): TrainingInterruptedError {
-    const next = checkpoint ? `rerun to resume from the last checkpoint (${checkpoint})` : 'nothing trained yet; rerun to start again';
+    const rerun = inKernel() ? 'rerun this cell' : 'rerun';
+    const next = checkpoint ? `${rerun} to resume from the last checkpoint (${checkpoint})` : `nothing trained yet; ${rerun} to start again`;
     return new TrainingInterruptedError(0, 0, checkpoint ?? null, `interrupted while computing ${what}: ${next}`);
   }
 }
