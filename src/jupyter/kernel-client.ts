@@ -311,7 +311,7 @@ export class KernelClient {
    * Runs code; onIopub gets every iopub message of this request as it arrives. Resolves when the
    * reply and the kernel's idle status have both arrived, or the time ran out, or the kernel died.
    */
-  async execute(code: string, onIopub: (msg: KernelMessage) => void, timeoutSeconds: number | null = null): Promise<ExecuteResult & { replyMessage?: KernelMessage }> {
+  async execute(code: string, onIopub: (msg: KernelMessage) => void, timeoutSeconds: number | null = null): Promise<ExecuteResult> {
     const header = this.header('execute_request');
     const content = { code, silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true };
     let idle!: () => void;
