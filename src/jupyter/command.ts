@@ -8,7 +8,8 @@ import { parseArgs } from 'node:util';
 import { initBackend } from '../backend';
 import { loadProfile, paths } from '../config';
 import { createRun, defaultProfileFor, readRunProfile } from '../session';
-import { ensureKernel, jupyterEnv } from './kernel';
+import { ensureKernel, jupyterEnv, jupyterPythonIfAny } from './kernel';
+import { trustExecutedNotebooks } from './trust';
 import { writeReport } from '../results/report';
 import { headlineText, readHeadline } from '../results/report-summary';
 import { assertRunFolderFree } from '../train/run-state';
@@ -33,6 +34,21 @@ const RUN_USAGE = `usage: npm run -s cli -- run [--profile NAME] [--set key.path
   here; at the end: the test accuracy, the run folder and the report. To open the run's notebooks
   in Jupyter afterwards: npm run notebook -- --run <run folder>.
 `;
+
+/**
+ * Signs the notebooks the run executed for the user's Jupyter when a Python with Jupyter is there
+ * (so they open trusted); without one, `npm run notebook` signs them when it opens the run.
+ */
+function trustRunNotebooks(dir: string, log: (s: string) => void): void {
+  const python = jupyterPythonIfAny();
+  if (!python) return;
+  try {
+    const r = trustExecutedNotebooks(dir, python);
+    if (r.signed.length) log(`signed ${r.signed.length} executed notebook(s) for Jupyter (${r.db}): they open trusted`);
+  } catch (e) {
+    log(`warning: the notebooks could not be signed for Jupyter (they open "Not Trusted"): ${(e as Error).message}`);
+  }
+}
 
 async function chooseProfile(flag: string | undefined, log: (s: string) => void): Promise<string> {
   const name = flag ?? process.env.TLWB_PROFILE;
@@ -90,12 +106,10 @@ export async function runCommand(argv: string[]): Promise<void> {
     // Before any notebook starts: a trainer still working in that folder is named, not overwritten.
     assertRunFolderFree(runDir, 'run --resume');
     name = readRunProfile(runDir).name;
-    ensureKernel({ quiet: !!values.quiet });
     log(`run folder (resumed, profile ${name}): ${runDir}`);
   } else {
     name = await chooseProfile(values.profile, log);
     const profile = loadProfile(name, values.set ?? []);
-    ensureKernel({ quiet: !!values.quiet });
     runDir = createRun(profile);
     log(`run folder: ${runDir}`);
   }
@@ -111,11 +125,13 @@ export async function runCommand(argv: string[]): Promise<void> {
       onEvent: progress(log),
     });
   } catch (e) {
+    trustRunNotebooks(path.join(runDir, 'notebooks'), log);
     log(`run folder (incomplete): ${runDir}`);
     log(`continue it with: npm start -- --resume ${path.relative(process.cwd(), runDir) || runDir}`);
     throw e;
   }
 
+  trustRunNotebooks(path.join(runDir, 'notebooks'), log);
   let report: string | undefined;
   if (!values['skip-report']) report = await writeReport(runDir);
 

@@ -2,7 +2,9 @@
  * The tslab kernel, registered in a project-local Jupyter data folder (<root>/.jupyter), never in
  * the user's global one. Every Jupyter process we start gets JUPYTER_PATH pointing there.
  *
- * The Python that runs Jupyter must have nbclient, nbconvert and ipykernel. On Debian that is
+ * Only the interactive server (`npm run notebook`) and signing notebooks need Jupyter: headless runs
+ * drive the kernel from Node (./kernel-client). The Python that runs Jupyter must have nbclient,
+ * nbconvert and ipykernel. On Debian that is
  * /usr/bin/python3 with the apt packages; the python3 first on PATH (pyenv, a venv) may lack them,
  * so candidates are probed in order and the one found is remembered in <root>/.jupyter/python.json.
  */
@@ -14,7 +16,8 @@ import { writeJsonAtomic } from '../fsutil';
 
 export const APT_PACKAGES = ['jupyter-nbconvert', 'python3-nbclient', 'python3-ipykernel', 'jupyter-notebook'];
 export const INSTALL_HINT =
-  `no Python with Jupyter found (it needs the modules nbclient, nbconvert and ipykernel).\n` +
+  `no Python with Jupyter found: opening notebooks in JupyterLab or the Notebook server (npm run notebook) needs one\n` +
+  `(the modules nbclient, nbconvert and ipykernel; headless runs, npm start, do not).\n` +
   `On Debian/Ubuntu:  sudo apt-get install -y ${APT_PACKAGES.join(' ')}\n` +
   `Elsewhere:         python3 -m pip install nbclient nbconvert ipykernel notebook\n` +
   `Or point TLWB_PYTHON at a Python that has them.`;
@@ -75,6 +78,15 @@ function candidatePythons(): string[] {
 export function findJupyterPython(candidates: string[] = candidatePythons()): string | null {
   for (const python of candidates) if (fs.existsSync(python) && hasJupyter(python)) return python;
   return null;
+}
+
+/**
+ * The Python with Jupyter this project uses (the remembered one while it still has Jupyter, else
+ * the first found), or null. Registers nothing.
+ */
+export function jupyterPythonIfAny(root = projectRoot): string | null {
+  const known = recordedPython(kernelPaths(root));
+  return known && hasJupyter(known) ? known : findJupyterPython(candidatePythons().filter((p) => p !== known));
 }
 
 export interface KernelInfo {

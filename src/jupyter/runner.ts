@@ -1,15 +1,16 @@
 /**
- * Headless notebook runner: executes notebooks in order, each in a fresh tslab kernel, through
- * nbclient (src/jupyter/execute_notebooks.py under the Python that has Jupyter), writes the
- * executed copies into an output folder and stops at the first failing cell with an error that
- * names the notebook, the cell and what the cell printed on stderr.
+ * Headless notebook runner: executes notebooks in order, each in a fresh tslab kernel driven by
+ * the Node client (./execute, ./kernel-client: no Python needed), writes the executed copies into
+ * an output folder and stops at the first failing cell with an error that names the notebook, the
+ * cell and what the cell printed on stderr.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
 import { paths, projectRoot } from '../config';
-import { ensureKernel, jupyterEnv } from './kernel';
+import { executeNotebook } from './execute';
+import { KernelClient, tslabLauncher } from './kernel-client';
+import { recordExecuted } from './trust';
 
 /** Per-cell limit when none is given: training cells on a CPU can run for hours. */
 export const DEFAULT_CELL_TIMEOUT_SECONDS = 6 * 3600;
@@ -71,10 +72,16 @@ export class NotebookCellError extends Error {
     readonly source: string,
     /** The executed copy, outputs up to the failure included. */
     readonly output: string,
+    /** Stopped by an interrupt (Ctrl-C): the cell's own message says where and how to go on. */
+    readonly interrupted = false,
+    /** The cell's output was relayed to the terminal already (a stop message is not repeated). */
+    relayed = false,
   ) {
     super(
-      `${displayPath(notebook)}: cell ${cellNumber} (code cell ${codeCellNumber}) failed:\n` +
-        `${indent(source)}\n${errorText || '(no error text)'}\nexecuted copy: ${output}`,
+      interrupted
+        ? `${displayPath(notebook)}: cell ${cellNumber} stopped by the interrupt${relayed ? '' : `: ${errorText}`}; executed copy: ${output}`
+        : `${displayPath(notebook)}: cell ${cellNumber} (code cell ${codeCellNumber}) failed:\n` +
+            `${indent(source)}\n${errorText || '(no error text)'}\nexecuted copy: ${output}`,
     );
     this.name = 'NotebookCellError';
   }
@@ -138,92 +145,75 @@ export function removeStaleJobDirs(tmp = os.tmpdir()): string[] {
 }
 
 /**
- * Executes the notebooks in order (each kernel's working folder is the notebook's own folder, so
- * `import * as wb from "../dist/src"` resolves), writing executed copies into opts.outDir.
- * Throws NotebookCellError at the first failing cell; the notebooks after it are not run.
+ * Executes the notebooks in order, each in a fresh tslab kernel (its working folder the notebook's
+ * own folder, so `import * as wb from "../dist/src"` resolves), writing executed copies into
+ * opts.outDir. Throws NotebookCellError at the first failing cell; the notebooks after it are not run.
+ *
+ * Ctrl-C (SIGINT) interrupts the running kernel as Jupyter's Kernel -> Interrupt does (a training
+ * cell stops after its batch with a checkpoint and fails with where it stopped); a second one, or
+ * SIGTERM, kills the kernel and stops the run.
  */
 export async function runNotebooks(notebooks: string[], opts: RunNotebooksOptions): Promise<NotebookResult[]> {
   for (const nb of notebooks) if (!fs.existsSync(nb)) throw new Error(`${nb}: no such notebook`);
-  const { python } = ensureKernel({ quiet: true });
+  if (!fs.existsSync(tslabLauncher())) throw new Error(`${tslabLauncher()} is missing: run \`npm ci\` (tslab is a dependency of this project)`);
   const outDir = path.resolve(opts.outDir);
   fs.mkdirSync(outDir, { recursive: true });
-  const specs = notebooks.map((nb) => ({
-    input: path.resolve(nb),
-    output: path.join(outDir, path.basename(nb)),
-    cwd: path.dirname(path.resolve(nb)),
-  }));
   removeStaleJobDirs();
   const jobDir = fs.mkdtempSync(path.join(os.tmpdir(), JOB_DIR_PREFIX));
-  const jobFile = path.join(jobDir, 'job.json');
-  fs.writeFileSync(
-    jobFile,
-    JSON.stringify({
-      pid: process.pid,
-      notebooks: specs,
-      timeout: opts.timeoutSeconds === undefined ? cellTimeout() : opts.timeoutSeconds,
-      startupTimeout: opts.startupTimeoutSeconds ?? 120,
-      kernel: 'tslab',
-      echo: !!opts.echo,
-    }),
-  );
-  const driver = path.join(projectRoot, 'src', 'jupyter', 'execute_notebooks.py');
+  fs.writeFileSync(path.join(jobDir, 'job.json'), JSON.stringify({ pid: process.pid, notebooks }));
+  const timeoutSeconds = opts.timeoutSeconds === undefined ? cellTimeout() : opts.timeoutSeconds;
+
+  let kernel: KernelClient | null = null;
+  let stoppedBy: NodeJS.Signals | null = null;
+  let interrupts = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    process.exitCode = 128 + (sig === 'SIGINT' ? 2 : 15);
+    if (sig === 'SIGINT' && ++interrupts === 1 && kernel?.alive) {
+      process.stderr.write('notebook runner: interrupting the kernel (training stops after its batch with a checkpoint); Ctrl-C again to quit now\n');
+      void kernel.interrupt();
+      return;
+    }
+    stoppedBy = sig;
+    kernel?.kill();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
   const results: NotebookResult[] = [];
-  let failure: NotebookCellError | undefined;
-  let stderrTail = '';
   try {
-    const code = await new Promise<number | null>((resolve, reject) => {
-      const child = spawn(python, [driver, jobFile], {
-        env: jupyterEnv({ PYTHONUNBUFFERED: '1', ...opts.env }),
-        stdio: ['ignore', 'pipe', 'pipe'],
+    for (const nb of notebooks) {
+      const input = path.resolve(nb);
+      const output = path.join(outDir, path.basename(nb));
+      opts.onEvent?.({ event: 'start', notebook: input });
+      const outcome = await executeNotebook({
+        input,
+        output,
+        cwd: path.dirname(input),
+        env: opts.env,
+        timeoutSeconds,
+        startupTimeoutSeconds: opts.startupTimeoutSeconds ?? 120,
+        runtimeDir: jobDir,
+        echo: opts.echo,
+        onCell: (index, seconds) => opts.onEvent?.({ event: 'cell', notebook: input, index, seconds }),
+        onKernel: (k) => {
+          kernel = k;
+          if (k && stoppedBy) k.kill();
+        },
       });
-      let pending = '';
-      child.stdout.setEncoding('utf8');
-      child.stdout.on('data', (chunk: string) => {
-        pending += chunk;
-        let nl;
-        while ((nl = pending.indexOf('\n')) >= 0) {
-          const line = pending.slice(0, nl);
-          pending = pending.slice(nl + 1);
-          if (!line.trim()) continue;
-          let e: RunnerEvent;
-          try {
-            e = JSON.parse(line) as RunnerEvent;
-          } catch {
-            continue; // not one of ours (a library printing to stdout)
-          }
-          opts.onEvent?.(e);
-          const spec = specs.find((s) => s.input === e.notebook);
-          if (e.event === 'done' && spec) results.push({ notebook: spec.input, output: spec.output, seconds: e.seconds });
-          if (e.event === 'failed' && spec) {
-            failure = new NotebookCellError(spec.input, e.index + 1, e.codeIndex, e.error, e.source, spec.output);
-          }
-        }
-      });
-      child.stderr.setEncoding('utf8');
-      child.stderr.on('data', (chunk: string) => {
-        if (opts.echo) process.stderr.write(chunk);
-        stderrTail = (stderrTail + chunk).slice(-8000);
-      });
-      // A terminal's Ctrl-C reaches the whole process group; a SIGTERM sent to us alone is passed
-      // on, so the driver shuts its kernel down instead of leaving it running.
-      const forward = (sig: NodeJS.Signals) => {
-        child.kill(sig);
-        process.exitCode = 128 + (sig === 'SIGINT' ? 2 : 15);
-      };
-      process.on('SIGTERM', forward);
-      process.on('SIGINT', forward);
-      const detach = () => {
-        process.off('SIGTERM', forward);
-        process.off('SIGINT', forward);
-      };
-      child.on('error', (e) => (detach(), reject(e)));
-      child.on('close', (code) => (detach(), resolve(code)));
-    });
-    if (failure) throw failure;
-    if (code !== 0) {
-      throw new Error(`the notebook driver (${python} ${displayPath(driver)}) failed with exit ${code}:\n${stderrTail.trim()}`);
+      // What the project executed itself, so that it may sign it for Jupyter (./trust), now or when the run is opened.
+      if (fs.existsSync(output)) recordExecuted(output);
+      if (stoppedBy) throw new Error(`notebook runner: stopped by ${stoppedBy} in ${displayPath(input)}; executed copy: ${output}`);
+      const f = outcome.failure;
+      if (f) {
+        opts.onEvent?.({ event: 'failed', notebook: input, index: f.index, codeIndex: f.codeIndex, executionCount: f.executionCount, error: f.error, source: f.source });
+        throw new NotebookCellError(input, f.index + 1, f.codeIndex, f.error, f.source, output, f.interrupted, !!opts.echo);
+      }
+      opts.onEvent?.({ event: 'done', notebook: input, seconds: outcome.seconds });
+      results.push({ notebook: input, output, seconds: outcome.seconds });
     }
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     fs.rmSync(jobDir, { recursive: true, force: true });
   }
   return results;

@@ -6,6 +6,8 @@
  * committed notebooks/ are never written. With no flag, the newest run; with --profile, that
  * profile's newest run, or a new one. JupyterLab when the Python with Jupyter has it, else the
  * classic Notebook server (Debian's jupyter-notebook). Other arguments go to the server.
+ * The interactive server needs a Python with Jupyter (headless runs do not); the executed notebooks
+ * of the run are signed for it first (./trust), so their outputs show as made.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,6 +19,7 @@ import { PRESETS, presetEnv } from '../model/presets';
 import { createRun, listRuns, readRunProfile } from '../session';
 import { ensureKernel, jupyterEnv } from './kernel';
 import { listNotebooks } from './runner';
+import { trustExecutedNotebooks } from './trust';
 
 /** The workbench's own settings a kernel reads (backend, threads, data folder, inference engine). */
 const WORKBENCH_ENV = ['TLWB_BACKEND', 'TLWB_WASM_THREADS', 'TLWB_INFERENCE', 'TLWB_DATA_DIR'];
@@ -182,6 +185,9 @@ function main(): void {
     throw new Error(`${python} has neither JupyterLab nor the classic Notebook: sudo apt-get install -y jupyter-notebook (or pip install jupyterlab)`);
   }
   const plan = planNotebookServer(argv);
+  // The notebooks the project executed open trusted (their HTML outputs shown as made), also for a
+  // run made without Python; a copy someone edited is left to them.
+  const trust = trustExecutedNotebooks(plan.notebookDir, python, plan.env);
   const extra = plan.serverArgs;
   // Containers often run as root, where Jupyter refuses to start without this flag.
   const asRoot = process.getuid?.() === 0 && !extra.includes('--allow-root') ? ['--allow-root'] : [];
@@ -191,6 +197,7 @@ function main(): void {
   process.stderr.write(
     `run: ${rel.startsWith('..') ? plan.runDir : rel} (profile ${plan.profile}; ${plan.why})\n` +
       `notebooks: ${plan.notebookDir} - reruns and saves stay in this run; export them with npm run -s cli -- report --run ${rel.startsWith('..') ? plan.runDir : rel}\n` +
+      `trusted: ${trust.signed.length + trust.already.length} notebook(s) the project executed${trust.signed.length ? ` (${trust.signed.length} signed now)` : ''}\n` +
       `kernel environment (set before starting; all of them: npm run notebook -- --help):\n${envLines}\n` +
       `starting ${app === 'jupyterlab' ? 'JupyterLab' : 'the Notebook server'}: ${python} ${args.join(' ')}\n` +
       `the kernel is "TypeScript" (tslab); Kernel -> Interrupt stops training after the current batch\n`,

@@ -27,6 +27,7 @@ import { lockRunFolder, writeTrainState, type DivergedAt } from './run-state';
 import { buildTrainModel, loadTrainData, loopContext, type TrainData } from './setup';
 import { stopOnInterrupt, TrainingInterruptedError } from './interrupt';
 import { inferenceEngine } from '../model/engine';
+import { inKernel } from '../display';
 import { FeaturesInterruptedError } from './feature-cache';
 import { phasePlans } from './plan';
 
@@ -238,7 +239,7 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
   // Kernel -> Interrupt or Ctrl-C: stop after the current batch (./interrupt); the caller's signal too.
   const interrupt = new AbortController();
   const sigint = await stopOnInterrupt(() => {
-    progress.message('interrupt: stopping after this batch');
+    progress.message('interrupt received: finishing the current batch, then writing a checkpoint');
     interrupt.abort();
   });
   const signal = opts.signal ? AbortSignal.any([opts.signal, interrupt.signal]) : interrupt.signal;
@@ -275,8 +276,9 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
     // A person interrupted: the cell (or command) ends with an error saying where, so queued cells do not run.
     const checkpoint = latestCheckpoint(runDir) ?? null;
     const from = checkpoint ? `from there (checkpoint ${path.basename(checkpoint)})` : '(no checkpoint yet: it starts over)';
-    const err = new TrainingInterruptedError(at?.epoch ?? state.epoch + 1, at?.batch ?? 0, checkpoint, `${outcome.stopReason ?? 'interrupted'}: rerun to resume ${from}`);
-    progress.message(err.message);
+    const rerun = inKernel() ? 'rerun this cell to resume' : 'rerun to resume';
+    const err = new TrainingInterruptedError(at?.epoch ?? state.epoch + 1, at?.batch ?? 0, checkpoint, `${outcome.stopReason ?? 'interrupted'}: ${rerun} ${from}`);
+    progress.interrupted(err.message);
     progress.end();
     throw err;
   }

@@ -12,6 +12,8 @@
  * checkpoint and the cell ends with where it stopped); a second one gives the signal back to the
  * previous handlers (tslab: abandon the cell) or, in a terminal, quits at once.
  */
+import { inspect } from 'node:util';
+import { inKernel } from '../display';
 
 export interface StopRequest {
   /** True once an interrupt arrived. */
@@ -39,9 +41,18 @@ export class TrainingInterruptedError extends Error {
     this.stack = `${this.name}: ${this.message}`;
   }
 
+  /**
+   * tslab ends a failed cell with console.error(error), which would show `[TrainingInterrupted: ...]`
+   * and then the fields as an object: the cell's one stop sentence is the message alone.
+   */
+  [inspect.custom](): string {
+    return this.message;
+  }
+
   /** Stopped between training steps (while caching base features): the last checkpoint, if any, stands. */
   static during(what: string, checkpoint: string | undefined): TrainingInterruptedError {
-    const next = checkpoint ? `rerun to resume from the last checkpoint (${checkpoint})` : 'nothing trained yet; rerun to start again';
+    const rerun = inKernel() ? 'rerun this cell' : 'rerun';
+    const next = checkpoint ? `${rerun} to resume from the last checkpoint (${checkpoint})` : `nothing trained yet; ${rerun} to start again`;
     return new TrainingInterruptedError(0, 0, checkpoint ?? null, `interrupted while computing ${what}: ${next}`);
   }
 }

@@ -29,6 +29,8 @@ export interface Progress {
   /** A task with a known number of items (e.g. feature extraction). */
   task(label: string, total: number): { tick(n: number): void; done(): void };
   message(text: string): void;
+  /** Training stopped at an interrupt; text says where and how to go on. */
+  interrupted(text: string): void;
   end(): void;
 }
 
@@ -106,6 +108,9 @@ abstract class Base implements Progress {
     };
   }
   abstract message(text: string): void;
+  interrupted(text: string): void {
+    this.message(text);
+  }
   end(): void {}
 }
 
@@ -175,6 +180,7 @@ class Live extends Base {
   private lastDraw = 0;
   private chartSvg = '';
   private log: string[] = [];
+  private stoppedByInterrupt = false;
   private readonly out = live();
 
   private draw(force = false): void {
@@ -209,8 +215,12 @@ class Live extends Base {
     this.log.push(text);
     this.draw(true);
   }
+  /** In a notebook the cell ends with the interrupt's error, said once there: not repeated in the display. */
+  interrupted(_text: string): void {
+    this.stoppedByInterrupt = true;
+  }
   end(): void {
-    this.status = this.log.length ? this.log[this.log.length - 1] : 'done';
+    this.status = this.stoppedByInterrupt ? 'stopped by the interrupt' : this.log.length ? this.log[this.log.length - 1] : 'done';
     this.chartSvg = ''; // the curves were live while training; 05-results draws them once for good
     this.draw(true);
   }

@@ -51,7 +51,7 @@ test('jupyterEnv puts the project kernel folder first on JUPYTER_PATH and keeps 
   }
 });
 
-test('cli run: a new run folder for the profile, notebooks executed into it with TLWB_RUN_DIR set', { skip: noJupyter }, (t) => {
+test('cli run: a new run folder for the profile, notebooks executed into it with TLWB_RUN_DIR set (no Python needed)', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-cmd-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const nbs = path.join(dir, 'notebooks');
@@ -61,10 +61,13 @@ test('cli run: a new run folder for the profile, notebooks executed into it with
   ]);
   const r = spawnSync(process.execPath, [cli, 'run', '--profile', 'smoke', '--notebooks', nbs, '--json', '--quiet', '--skip-report'], {
     encoding: 'utf8',
-    env: { ...process.env, TLWB_DATA_DIR: path.join(dir, 'data'), TLWB_PROFILE: '' },
+    // Signatures (when Jupyter is there) go to a Jupyter data folder of the test's own.
+    env: { ...process.env, TLWB_DATA_DIR: path.join(dir, 'data'), TLWB_PROFILE: '', JUPYTER_DATA_DIR: path.join(dir, 'jupyter') },
     timeout: 120_000,
   });
   assert.equal(r.status, 0, r.stderr);
+  // Issue 29: with Jupyter there, the run signs what it executed (in the data folder Jupyter uses).
+  if (!noJupyter) assert.match(r.stderr, new RegExp(`signed 1 executed notebook\\(s\\) for Jupyter \\(${path.join(dir, 'jupyter', 'nbsignatures.db')}\\)`));
   const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
   assert.equal(path.dirname(res.runDir), path.join(dir, 'data', 'runs'));
   assert.match(path.basename(res.runDir), /^\d{8}-\d{6}-smoke$/);
@@ -79,7 +82,7 @@ test('cli run: a new run folder for the profile, notebooks executed into it with
   fs.rmSync(executed);
   const again = spawnSync(process.execPath, [cli, 'run', '--resume', res.runDir, '--notebooks', nbs, '--json', '--quiet', '--skip-report'], {
     encoding: 'utf8',
-    env: { ...process.env, TLWB_DATA_DIR: path.join(dir, 'data'), TLWB_PROFILE: 'quick' },
+    env: { ...process.env, TLWB_DATA_DIR: path.join(dir, 'data'), TLWB_PROFILE: 'quick', JUPYTER_DATA_DIR: path.join(dir, 'jupyter') },
     timeout: 120_000,
   });
   assert.equal(again.status, 0, again.stderr);

@@ -6,9 +6,10 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { ensureKernel, findJupyterPython, INSTALL_HINT, jupyterEnv } from '../../src/jupyter/kernel';
 import { NotebookCellError, RunnerEvent, runNotebooks, listNotebooks, cellTimeout, removeStaleJobDirs } from '../../src/jupyter/runner';
-import { distSrc, readCells, streamText, writeNotebook } from './helpers';
+import { distSrc, notebookSchemaErrors, readCells, streamText, writeNotebook } from './helpers';
 
-// Without a Python that has Jupyter these tests cannot run; in CI (.ci/run installs it) that is a failure.
+// The runner needs no Python; nbconvert's HTML export does. Without a Python that has Jupyter that
+// part is skipped; in CI (.ci/run installs it) that is a failure.
 const noJupyter = process.env.CI ? false : findJupyterPython() === null && INSTALL_HINT;
 
 test('listNotebooks finds NN-name.ipynb in numeric order only', (t) => {
@@ -25,7 +26,7 @@ test('cellTimeout: option, then TLWB_CELL_TIMEOUT, 0 = none, junk rejected', () 
   assert.throws(() => cellTimeout('soon'), /expected seconds >= 0.*'soon'/);
 });
 
-test('runner executes real tslab notebooks in order and stops at the first failing cell', { skip: noJupyter }, async (t) => {
+test('runner executes real tslab notebooks in order and stops at the first failing cell', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-nb-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const out = path.join(dir, 'out');
@@ -81,18 +82,27 @@ test('runner executes real tslab notebooks in order and stops at the first faili
   assert.equal(live.length, 1, JSON.stringify(live));
   assert.equal([live[0].data?.['text/html']].flat().join(''), '<p>step 3</p>');
   assert.deepEqual(cells.filter((c) => c.cell_type === 'code').map((c) => c.execution_count), [1, 2, 3, 4]);
+  // Two console.log calls are one stream output, as Jupyter saves them.
+  assert.equal(cells[3].outputs?.filter((o) => o.output_type === 'stream').length, 1);
+  // Both executed copies are valid nbformat 4 (the published schema, as nbformat.validate checks).
+  for (const f of ['01-ok.ipynb', '02-bad.ipynb']) assert.deepEqual(notebookSchemaErrors(path.join(out, f)), []);
+  // nbclient's timing record: busy, reply and idle, in order.
+  const timing = (JSON.parse(fs.readFileSync(path.join(out, '01-ok.ipynb'), 'utf8')).cells[1].metadata.execution ?? {}) as Record<string, string>;
+  assert.ok(timing['iopub.status.busy'] <= timing['shell.execute_reply'] && timing['shell.execute_reply'] <= timing['iopub.status.idle'], JSON.stringify(timing));
 
   // Its HTML export carries the chart as inline SVG and the table as HTML: nothing to fetch.
-  const exported = spawnSync(ensureKernel({ quiet: true }).python, ['-m', 'nbconvert', '--to', 'html', '--stdout', path.join(out, '01-ok.ipynb')], {
-    encoding: 'utf8',
-    env: jupyterEnv(),
-    maxBuffer: 64 << 20,
+  await t.test('nbconvert exports the executed notebook to HTML', { skip: noJupyter }, () => {
+    const exported = spawnSync(ensureKernel({ quiet: true }).python, ['-m', 'nbconvert', '--to', 'html', '--stdout', path.join(out, '01-ok.ipynb')], {
+      encoding: 'utf8',
+      env: jupyterEnv(),
+      maxBuffer: 64 << 20,
+    });
+    assert.equal(exported.status, 0, exported.stderr);
+    const svgUri = exported.stdout.match(/<img src="data:image\/svg\+xml;base64,([A-Za-z0-9+/=]+)"/);
+    assert.ok(svgUri, 'the chart as an SVG data-URI image');
+    assert.match(Buffer.from(svgUri[1], 'base64').toString('utf8'), /^<svg[\s\S]*role-mark[\s\S]*<\/svg>$/);
+    assert.match(exported.stdout, /<td>cat<\/td>/);
   });
-  assert.equal(exported.status, 0, exported.stderr);
-  const svgUri = exported.stdout.match(/<img src="data:image\/svg\+xml;base64,([A-Za-z0-9+/=]+)"/);
-  assert.ok(svgUri, 'the chart as an SVG data-URI image');
-  assert.match(Buffer.from(svgUri[1], 'base64').toString('utf8'), /^<svg[\s\S]*role-mark[\s\S]*<\/svg>$/);
-  assert.match(exported.stdout, /<td>cat<\/td>/);
 
   // The failing notebook's executed copy stops at the failure; the next notebook never ran.
   const badCells = readCells(path.join(out, '02-bad.ipynb'));
@@ -127,12 +137,12 @@ test('issue 11: job folders of dead runs (a SIGKILLed run) are removed, those of
   for (const d of [live, newUnowned, other]) assert.ok(fs.existsSync(d), d);
 });
 
-test('with echo, the runner relays the training log of a live progress display as it arrives (not the status line)', { skip: noJupyter }, async (t) => {
+test('with echo, the runner relays the training log of a live progress display as it arrives (not the status line)', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-relay-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const nb = writeNotebook(path.join(dir, '01-train.ipynb'), [
-    `import * as train from ${JSON.stringify(path.join(distSrc, 'train'))};
-const p = train.createProgress("live", 3);
+    `import * as progress from ${JSON.stringify(path.join(distSrc, 'train', 'progress'))};
+const p = progress.createProgress("live", 3);
 p.phaseStart({ phase: "head", phaseIndex: 0, phases: 1, epochs: 3, startEpoch: 0, stepsPerEpoch: 2, cached: true });
 const rows: any[] = [];
 for (let e = 1; e <= 3; e++) {
@@ -160,4 +170,30 @@ p.end();`,
   const html = [out.find((o) => o.output_type === 'display_data')?.data?.['text/html']].flat().join('');
   assert.match(html, /\[head 3\] epoch 3\/3/);
   assert.doesNotMatch(html, /<svg|<img/, 'no chart left in the final state');
+});
+
+test('a cell over the time limit and a kernel that dies each stop the run, named', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-limits-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const slow = writeNotebook(path.join(dir, '01-slow.ipynb'), ['console.log("before");', 'await new Promise((r) => setTimeout(r, 60_000));']);
+  const t0 = Date.now();
+  const timedOut = await runNotebooks([slow], { outDir: path.join(dir, 'out'), timeoutSeconds: 2 }).then(
+    () => assert.fail('the slow cell should time out'),
+    (e: unknown) => e,
+  );
+  assert.ok(timedOut instanceof NotebookCellError, String(timedOut));
+  assert.equal(timedOut.cellNumber, 2);
+  assert.match(timedOut.errorText, /^timed out after 2 s \(set --timeout or TLWB_CELL_TIMEOUT\)/);
+  assert.ok(Date.now() - t0 < 40_000, 'the kernel was stopped, not waited for');
+  assert.match(streamText(readCells(path.join(dir, 'out', '01-slow.ipynb'))[0].outputs), /before/);
+
+  const dying = writeNotebook(path.join(dir, '02-dies.ipynb'), ['process.exit(3);', 'console.log("not reached");']);
+  const died = await runNotebooks([dying], { outDir: path.join(dir, 'out'), timeoutSeconds: 60 }).then(
+    () => assert.fail('the kernel exit should fail the run'),
+    (e: unknown) => e,
+  );
+  assert.ok(died instanceof NotebookCellError, String(died));
+  assert.equal(died.cellNumber, 1);
+  assert.match(died.errorText, /the kernel died \(exit code 3\)/);
+  assert.deepEqual(notebookSchemaErrors(path.join(dir, 'out', '02-dies.ipynb')), []);
 });

@@ -5,16 +5,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadProfile, paths } from '../../src/config';
 import { createRun } from '../../src/session';
-import { findJupyterPython, INSTALL_HINT } from '../../src/jupyter/kernel';
+import { findJupyterPython, INSTALL_HINT, jupyterEnv } from '../../src/jupyter/kernel';
+import { executedUnchanged, trustExecutedNotebooks } from '../../src/jupyter/trust';
 import { kernelEnvLines, notebookUsage, planNotebookServer } from '../../src/jupyter/serve';
 import { runNotebooks } from '../../src/jupyter/runner';
 import { writeReport } from '../../src/results/report';
 import { spawnSync } from 'node:child_process';
 import { readCells, streamText, writeNotebook } from './helpers';
 
-const noJupyter = process.env.CI ? false : findJupyterPython() === null && INSTALL_HINT;
+// Signing notebooks needs nbformat (a Python with Jupyter); in CI (.ci/run installs it) its absence is a failure.
+const jupyterPython = findJupyterPython();
+const noJupyter = process.env.CI ? false : jupyterPython === null && INSTALL_HINT;
 
-test('npm run notebook --run: the server shows that run\'s notebooks, and a kernel there reads that run and creates no other folder', { skip: noJupyter }, async (t) => {
+test('npm run notebook --run: the server shows that run\'s notebooks, and a kernel there reads that run and creates no other folder', async (t) => {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-serve-'));
   const saved = { data: process.env.TLWB_DATA_DIR, run: process.env.TLWB_RUN_DIR, profile: process.env.TLWB_PROFILE };
   process.env.TLWB_DATA_DIR = data;
@@ -94,4 +97,43 @@ test('the kernel environment list comes from the presets and data sources: the d
   assert.ok(kernelEnvLines(quick, { DARKNET_TINY_DIR: '/x' }).includes('  DARKNET_TINY_DIR=/x'), 'a set one is shown');
   const usage = notebookUsage();
   for (const name of ['MOBILENET_V1_0_75_DIR', 'DARKNET_TINY_DIR', 'RESNET50_WEIGHTS', 'CIFAR10_DIR', 'TLWB_BACKEND']) assert.match(usage, new RegExp(`\\b${name}\\b`));
+});
+
+/** nbformat's own check, as the Notebook server makes it when it opens a notebook. */
+function checkSignatures(files: string[], env: NodeJS.ProcessEnv): boolean[] {
+  const script = 'import sys, json\nfrom nbformat import read, NO_CONVERT\nfrom nbformat.sign import NotebookNotary\nn = NotebookNotary()\nprint(json.dumps([n.check_signature(read(open(f, encoding="utf8"), NO_CONVERT)) for f in sys.argv[1:]]))';
+  const r = spawnSync(jupyterPython!, ['-c', script, ...files], { encoding: 'utf8', env });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+test('issue 29: the notebooks a run executed are signed for Jupyter when the run is opened; a copy someone edited is not', { skip: noJupyter }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-trust-'));
+  const saved = process.env.JUPYTER_DATA_DIR;
+  // The server's data folder, where nbformat keeps its key and signature database: the test's own.
+  process.env.JUPYTER_DATA_DIR = path.join(dir, 'jupyter-data');
+  t.after(() => {
+    if (saved === undefined) delete process.env.JUPYTER_DATA_DIR;
+    else process.env.JUPYTER_DATA_DIR = saved;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const nbs = path.join(dir, 'run', 'notebooks');
+  const a = writeNotebook(path.join(dir, 'src', '01-a.ipynb'), ['console.log("<b>html</b>");', 'console.log(1);']);
+  const b = writeNotebook(path.join(dir, 'src', '02-b.ipynb'), ['console.log(2);']);
+  await runNotebooks([a, b], { outDir: nbs, timeoutSeconds: 120 });
+  const [ea, eb] = [path.join(nbs, '01-a.ipynb'), path.join(nbs, '02-b.ipynb')];
+  assert.deepEqual(executedUnchanged(nbs), [ea, eb], 'the runner recorded what it executed');
+  // A notebook the project did not execute, and an executed one the user then edited.
+  const mine = writeNotebook(path.join(nbs, '03-mine.ipynb'), ['console.log("my own");']);
+  const edited = JSON.parse(fs.readFileSync(eb, 'utf8'));
+  edited.cells.push({ cell_type: 'markdown', metadata: {}, source: 'my note' });
+  fs.writeFileSync(eb, JSON.stringify(edited));
+  const env = jupyterEnv();
+  assert.deepEqual(checkSignatures([ea, eb, mine], env), [false, false, false], 'nothing is signed before');
+
+  const first = trustExecutedNotebooks(nbs, jupyterPython!, env);
+  assert.deepEqual(first.signed, [ea]);
+  assert.equal(path.dirname(first.db), process.env.JUPYTER_DATA_DIR, 'signed in the data folder the server uses');
+  assert.deepEqual(checkSignatures([ea, eb, mine], env), [true, false, false], 'only the unchanged executed copy is trusted');
+  assert.deepEqual(trustExecutedNotebooks(nbs, jupyterPython!, env), { signed: [], already: [ea], db: first.db }, 'signing again changes nothing');
 });

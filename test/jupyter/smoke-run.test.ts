@@ -1,0 +1,190 @@
+/**
+ * Issue 24's "done when": with no Python at all on PATH and TLWB_PYTHON unset, `cli run --profile
+ * smoke` (what `npm start -- --profile smoke` runs) executes the five notebooks, ends with the test
+ * accuracy and a report, and every executed notebook is valid nbformat 4. One real run (1-3 min on
+ * CIFAR-10's shared copy) serves every assertion; without the data the test is skipped.
+ */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as crypto from 'node:crypto';
+import * as net from 'node:net';
+import { spawn, spawnSync, ChildProcess } from 'node:child_process';
+import { projectRoot } from '../../src/config';
+import { findChromium, launchChromium } from '../../src/results/browser';
+import { ensureKernel, findJupyterPython, jupyterEnv } from '../../src/jupyter/kernel';
+import { distSrc, notebookSchemaErrors } from './helpers';
+
+const cifar = process.env.CIFAR10_DIR || path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
+const noData = !fs.existsSync(path.join(cifar, 'data_batch_1.bin')) && `no CIFAR-10 binary batches in ${cifar} (set CIFAR10_DIR)`;
+
+/** Per code cell, the kinds of its outputs (stream name or mime types), runs of one stream counted once. */
+function outputKinds(file: string): string[] {
+  const nb = JSON.parse(fs.readFileSync(file, 'utf8'));
+  return nb.cells
+    .filter((c: { cell_type: string }) => c.cell_type === 'code')
+    .map((c: { outputs: { output_type: string; name?: string; data?: object }[] }) => {
+      const kinds: string[] = [];
+      for (const o of c.outputs) {
+        const k = o.output_type === 'stream' ? `stream:${o.name}` : `${o.output_type}:${Object.keys(o.data ?? {}).sort().join(',')}`;
+        if (!(o.output_type === 'stream' && kinds[kinds.length - 1] === k)) kinds.push(k);
+      }
+      return kinds.join(' ');
+    });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+async function waitForServer(url: string, child: ChildProcess, log: () => string, seconds: number): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`npm run notebook exited (${child.exitCode}):\n${log()}`);
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`the notebook server did not answer ${url} within ${seconds} s:\n${log()}`);
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => (clearTimeout(kill), resolve()));
+    child.kill('SIGTERM'); // serve.js passes it on; the server shuts its kernels down
+  });
+}
+
+/** nbformat's own check, as the Notebook server makes it when it opens a notebook. */
+function signatures(python: string, files: string[], env: NodeJS.ProcessEnv): boolean[] {
+  const script = 'import sys, json\nfrom nbformat import read, NO_CONVERT\nfrom nbformat.sign import NotebookNotary\nn = NotebookNotary()\nprint(json.dumps([n.check_signature(read(open(f, encoding="utf8"), NO_CONVERT)) for f in sys.argv[1:]]))';
+  const r = spawnSync(python, ['-c', script, ...files], { encoding: 'utf8', env });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+const jupyterPython = findJupyterPython();
+const noJupyter = !process.env.CI && jupyterPython === null && 'no Python with Jupyter (nbconvert, the Notebook server)';
+const noChromium = !findChromium() && 'no Chromium (apt-get install chromium, or set CHROMIUM_PATH)';
+
+test('npm start -- --profile smoke with Node alone: five notebooks executed, valid nbformat 4, the test accuracy and a report', { skip: noData }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-smoke-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    // Only node's own folder on PATH: no python3, no jupyter.
+    PATH: path.dirname(process.execPath),
+    CIFAR10_DIR: cifar,
+    TLWB_DATA_DIR: path.join(dir, 'data'),
+    JUPYTER_DATA_DIR: path.join(dir, 'jupyter'),
+    TLWB_PROFILE: '',
+  };
+  delete env.TLWB_PYTHON;
+  const cli = path.join(distSrc, 'cli.js');
+  const r = spawnSync(process.execPath, [cli, 'run', '--profile', 'smoke', '--quiet'], { encoding: 'utf8', env, timeout: 900_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.match(lines[0], /^test accuracy \d+\.\d% on 500 test images/);
+  const runDir = /^run folder: (.+)$/m.exec(r.stdout)?.[1];
+  const report = /^report: (.+)$/m.exec(r.stdout)?.[1];
+  assert.ok(runDir && report && fs.existsSync(report), r.stdout);
+  const executed = fs.readdirSync(path.join(runDir, 'notebooks')).filter((f) => f.endsWith('.ipynb')).sort();
+  assert.deepEqual(executed, ['01-fetch.ipynb', '02-preprocess.ipynb', '03-model.ipynb', '04-train.ipynb', '05-results.ipynb']);
+  for (const f of executed) {
+    const file = path.join(runDir, 'notebooks', f);
+    assert.deepEqual(notebookSchemaErrors(file), [], `${f} against nbformat's schema`);
+    const nb = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const code = nb.cells.filter((c: { cell_type: string }) => c.cell_type === 'code');
+    assert.deepEqual(code.map((c: { execution_count: number }) => c.execution_count), code.map((_: unknown, i: number) => i + 1), `${f}: every code cell ran, in order`);
+  }
+
+  // nbclient (Jupyter's own executor, via nbconvert) on the same notebook makes outputs of the same
+  // kinds and number: the HTML export and the report render them the same way.
+  await t.test('05-results executed by nbclient has the same outputs (kinds and counts)', { skip: noJupyter }, () => {
+    const { python } = ensureKernel({ quiet: true });
+    const out = path.join(dir, 'nbclient');
+    const input = path.join(projectRoot, 'notebooks', '05-results.ipynb');
+    const nbc = spawnSync(
+      python,
+      ['-m', 'nbconvert', '--to', 'notebook', '--execute', '--ExecutePreprocessor.kernel_name=tslab', '--ExecutePreprocessor.timeout=600', '--output-dir', out, input],
+      { encoding: 'utf8', env: jupyterEnv({ ...env, PATH: process.env.PATH, TLWB_RUN_DIR: runDir, TLWB_PROFILE: 'smoke', TLWB_HEADLESS: '1' }), timeout: 900_000 },
+    );
+    assert.equal(nbc.status, 0, nbc.stderr);
+    const ours = outputKinds(path.join(runDir, 'notebooks', '05-results.ipynb'));
+    const theirs = outputKinds(path.join(out, '05-results.ipynb'));
+    assert.deepEqual(ours, theirs);
+    assert.ok(ours.some((k) => /display_data:.*image\/svg\+xml/.test(k)) && ours.some((k) => /text\/html/.test(k)), ours.join('\n'));
+  });
+
+  // Issue 29: a run made without Python opens trusted: npm run notebook signs what the run executed,
+  // and the classic Notebook shows 05-results as made (no "Not Trusted", the sample grid in rows).
+  await t.test('npm run notebook -- --run <run> signs its notebooks; Chromium sees 05-results trusted with its sample grid in rows', { skip: noJupyter || noChromium, timeout: 240_000 }, async () => {
+    const files = executed.map((f) => path.join(runDir, 'notebooks', f));
+    // The run signed its notebooks in its own data folder when it found Jupyter (/usr/bin/python3 is
+    // probed whatever PATH says); a server with a data folder of its own has not seen them, as for a
+    // run made on a machine without Python.
+    if (jupyterPython) assert.match(r.stderr, /signed 5 executed notebook\(s\) for Jupyter/);
+    const serverEnv = jupyterEnv({
+      ...env,
+      PATH: process.env.PATH,
+      JUPYTER_DATA_DIR: path.join(dir, 'jupyter-server-data'),
+      JUPYTER_CONFIG_DIR: path.join(dir, 'jupyter-config'),
+      JUPYTER_RUNTIME_DIR: path.join(dir, 'jupyter-runtime'),
+    });
+    assert.deepEqual(signatures(jupyterPython!, files, serverEnv), files.map(() => false), 'not signed for this data folder yet');
+    const port = await freePort();
+    const token = crypto.randomBytes(16).toString('hex');
+    const serve = path.join(distSrc, 'jupyter', 'serve.js');
+    let log = '';
+    const server = spawn(process.execPath, [serve, '--run', runDir, '--no-browser', '--ip=127.0.0.1', `--port=${port}`, '--port-retries=0', `--NotebookApp.token=${token}`], { env: serverEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    server.stdout!.on('data', (d) => (log += d));
+    server.stderr!.on('data', (d) => (log += d));
+    const browser = await launchChromium();
+    try {
+      const base = `http://127.0.0.1:${port}`;
+      await waitForServer(`${base}/api/status?token=${token}`, server, () => log, 90);
+      assert.match(log, /trusted: 5 notebook\(s\) the project executed \(5 signed now\)/);
+      assert.deepEqual(signatures(jupyterPython!, files, serverEnv), files.map(() => true), 'nbformat\'s check passes for all five');
+      const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      await context.route((url) => !url.href.startsWith(base), (route) => route.abort());
+      const page = await context.newPage();
+      await page.goto(`${base}/notebooks/05-results.ipynb?token=${token}`, { waitUntil: 'domcontentloaded', timeout: 60_000 });
+      await page.waitForSelector('#notebook .output_area img', { state: 'attached', timeout: 60_000 });
+      await page.waitForFunction(() => /trusted/i.test(document.querySelector('#notification_trusted')?.textContent ?? ''), null, { timeout: 30_000 });
+      const trusted = await page.textContent('#notification_trusted');
+      assert.equal(trusted?.trim(), 'Trusted', `the Notebook's trust indicator says ${JSON.stringify(trusted)}`);
+      // The widest row of images in any output: a grid laid out as made, not collapsed to one column.
+      const widestRow = await page.evaluate(() => {
+        let best = 0;
+        for (const area of Array.from(document.querySelectorAll('#notebook .output_area'))) {
+          const rows = new Map<number, number>();
+          for (const img of Array.from(area.querySelectorAll('img'))) {
+            const r = img.getBoundingClientRect();
+            if (r.width > 0) rows.set(Math.round(r.top), (rows.get(Math.round(r.top)) ?? 0) + 1);
+          }
+          best = Math.max(best, ...rows.values());
+        }
+        return best;
+      });
+      assert.ok(widestRow >= 4, `a sample grid shows at least 4 images in a row (widest row: ${widestRow})`);
+      await context.close();
+    } finally {
+      await browser.close();
+      await stop(server);
+    }
+  });
+});
