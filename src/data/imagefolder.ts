@@ -150,6 +150,20 @@ async function decodeAll(items: Item[], size: number, opts: ImageFolderOptions, 
     }
     progress(1);
   });
+  // Failures again, one at a time: libvips' error text is shared between threads, so a concurrent
+  // failure can come back as "Unknown error"; alone it says what is wrong.
+  for (let i = 0; i < items.length; i++) {
+    if (!failures[i]) continue;
+    const { file } = items[i];
+    try {
+      images.set((await decodeImageAtSize(file, size, { maxPixels: opts.maxImagePixels })).data, i * bytes);
+      ok[i] = 1;
+      failures[i] = undefined;
+    } catch (e) {
+      const message = (e as Error).message;
+      failures[i] = { file, reason: message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message };
+    }
+  }
   const skipped = failures.filter((f): f is SkippedFile => f !== undefined);
   if (skipped.length === 0) return { set: { images, labels: Uint8Array.from(items, (it) => it.label), count: items.length, height: size, width: size }, skipped };
   // Compact the good ones in place (order kept).
