@@ -9,7 +9,9 @@ import { PNG } from 'pngjs';
 import { initBackend, tf } from '../../src/backend';
 import { projectRoot } from '../../src/config';
 import { saveModel } from '../../src/model/io';
-import { loadPredictor, predictFile, runClasses } from '../../src/results/predict';
+import { loadPredictor, predictFile, predictorInput, runClasses } from '../../src/results/predict';
+import { loadImageFolder } from '../../src/data/imagefolder';
+import sharp from 'sharp';
 
 const CLASSES = ['red', 'green', 'blue'];
 const SIZE = 8;
@@ -72,6 +74,25 @@ test('predictFile: PNG and JPEG of any size, top-3 classes by probability', asyn
   assert.ok(Math.abs(red.top[0].probability - z[0] / (z[0] + z[1] + z[2])) < 1e-3);
   await assert.rejects(predictFile(p, path.join(dir, 'notes.txt')), new RegExp(`notes.txt: not an image in a format this build reads`));
   p.model.dispose();
+});
+
+test('training and predict see the same pixels: one decode+resize rule (data/decode.ts)', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-same-'));
+  const noise = (w: number, h: number) => sharp({ create: { width: w, height: h, channels: 3, background: 'grey', noise: { type: 'gaussian', mean: 128, sigma: 60 } } });
+  const files = [path.join(root, 'a', 'photo.jpg'), path.join(root, 'b', 'turned.jpg'), path.join(root, 'b', 'deep.png')];
+  files.forEach((f) => fs.mkdirSync(path.dirname(f), { recursive: true }));
+  await noise(900, 600).jpeg({ quality: 85 }).toFile(files[0]);
+  await noise(700, 500).jpeg({ quality: 85 }).withMetadata({ orientation: 8 }).toFile(files[1]);
+  await noise(120, 90).toColourspace('rgb16').png().toFile(files[2]);
+  const ds = await loadImageFolder(root, SIZE, { cache: false });
+  const bytes = SIZE * SIZE * 3;
+  // Interleaved order: a/photo.jpg, b/deep.png, b/turned.jpg
+  for (const [n, file] of [[0, files[0]], [1, files[2]], [2, files[1]]] as const) {
+    const { raw } = await predictorInput({ size: SIZE }, file);
+    assert.deepEqual(Array.from(raw.dataSync()), Array.from(ds.train.images.subarray(n * bytes, (n + 1) * bytes)), path.basename(file));
+    raw.dispose();
+  }
+  fs.rmSync(root, { recursive: true });
 });
 
 test('runClasses: from the run\'s files, else CIFAR-10 names, else a clear error', () => {

@@ -99,3 +99,18 @@ test('early stopping ends a phase when the monitored metric stops improving', as
   assert.equal(r.status, 'finished');
   assert.ok(r.epochs < 6, `stopped after ${r.epochs} epochs`);
 });
+
+test('class weights: balanced = n / (k * count), as sklearn; the weighted loss is the mean of weight x loss (Keras)', async () => {
+  const { balancedClassWeights, crossEntropy } = await import('../../src/train/loop');
+  // sklearn.utils.class_weight.compute_class_weight('balanced', classes=[0,1,2], y=[0]*6+[1]*3+[2]*1) = [0.5556, 1.1111, 3.3333]
+  const w = balancedClassWeights([6, 3, 1]);
+  [10 / 18, 10 / 9, 10 / 3].forEach((v, i) => assert.ok(Math.abs(w[i] - v) < 1e-12, `${w}`));
+  assert.deepEqual(balancedClassWeights([4, 0, 4]), [8 / 12, 0, 8 / 12], 'an empty class weighs 0; n_classes counts every class');
+  const probs = tf.tensor2d([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]);
+  const ys = tf.tensor2d([[1, 0, 0], [0, 0, 1]]);
+  const weights = tf.tensor1d([w[0], w[2]]);
+  const got = crossEntropy(probs, ys, weights).dataSync()[0];
+  const want = -(w[0] * Math.log(0.7) + w[2] * Math.log(0.8)) / 2;
+  assert.ok(Math.abs(got - want) < 1e-6, `${got} vs ${want}`);
+  tf.dispose([probs, ys, weights]);
+});
