@@ -114,3 +114,26 @@ test('class weights: balanced = n / (k * count), as sklearn; the weighted loss i
   assert.ok(Math.abs(got - want) < 1e-6, `${got} vs ${want}`);
   tf.dispose([probs, ys, weights]);
 });
+
+test('train.classWeights "balanced" changes the training loss and is recorded with the class counts and skipped files', async () => {
+  const data = syntheticData();
+  // Imbalance the training part: keep every class-0 image, one in four of the others.
+  const keep = Array.from(data.train.labels.keys()).filter((i) => data.train.labels[i] === 0 || i % 4 === 0);
+  const { subset, countPerClass } = await import('../../src/data/types');
+  const train1 = subset(data.train, keep);
+  const skipped = [{ file: '/photos/b/cut.jpg', reason: 'truncated or damaged (premature end of JPEG image)' }];
+  const runs = [];
+  for (const classWeights of [undefined, 'balanced'] as const) {
+    const s = await tempSession(testProfile([{ ...allPhase, epochs: 1 }], classWeights ? { classWeights } : {}));
+    await train(s, { built: tinyResnetLike(), data: { ...data, train: train1, skipped }, progress: 'none' });
+    runs.push({ summary: readTrainSummary(s.runDir)!, epoch: history(s.runDir).toRecords()[0] });
+  }
+  const counts = countPerClass(train1, 3);
+  assert.deepEqual(runs[0].summary.trainPerClass, counts);
+  assert.equal(runs[0].summary.classWeights, undefined);
+  const n = counts.reduce((a, b) => a + b, 0);
+  assert.deepEqual(runs[1].summary.classWeights, counts.map((c) => n / (3 * c)));
+  assert.deepEqual(runs[1].summary.unreadableFiles, skipped);
+  // Same seed, same data, same initial weights: only the weighting differs, so the first epoch's training loss does.
+  assert.notEqual(runs[0].epoch.loss, runs[1].epoch.loss);
+});
