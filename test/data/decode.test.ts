@@ -17,19 +17,23 @@ const RED = [200, 20, 20];
 const BLUE = [20, 20, 200];
 const near = (a: ArrayLike<number>, b: number[], tol: number) => b.every((v, i) => Math.abs(a[i] - v) <= tol);
 
-/** Runs the CLI in a child process; its wall time and peak RSS (process.resourceUsage().maxRSS, KB) come back too. */
-function cliMeasured(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string; seconds: number; maxRssMB: number } {
+/**
+ * Runs the CLI in a child process; its wall time and peak RSS (process.resourceUsage().maxRSS) come back
+ * too. Linux carries maxRSS across fork+exec, so it is at least this test process's RSS at the spawn: an
+ * upper bound of the child's own peak (VmHWM, also returned where /proc exists), never an underestimate.
+ */
+function cliMeasured(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string; seconds: number; maxRssMB: number; ownPeakMB: number } {
   const preload = path.join(tempDir('tlwb-measure-'), 'measure.js');
   fs.writeFileSync(
     preload,
     `const t = performance.now();
-process.on('exit', () => process.stderr.write('\\nMEASURE ' + JSON.stringify({ seconds: (performance.now() - t) / 1000, maxRssKB: process.resourceUsage().maxRSS }) + '\\n'));\n`,
+process.on('exit', () => process.stderr.write('\\nMEASURE ' + JSON.stringify({ seconds: (performance.now() - t) / 1000, maxRssKB: process.resourceUsage().maxRSS, hwmKB: Number((/VmHWM:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/status', 'utf8')) ?? [0, NaN])[1]) }) + '\\n'));\n`,
   );
   const r = spawnSync(process.execPath, ['-r', preload, cli, ...args], { encoding: 'utf8', env: { ...process.env, TLWB_BACKEND: 'cpu', ...env }, timeout: 120_000 });
   const m = /MEASURE (.*)/.exec(r.stderr);
   assert.ok(m, `no measurement in: ${r.stderr}`);
-  const { seconds, maxRssKB } = JSON.parse(m[1]) as { seconds: number; maxRssKB: number };
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr, seconds, maxRssMB: maxRssKB / 1024 };
+  const { seconds, maxRssKB, hwmKB } = JSON.parse(m[1]) as { seconds: number; maxRssKB: number; hwmKB: number };
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr, seconds, maxRssMB: maxRssKB / 1024, ownPeakMB: hwmKB / 1024 };
 }
 
 /** width x height RGB: left half red, right half blue. */
@@ -234,5 +238,5 @@ test('peak memory of decoding a folder of large photos stays bounded (child proc
   // Node + TF.js + sharp start near 150 MB; decoding at full size one at a time would add 18 MB each and
   // the whole folder 430 MB (measured: 97 MB). 250 MB leaves room for the pool's images in flight, not for the folder.
   assert.ok(maxRssMB < 250, `peak RSS ${maxRssMB.toFixed(0)} MB`);
-  process.stderr.write(`peak RSS of data --images over 24 photos of 3000x2000: ${maxRssMB.toFixed(0)} MB\n`);
+  process.stderr.write(`data --images over 24 photos of 3000x2000: maxRSS ${maxRssMB.toFixed(0)} MB, own peak (VmHWM) ${r.ownPeakMB.toFixed(0)} MB\n`);
 });
