@@ -141,7 +141,7 @@ async function decodeAll(items: Item[], size: number, opts: ImageFolderOptions, 
   const failures: (SkippedFile | undefined)[] = new Array(items.length);
   await mapPool(items, opts.concurrency ?? os.availableParallelism(), async ({ file }, i) => {
     try {
-      const img = await decodeImageAtSize(file, size, { maxPixels: opts.maxImagePixels });
+      const img = await decodeImageAtSize(file, size, { maxPixels: opts.maxImagePixels, limitName: 'data.maxImagePixels or --max-image-pixels' });
       images.set(img.data, i * bytes);
       ok[i] = 1;
     } catch (e) {
@@ -156,7 +156,7 @@ async function decodeAll(items: Item[], size: number, opts: ImageFolderOptions, 
     if (!failures[i]) continue;
     const { file } = items[i];
     try {
-      images.set((await decodeImageAtSize(file, size, { maxPixels: opts.maxImagePixels })).data, i * bytes);
+      images.set((await decodeImageAtSize(file, size, { maxPixels: opts.maxImagePixels, limitName: 'data.maxImagePixels or --max-image-pixels' })).data, i * bytes);
       ok[i] = 1;
       failures[i] = undefined;
     } catch (e) {

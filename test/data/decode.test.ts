@@ -183,6 +183,10 @@ test('bad files: zero bytes, a truncated JPEG, a text file named .jpg, a bomb - 
   );
   assert.match(out.skipped[0].reason, /^empty file/);
   assert.match(r.stderr, /4 unreadable image files skipped/);
+  // --max-image-pixels: the limit named on the command line refuses the ordinary images too.
+  const tight = spawnSync(process.execPath, [cli, 'data', '--json', '--skip-unreadable', '--max-image-pixels', '1000', '--images', root], { encoding: 'utf8', env: { ...process.env, TLWB_BACKEND: 'cpu' } });
+  assert.notEqual(tight.status, 0);
+  assert.match(tight.stderr, /no readable images/);
   // Cached: the second load refuses (or skips) exactly as the first.
   await assert.rejects(loadImageFolder(root, 16), /4 of 7 image files cannot be read/);
   assert.equal((await loadImageFolder(root, 16, { skipUnreadable: true })).skipped?.length, 4);

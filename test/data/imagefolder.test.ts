@@ -143,3 +143,17 @@ test('issue 11: FIFOs and devices are refused by name instead of blocking the re
   await assert.rejects(decodeImageAtSize('/dev/zero', 8), /\/dev\/zero: a character device, not an image file/);
   await assert.rejects(decodeImageAtSize(root, 8), /a folder, not an image file/);
 });
+
+test('progress while decoding: count, rate and ETA, the last call at done = total; an absurd size is refused by name', async () => {
+  const root = tempDir();
+  for (const c of ['a', 'b']) for (let i = 0; i < 3; i++) writeSolidImage(path.join(root, c, `${i}.png`), 20, 20, c === 'a' ? RED : BLUE);
+  const calls: { done: number; total: number; imagesPerSecond: number; etaSeconds: number }[] = [];
+  await loadImageFolder(root, 8, { cache: false, onProgress: (p) => calls.push(p) });
+  assert.ok(calls.length >= 1);
+  const last = calls[calls.length - 1];
+  assert.deepEqual([last.done, last.total, last.etaSeconds], [6, 6, 0]);
+  assert.ok(last.imagesPerSecond > 0);
+  const { decodeProgressLine } = await import('../../src/data/progress');
+  assert.equal(decodeProgressLine('decoding x', { done: 50, total: 200, imagesPerSecond: 12.34, etaSeconds: 125 }), 'decoding x: 50/200 images, 12.3 images/s, ETA 2m05s');
+  await assert.rejects(loadImageFolder(root, 100000), /image size \(data\.imageSize, --size\) should be an integer in 1\.\.4096, got 100000/);
+});
