@@ -2,13 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as zlib from 'node:zlib';
 import { spawnSync } from 'node:child_process';
 import sharp from 'sharp';
 import { projectRoot } from '../../src/config';
 import { decodeImageAtSize } from '../../src/data/decode';
 import { imbalanceWarning, loadImageFolder } from '../../src/data/imagefolder';
-import { tempDir } from './fixtures';
+import { declaredPng, tempDir } from './fixtures';
 
 process.env.TLWB_DATA_DIR = tempDir('tlwb-cache-');
 const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
@@ -41,30 +40,6 @@ function halves(width: number, height: number): sharp.Sharp {
   const raw = Buffer.alloc(width * height * 3);
   for (let i = 0; i < width * height; i++) raw.set(i % width < width / 2 ? RED : BLUE, i * 3);
   return sharp(raw, { raw: { width, height, channels: 3 } });
-}
-
-/** A PNG chunk with its CRC. */
-function chunk(type: string, data: Buffer): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(zlib.crc32(body));
-  return Buffer.concat([len, body, crc]);
-}
-
-/** A tiny PNG whose header declares width x height (8-bit RGB), with one compressed row of data. */
-function declaredPng(width: number, height: number): Buffer {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 2, 0, 0, 0], 8);
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', zlib.deflateSync(Buffer.alloc(1 + width * 3))),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
 }
 
 test('EXIF orientation is applied: a landscape JPEG tagged "rotate 90 CW" decodes as portrait, left half on top', async () => {

@@ -12,6 +12,7 @@ import { saveModel } from '../../src/model/io';
 import { loadPredictor, predictFile, predictorInput, runClasses } from '../../src/results/predict';
 import { loadImageFolder } from '../../src/data/imagefolder';
 import sharp from 'sharp';
+import { declaredPng } from '../data/fixtures';
 
 const CLASSES = ['red', 'green', 'blue'];
 const SIZE = 8;
@@ -180,4 +181,23 @@ test('issue 11: predict on a FIFO names it and does not hang', { skip: process.p
   assert.equal(r.status, 1);
   assert.match(r.stderr, /pipe\.png: a FIFO \(named pipe\), not an image file/);
   assert.match(r.stdout, /red\.png \(50x37\): red/);
+});
+
+test('issue 25 case 3: predict refuses a PNG bomb by name, from its header (under 2 s; the process stays under 500 MB)', async () => {
+  const bomb = path.join(dir, 'bomb.png');
+  fs.writeFileSync(bomb, declaredPng(20000, 20000));
+  const p = await loadPredictor(run);
+  const started = performance.now();
+  await assert.rejects(predictFile(p, bomb), (e: Error) => e.message.startsWith(`${bomb}: 20000x20000 pixels (400.0 megapixels) is more than the limit of 178956970 pixels`) && /the run's data\.maxImagePixels/.test(e.message));
+  assert.ok(performance.now() - started < 2000);
+  p.model.dispose();
+  // The whole CLI (model loaded, the bomb refused): its peak memory, measured in the child.
+  const preload = path.join(dir, 'measure.js');
+  fs.writeFileSync(preload, "process.on('exit', () => process.stderr.write('\\nMAXRSS ' + process.resourceUsage().maxRSS + '\\n'));\n");
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const r = spawnSync(process.execPath, ['-r', preload, cli, 'predict', '--run', run, '--json', bomb], { encoding: 'utf8', env: { ...process.env, TLWB_DATA_DIR: dir, TLWB_BACKEND: 'cpu' }, timeout: 60_000 });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /bomb\.png: 20000x20000 pixels/);
+  const maxRssMB = Number(/MAXRSS (\d+)/.exec(r.stderr)![1]) / 1024;
+  assert.ok(maxRssMB < 500, `${maxRssMB} MB`);
 });
