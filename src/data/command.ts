@@ -1,5 +1,5 @@
 /**
- * `npm run -s cli -- data [--json] [--images <folder>] [--dir <cifar folder>] [--profile <name>] [--size N]`
+ * `npm run -s cli -- data [--json] [--images <folder>] [--dir <cifar folder>] [--profile <name>] [--size N] [--skip-unreadable] [--max-image-pixels N]`
  * Describes a data set: class names, images per split and per class, the first labels, the source.
  * Without --profile the whole data set is described (no limits); with it, the profile's data section.
  */
@@ -9,15 +9,16 @@ import { loadDataset } from './dataset';
 import { describeDataset, formatDescription } from './summary';
 
 const HELP = `usage: npm run -s cli -- data [options]
-  --json              print one JSON object {classes, train, test, source}
+  --json              print one JSON object {classes, train, test, source[, skipped][, warnings]}
   --images <folder>   an image folder (one subfolder per class; train/ and test/ if split)
   --size <n>          side the folder's images are resized to (default 32)
   --skip-unreadable   leave out image files that cannot be read (listed) instead of refusing the folder
-  --max-image-pixels <n>  refuse images above n pixels, from their header (default 178956970)
+  --max-image-pixels <n>
+                      refuse images above n pixels, from their header (default 178956970)
   --dir <folder>      a local extracted cifar-10-batches-bin (default CIFAR10_DIR, else download)
   --profile <name>    describe that profile's data (with its limits)
   --set <a.b=v>       profile override (repeatable)
-  --quiet             no download progress
+  --quiet             no download or decoding progress
   -h, --help          this text
 `;
 
