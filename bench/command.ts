@@ -1,4 +1,5 @@
 /**
+ * `npm run -s cli -- bench decode [...]`: decoding users' photos instead (bench/decode.ts).
  * `npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu,onnx] [--threads N] [--models resnet50,darknet-tiny] [--no-torch]`
  *
  * Images per second for ResNet-50 (random weights: speed only) and Darknet-Tiny (../shared/data/darknet-tiny):
@@ -199,6 +200,8 @@ function runTorch(models: ModelName[], quick: boolean, python: string, threads: 
 }
 
 export async function benchCommand(argv: string[]): Promise<void> {
+  // `bench decode`: users' photos decoded and resized (sharp, jpeg-js, PIL); see bench/decode.ts.
+  if (argv[0] === 'decode') return (await import('./decode')).benchDecodeCommand(argv.slice(1));
   const { values } = parseArgs({
     args: argv,
     options: {

@@ -31,6 +31,12 @@ export const DataSchema = object({
   testLimit: posInt().optional().describe('Use only the first N test images (file order). Absent: all.'),
   valFraction: fraction().describe('Fraction of the training set held out for validation (seeded).'),
   imageSize: posInt().describe('Side of the square the images are stored at (32 for CIFAR-10; folders are resized to it).'),
+  skipUnreadable: bool()
+    .optional()
+    .describe("'folder': leave out image files that cannot be read (listed in the data output, train-summary.json and the report) instead of refusing the folder with the list."),
+  maxImagePixels: posInt()
+    .optional()
+    .describe("'folder' and predict: refuse images whose width x height exceeds this, from their header (decompression bombs). Default 178956970 (Pillow's)."),
 });
 
 export const ModelSchema = object({
@@ -108,6 +114,9 @@ export const TrainSchema = object({
   batchSize: posInt().describe('Batch size (phases may set their own).'),
   seed: nonNegInt().describe('Seed of every random choice (split, shuffling, augmentation, initialisation).'),
   labelSmoothing: fraction().describe('Label smoothing of the cross-entropy.'),
+  classWeights: oneOf(['balanced'])
+    .optional()
+    .describe("'balanced': weight each image's loss by n_samples / (n_classes * count of its class) in the training set (sklearn/Keras class_weight). Absent: equal weights."),
   augment: bool().describe('Random crop + flip augmentation (not on cached features).'),
   phases: z.array(PhaseSchema, { error: 'a non-empty array of phases' }).min(1, { error: 'a non-empty array of phases' }),
   featureCache: bool().describe('Cache the frozen base\'s features when a phase trains only the head.'),

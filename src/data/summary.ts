@@ -5,7 +5,7 @@
 import pl from 'nodejs-polars';
 import type { TopLevelSpec } from 'vega-lite';
 import type { GridImage } from '../display';
-import { Dataset, ImageSet, countPerClass, imageBytes } from './types';
+import { Dataset, ImageSet, SkippedFile, countPerClass, imageBytes } from './types';
 
 export interface SplitDescription {
   count: number;
@@ -13,12 +13,16 @@ export interface SplitDescription {
   firstLabels: number[];
 }
 
-/** The shape `cli data --json` prints. */
+/** The shape `cli data --json` prints (skipped and warnings only when the data set has them). */
 export interface DatasetDescription {
   classes: string[];
   train: SplitDescription;
   test: SplitDescription;
   source: string;
+  /** Unreadable files left out (data.skipUnreadable / --skip-unreadable), each with the reason. */
+  skipped?: SkippedFile[];
+  /** What is unusual but accepted: a partial CIFAR-10 copy, imbalanced classes. */
+  warnings?: string[];
 }
 
 export function describeSplit(set: ImageSet | undefined, numClasses: number): SplitDescription {
@@ -28,7 +32,14 @@ export function describeSplit(set: ImageSet | undefined, numClasses: number): Sp
 
 export function describeDataset(ds: Dataset): DatasetDescription {
   const n = ds.classes.length;
-  return { classes: ds.classes, train: describeSplit(ds.train, n), test: describeSplit(ds.test, n), source: ds.source };
+  return {
+    classes: ds.classes,
+    train: describeSplit(ds.train, n),
+    test: describeSplit(ds.test, n),
+    source: ds.source,
+    ...(ds.skipped ? { skipped: ds.skipped } : {}),
+    ...(ds.warnings?.length ? { warnings: ds.warnings } : {}),
+  };
 }
 
 /** A plain-text table of the description, for the terminal. */
@@ -45,6 +56,9 @@ export function formatDescription(d: DatasetDescription, seconds?: number, size?
     '',
     `first training labels: ${d.train.firstLabels.join(' ')}`,
   ];
+  if (d.skipped) {
+    lines.push('', `${d.skipped.length} unreadable file${d.skipped.length === 1 ? '' : 's'} skipped${d.skipped.length ? ':' : ''}`, ...d.skipped.map((s) => `  ${s.file}: ${s.reason}`));
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -11,6 +11,12 @@ export interface ImageSet {
   width: number;
 }
 
+/** A file left out of a data set because it could not be read (data.skipUnreadable), and why. */
+export interface SkippedFile {
+  file: string;
+  reason: string;
+}
+
 /** A labelled data set: class names, a training set and (usually) a test set. */
 export interface Dataset {
   name: string;
@@ -21,6 +27,8 @@ export interface Dataset {
   source: string;
   /** What is unusual about it but not wrong (e.g. a partial CIFAR-10 copy), for the data summary. */
   warnings?: string[];
+  /** Image files left out as unreadable (only with data.skipUnreadable; otherwise they refuse the folder). */
+  skipped?: SkippedFile[];
 }
 
 /** Bytes of one image in an ImageSet. */

@@ -1,7 +1,7 @@
 /**
- * Using a trained run on new pictures: load <runDir>/model (TF.js layers format), decode PNG or JPEG
- * files of any size, shrink them to the size the model was trained at, preprocess them the way the
- * backbone expects, and return the most probable classes.
+ * Using a trained run on new pictures: load <runDir>/model (TF.js layers format), decode image files
+ * of any size straight to the size the model was trained at (data/decode.ts: the same pixels as the
+ * training images), preprocess them the way the backbone expects, and return the most probable classes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -9,7 +9,7 @@ import { tf } from '../backend';
 import { PreprocessMode, Profile } from '../config';
 import { readRunProfile } from '../session';
 import { CIFAR10_CLASSES, readCifarClasses } from '../data/cifar10';
-import { decodeImage, fitImage } from '../data/imagefolder';
+import { decodeImageAtSize } from '../data/decode';
 import { presetFor } from '../model/presets';
 import { loadModel, tfjsWeightsSha256 } from '../model/io';
 import { inferenceEngine, OnnxFile, openOnnxFile, runModel, runSession } from '../model/engine';
@@ -17,9 +17,6 @@ import { preprocess } from '../preprocess';
 import { readOnnxFileInfo } from '../model/onnx';
 import { topK } from './metrics';
 import { describeDivergence, readDivergence } from './divergence';
-
-// Kept exported here for callers of the results stage; it lives beside the image-folder loader.
-export { fitImage };
 
 export interface Predictor {
   runDir: string;
@@ -30,6 +27,8 @@ export interface Predictor {
   size: number;
   /** The run's exported model.onnx, when inference runs on ONNX Runtime and the file is up to date. */
   onnx?: OnnxFile;
+  /** Images above this many pixels are refused (the run's data.maxImagePixels; absent: the default). */
+  maxImagePixels?: number;
 }
 
 export interface Prediction {
@@ -99,7 +98,7 @@ export async function loadPredictor(runDir: string): Promise<Predictor> {
   if (n !== classes.length) throw new Error(`${modelDir}: the model predicts ${n} classes but the run names ${classes.length} (${classes.join(', ')})`);
   const inShape = model.inputs[0].shape;
   const size = typeof inShape[1] === 'number' ? inShape[1] : profile.data.imageSize;
-  return { runDir: dir, model, classes, mode: runPreprocessMode(dir, profile), size, onnx: await exportedFile(dir) };
+  return { runDir: dir, model, classes, mode: runPreprocessMode(dir, profile), size, onnx: await exportedFile(dir), maxImagePixels: profile.data.maxImagePixels };
 }
 
 /**
@@ -115,10 +114,18 @@ async function exportedFile(dir: string): Promise<OnnxFile | undefined> {
   return openOnnxFile(file);
 }
 
-/** Top-k classes of one image file. A file that is not a PNG or JPEG fails with its name in the message. */
+/**
+ * The model's input for one file before preprocessing: [1, size, size, 3] pixels 0..255, decoded by
+ * the same rule as the training images (data/decode.ts). The caller disposes it.
+ */
+export async function predictorInput(p: Pick<Predictor, 'size' | 'maxImagePixels'>, file: string): Promise<{ raw: tf.Tensor4D; width: number; height: number }> {
+  const img = await decodeImageAtSize(file, p.size, { maxPixels: p.maxImagePixels, limitName: "the run's data.maxImagePixels" });
+  return { raw: tf.tensor4d(Float32Array.from(img.data), [1, p.size, p.size, 3]), width: img.width, height: img.height };
+}
+
+/** Top-k classes of one image file. A file that cannot be decoded fails with its name in the message. */
 export async function predictFile(p: Predictor, file: string, k = 3): Promise<Prediction> {
-  const img = decodeImage(file);
-  const raw = tf.tidy(() => fitImage(img, p.size).expandDims(0) as tf.Tensor4D);
+  const { raw, ...img } = await predictorInput(p, file);
   const x = p.onnx?.rawInput ? raw : tf.tidy(() => preprocess(raw, p.mode));
   const probs = await (p.onnx ? runSession(p.onnx.session, x) : runModel(p.model, x)).finally(() => tf.dispose([raw, x]));
   let values: Float32Array;

@@ -58,6 +58,37 @@ function phaseRows(profile: Profile, summary: Record<string, unknown> | null): H
   });
 }
 
+/**
+ * What the report says about the training images: per-class counts (marked when the largest class
+ * is more than 5x the smallest), the class weights if any, and the unreadable files left out.
+ */
+function trainingDataRows(summary: Record<string, unknown> | null, evaluation: Record<string, unknown> | null): Html[] {
+  const rows: Html[] = [];
+  const counts = Array.isArray(summary?.trainPerClass) ? (summary.trainPerClass as number[]) : [];
+  const names = Array.isArray(evaluation?.classes) ? (evaluation.classes as string[]) : Array.isArray(summary?.classes) ? (summary.classes as string[]) : [];
+  if (counts.length) {
+    const max = Math.max(...counts);
+    const min = Math.min(...counts);
+    const ratio = min > 0 ? max / min : Infinity;
+    const list = counts.map((n, i) => `${names[i] ?? `class ${i}`} ${n}`).join(' · ');
+    const note = ratio > 5 ? html` <b>imbalanced: the largest class has ${Number.isFinite(ratio) ? ratio.toFixed(1) : 'infinitely many'}x the images of the smallest</b>` : '';
+    rows.push(html`<tr><th>training images per class</th><td>${list}${note}</td></tr>`);
+  }
+  if (Array.isArray(summary?.classWeights)) {
+    const w = (summary.classWeights as number[]).map((x, i) => `${names[i] ?? `class ${i}`} ${x.toFixed(3)}`).join(' · ');
+    rows.push(html`<tr><th>class weights (balanced)</th><td>${w}</td></tr>`);
+  }
+  if (Array.isArray(summary?.unreadableFiles)) {
+    const files = summary.unreadableFiles as { file: string; reason: string }[];
+    rows.push(
+      files.length
+        ? html`<tr><th>unreadable files skipped</th><td><details><summary>${files.length} file${files.length === 1 ? '' : 's'}</summary><ul>${files.map((f) => html`<li><code>${f.file}</code>: ${f.reason}</li>`)}</ul></details></td></tr>`
+        : html`<tr><th>unreadable files skipped</th><td>none</td></tr>`,
+    );
+  }
+  return rows;
+}
+
 /** The summary section as HTML (built from escaped data only), or null when the folder has no profile. */
 export function summarySection(runDir: string): Html | null {
   const profile = readJson(path.join(runDir, 'profile.json'));
@@ -72,7 +103,9 @@ export function summarySection(runDir: string): Html | null {
   const classes = (list: typeof perClass) => list.map((c) => `${c.class} ${pct(c.recall)}`).join(' · ');
   const threads = typeof summary?.threads === 'number' ? `, ${summary.threads} thread${summary.threads > 1 ? 's' : ''}` : '';
   const tta = evaluation?.tta as { accuracy?: number } | null | undefined;
-  const valSource = summary?.valSource === 'test' ? 'the test set, as the article does' : 'held out from the training set';
+  const valSource =
+    summary?.valSource === 'test' ? 'the test set, as the article does' : `held out from the training set${summary?.valSplit === 'stratified' ? ', the same share of every class' : ''}`;
+  const dataRows = trainingDataRows(summary, evaluation);
   return html`<section class="summary" id="summary">
 <h2>Result</h2>
 <p class="headline"><span class="big">${pct(h.testAccuracy)}</span> test accuracy on ${count(h.testCount)} test images${
@@ -82,6 +115,7 @@ export function summarySection(runDir: string): Html | null {
 <tr><th>validation</th><td>${pct(h.valAccuracy)} (${valSource})</td></tr>
 ${tta?.accuracy !== undefined ? html`<tr><th>with flip TTA</th><td>${pct(tta.accuracy)}</td></tr>` : ''}
 ${byRecall.length ? html`<tr><th>best classes (recall)</th><td>${classes(byRecall.slice(0, 3))}</td></tr><tr><th>worst classes</th><td>${classes(byRecall.slice(-3).reverse())}</td></tr>` : ''}
+${dataRows}
 <tr><th>backbone</th><td>${model.arch ?? '?'}, head ${model.head ?? '?'}, weights ${model.weights ?? '?'}</td></tr>
 <tr><th>resolution</th><td>${model.inputSize ?? '?'}×${model.inputSize ?? '?'} seen by the backbone (images stored at ${data.imageSize ?? '?'}×${data.imageSize ?? '?'})</td></tr>
 <tr><th>training time</th><td>${typeof summary?.wallSeconds === 'number' ? formatDuration(summary.wallSeconds) : `- (${h.status})`}</td></tr>

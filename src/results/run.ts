@@ -9,7 +9,8 @@ import { loadDataset } from '../data/dataset';
 import { Dataset, ImageSet } from '../data/types';
 import { loadModel } from '../model/io';
 import { releaseModel } from '../model/engine';
-import { splitTrainVal } from '../preprocess/split';
+import { splitTrainVal, stratifiedSplit } from '../preprocess/split';
+import { readTrainSummary } from '../train/index';
 import { live } from '../display';
 import { evaluate, Evaluation, EvaluationSummary, summarize } from './evaluate';
 import { runPreprocessMode } from './predict';
@@ -39,7 +40,10 @@ export async function evaluateRun(s: { profile: Profile; runDir: string }, opts:
   let testSource: RunEvaluation['testSource'] = 'test';
   if (!test || test.count === 0) {
     // An image folder without test/: score the held-out validation images (never trained on).
-    test = splitTrainVal(dataset.train, s.profile.data.valFraction, s.profile.train.seed).val;
+    // The same split the training drew: per class when its summary says so (runs before it was recorded: one permutation).
+    const trained = readTrainSummary(s.runDir);
+    const stratified = trained ? trained.valSplit === 'stratified' : stratifiedSplit(s.profile.data);
+    test = splitTrainVal(dataset.train, s.profile.data.valFraction, s.profile.train.seed, { stratified }).val;
     testSource = 'validation split';
     if (test.count === 0) throw new Error(`${s.profile.data.dir}: no test set and data.valFraction is 0, so there is nothing held out to evaluate on`);
   }

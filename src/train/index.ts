@@ -21,7 +21,8 @@ import { createProgress, ProgressMode } from './progress';
 import { HISTORY_FILES, historyTable, EpochRow, writeHistory } from './history';
 import { latestCheckpoint, readCheckpointState, saveCheckpoint, type TrainState } from './checkpoint';
 import { ImageBatchSource, LoopDeps, runPhases } from './trainer';
-import type { Callback } from './loop';
+import { balancedClassWeights, type Callback } from './loop';
+import { countPerClass, type SkippedFile } from '../data/types';
 import { TrainingDivergedError } from './callbacks/divergence';
 import { lockRunFolder, writeTrainState, type DivergedAt } from './run-state';
 import { buildTrainModel, loadTrainData, loopContext, type TrainData } from './setup';
@@ -85,6 +86,14 @@ export interface TrainSummary {
   /** The CPU (model, cores, vector flags) and memory of the machine that finished the run: timings depend on them. */
   machine?: Machine;
   valSource: string;
+  /** How the validation images were held out: per class (image folders) or one permutation; absent in older runs (random). */
+  valSplit?: 'stratified' | 'random';
+  /** Training images per class (after the validation split): the imbalance the report shows. */
+  trainPerClass?: number[];
+  /** The loss weight of each class when train.classWeights was set. */
+  classWeights?: number[];
+  /** Image files left out as unreadable (data.skipUnreadable), each with the reason. */
+  unreadableFiles?: SkippedFile[];
   /** finished, or diverged (then `diverged` says where; the last good checkpoint is kept). */
   status: 'finished' | 'diverged';
   diverged?: DivergedAt;
@@ -203,6 +212,10 @@ function summaryOf(s: Session, data: TrainData, state: TrainState, diverged?: Di
     // Cached features come from the inference engine (ONNX Runtime when it loads), not the training backend.
     ...(rows.some((r) => r.cached) ? { featureEngine: inferenceEngine({ quiet: true }).name } : {}),
     valSource: data.valSource,
+    ...(data.valSplit ? { valSplit: data.valSplit } : {}),
+    trainPerClass: countPerClass(data.train, data.classes.length),
+    ...(s.profile.train.classWeights === 'balanced' ? { classWeights: balancedClassWeights(countPerClass(data.train, data.classes.length)) } : {}),
+    ...(data.skipped ? { unreadableFiles: data.skipped } : {}),
     status: diverged ? 'diverged' : 'finished',
     ...(diverged ? { diverged } : {}),
     finished: new Date().toISOString(),

@@ -29,6 +29,8 @@ export interface StepModel {
   labelSmoothing: number;
   /** Clip the gradients to this global norm (Keras clipnorm over all of them); absent: no clipping. */
   clipNorm?: number;
+  /** One loss weight per class for training steps (Keras class_weight; validation stays unweighted). Absent: all 1. */
+  classWeights?: number[];
 }
 
 /** One step's scalars; the caller reads and disposes them. */
@@ -39,10 +41,29 @@ export interface StepTensors {
   outputSum: tf.Scalar;
 }
 
-/** Categorical cross-entropy on probabilities (as Keras: clipped to [eps, 1 - eps]), mean over the batch. */
-export function crossEntropy(probs: tf.Tensor, target: tf.Tensor): tf.Scalar {
+/**
+ * Categorical cross-entropy on probabilities (as Keras: clipped to [eps, 1 - eps]), mean over the
+ * batch. With per-example weights: the mean of weight x loss (Keras' sum over batch size, not a
+ * weighted average), as class_weight does.
+ */
+export function crossEntropy(probs: tf.Tensor, target: tf.Tensor, weights?: tf.Tensor): tf.Scalar {
   const p = tf.clipByValue(probs, 1e-7, 1 - 1e-7);
-  return tf.neg(tf.mean(tf.sum(tf.mul(target, tf.log(p)), -1))) as tf.Scalar;
+  const perExample = tf.sum(tf.mul(target, tf.log(p)), -1);
+  return tf.neg(tf.mean(weights ? tf.mul(perExample, weights) : perExample)) as tf.Scalar;
+}
+
+/**
+ * sklearn's compute_class_weight('balanced') / Keras class_weight: n_samples / (n_classes * count_c),
+ * so every class weighs as much in total. A class without images gets 0 (it contributes nothing).
+ */
+export function balancedClassWeights(perClass: number[]): number[] {
+  const n = perClass.reduce((a, b) => a + b, 0);
+  return perClass.map((c) => (c > 0 ? n / (perClass.length * c) : 0));
+}
+
+/** Each example's weight: its class's, from one-hot (or smoothed) labels. */
+function exampleWeights(ys: tf.Tensor, classWeights: number[]): tf.Tensor {
+  return tf.sum(tf.mul(ys, tf.tensor1d(classWeights)), -1);
 }
 
 export function correctCount(probs: tf.Tensor, ys: tf.Tensor): tf.Scalar {
@@ -74,7 +95,8 @@ export function trainStep(m: StepModel, batch: Batch, lr: number, rng: Random): 
     const probs = m.forward(batch.xs, true);
     correct = tf.keep(correctCount(probs, batch.ys));
     outputSum = tf.keep(tf.sum(probs) as tf.Scalar);
-    return crossEntropy(probs, smooth(batch.ys, m.labelSmoothing, m.numClasses));
+    const weights = m.classWeights ? exampleWeights(batch.ys, m.classWeights) : undefined;
+    return crossEntropy(probs, smooth(batch.ys, m.labelSmoothing, m.numClasses), weights);
   };
   const loss = withSeededMathRandom(rng, () => {
     if (m.clipNorm === undefined) return m.optimizer.optimizer.minimize(lossOf, true, m.vars)!;

@@ -1,9 +1,10 @@
 /** What training starts from: the profile's data split and its model (seeded), and the image batches. */
 import type { Session } from '../session';
 import type { Profile } from '../config';
-import type { ImageSet } from '../data/types';
+import type { ImageSet, SkippedFile } from '../data/types';
 import { loadDataset } from '../data';
 import { batches, splitTrainVal } from '../preprocess';
+import { stratifiedSplit } from '../preprocess/split';
 import { buildModel } from '../model';
 import type { TrainableModel } from '../model/split';
 import { Random } from '../random';
@@ -18,17 +19,25 @@ export interface TrainData {
   classes: string[];
   /** Where validation images come from: a held-out split of the training set, or the test set. */
   valSource: 'split' | 'test';
+  /** How the held-out split was drawn: per class for image folders, one permutation for CIFAR-10. */
+  valSplit?: 'stratified' | 'random';
+  /** Image files left out as unreadable (data.skipUnreadable). */
+  skipped?: SkippedFile[];
 }
+
 
 /** The profile's data: the training set split seeded into train/val, or the test set as validation when valFraction is 0. */
 export async function loadTrainData(s: Session): Promise<TrainData> {
   const ds = await loadDataset(s.profile.data);
+  for (const w of ds.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
+  const extra = ds.skipped ? { skipped: ds.skipped } : {};
   if (s.profile.data.valFraction > 0) {
-    const { train, val } = splitTrainVal(ds.train, s.profile.data.valFraction, s.profile.train.seed);
-    return { train, val, classes: ds.classes, valSource: 'split' };
+    const stratified = stratifiedSplit(s.profile.data);
+    const { train, val } = splitTrainVal(ds.train, s.profile.data.valFraction, s.profile.train.seed, { stratified });
+    return { train, val, classes: ds.classes, valSource: 'split', valSplit: stratified ? 'stratified' : 'random', ...extra };
   }
   if (!ds.test) throw new Error(`profile '${s.profile.name}': data.valFraction is 0 but the data set has no test set to validate on`);
-  return { train: ds.train, val: ds.test, classes: ds.classes, valSource: 'test' };
+  return { train: ds.train, val: ds.test, classes: ds.classes, valSource: 'test', ...extra };
 }
 
 export function defaultImageBatches(built: TrainableModel, numClasses: number): ImageBatchSource {

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Phase, Profile } from '../config';
-import type { ImageSet } from '../data/types';
+import { countPerClass, type ImageSet } from '../data/types';
 import type { BackendInfo } from '../backend';
 import { Random } from '../random';
 import { countParams, leafLayers } from '../model/freeze';
@@ -24,7 +24,7 @@ import { HISTORY_FILES, type EpochRow } from './history';
 import { findCheckpoint, removeStaleTemporaries, latestCheckpoint, type PhaseDecision, type TrainState } from './checkpoint';
 import type { Progress } from './progress';
 import { cacheKey, computeFeatures, contentHash, featureBatches, readCache, roundTrip, weightsHash, writeCache, type CachedFeatures, type FeatureDtype, type FeatureExtractor } from './feature-cache';
-import { crossEntropy, fitPhase, type Batch, type BatchStream, type Callback, type FitState, type PhaseRun } from './loop';
+import { balancedClassWeights, crossEntropy, fitPhase, type Batch, type BatchStream, type Callback, type FitState, type PhaseRun } from './loop';
 import { Checkpointing, resumeFromCheckpoint, type Resumed } from './callbacks/checkpointing';
 import { EarlyStopping } from './callbacks/early-stopping';
 import { BestWeights } from './callbacks/best-weights';
@@ -236,10 +236,11 @@ export async function preparePhase(ctx: LoopContext, p: number, rng: Random): Pr
     : (x: tf.Tensor, training: boolean) => withTraining(training, () => built.model.apply(x, { training }) as tf.Tensor);
   const stepsPerEpoch = stepsFor(features ? features.train.count : ctx.train.count, batchSize);
   const k = ctx.numClasses;
+  const classWeights = profile.train.classWeights === 'balanced' ? balancedClassWeights(countPerClass(ctx.train, k)) : undefined;
   return {
     phase,
     index: p,
-    step: { forward, optimizer: createOptimizer(phase), vars, numClasses: k, labelSmoothing: profile.train.labelSmoothing ?? 0, clipNorm: phase.clipNorm },
+    step: { forward, optimizer: createOptimizer(phase), vars, numClasses: k, labelSmoothing: profile.train.labelSmoothing ?? 0, clipNorm: phase.clipNorm, classWeights },
     stepsPerEpoch,
     cached,
     lrAt: (e, step) => learningRateAt(phase, e, step, stepsPerEpoch),

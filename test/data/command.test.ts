@@ -11,10 +11,11 @@ const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
 const run = (args: string[], env: Record<string, string> = {}) =>
   execFileSync(process.execPath, [cli, ...args], { env: { ...process.env, TLWB_BACKEND: 'cpu', TLWB_DATA_DIR: tempDir('tlwb-cli-'), ...env }, encoding: 'utf8' });
 
-test('cli data --json prints exactly {classes, train, test, source} for CIFAR10_DIR', () => {
+test('cli data --json prints exactly {classes, train, test, source, warnings} for a partial CIFAR10_DIR', () => {
   const dir = writeCifarFolder(path.join(tempDir(), 'cifar'), 3, 4);
   const out = JSON.parse(run(['data', '--json'], { CIFAR10_DIR: dir }));
-  assert.deepEqual(Object.keys(out), ['classes', 'train', 'test', 'source']);
+  assert.deepEqual(Object.keys(out), ['classes', 'train', 'test', 'source', 'warnings']);
+  assert.equal(out.warnings.length, 6, 'each partial batch file is named');
   assert.equal(out.classes.length, 10);
   assert.equal(out.train.count, 15);
   assert.equal(out.test.count, 4);

@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { initBackend, tf } from '../../src/backend';
-import { decodeImage, loadImageFolder, resizeImage } from '../../src/data/imagefolder';
+import { initBackend } from '../../src/backend';
+import { loadImageFolder } from '../../src/data/imagefolder';
+import { decodeImageAtSize } from '../../src/data/decode';
 import { loadDataset } from '../../src/data/dataset';
 import { tempDir, writeSolidImage } from './fixtures';
 
@@ -24,37 +25,21 @@ const BLUE: [number, number, number] = [30, 40, 210];
 const pixel = (images: Uint8Array, size: number, n: number, i = 0) => Array.from(images.subarray((n * size * size + i) * 3, (n * size * size + i) * 3 + 3));
 const near = (a: number[], b: number[], tol: number) => a.every((v, i) => Math.abs(v - b[i]) <= tol);
 
-test('decodeImage reads PNG and JPEG by signature, as RGB', () => {
+test('decodeImageAtSize reads PNG and JPEG by content, as RGB at the working size; errors name the file', async () => {
   const dir = tempDir();
   writeSolidImage(path.join(dir, 'a.png'), 5, 3, RED);
   writeSolidImage(path.join(dir, 'b.jpg'), 16, 8, GREEN);
-  const png = decodeImage(path.join(dir, 'a.png'));
-  assert.equal(png.width, 5);
-  assert.equal(png.height, 3);
-  assert.equal(png.data.length, 5 * 3 * 3);
+  const png = await decodeImageAtSize(path.join(dir, 'a.png'), 4);
+  assert.deepEqual([png.width, png.height, png.format, png.data.length], [5, 3, 'png', 4 * 4 * 3]);
   assert.deepEqual(Array.from(png.data.subarray(0, 3)), RED);
-  const jpg = decodeImage(path.join(dir, 'b.jpg'));
+  const jpg = await decodeImageAtSize(path.join(dir, 'b.jpg'), 4);
   assert.equal(jpg.width, 16);
   assert.ok(near(Array.from(jpg.data.subarray(0, 3)), GREEN, 6), `${jpg.data.subarray(0, 3)}`);
   fs.writeFileSync(path.join(dir, 'bad.png'), 'not an image');
-  assert.throws(() => decodeImage(path.join(dir, 'bad.png')), /bad\.png: not a PNG or JPEG/);
+  await assert.rejects(decodeImageAtSize(path.join(dir, 'bad.png'), 4), /bad\.png: not an image in a format this build reads \(JPEG, PNG, WebP, AVIF, GIF or TIFF\)/);
   fs.writeFileSync(path.join(dir, 'cut.png'), fs.readFileSync(path.join(dir, 'a.png')).subarray(0, 30));
-  assert.throws(() => decodeImage(path.join(dir, 'cut.png')), /cut\.png: cannot decode PNG/);
-  assert.throws(() => decodeImage(path.join(dir, 'absent.jpg')), /absent\.jpg: cannot read \(ENOENT\)/);
-});
-
-test('resizeImage: bilinear to the working size, a left/right split stays split', () => {
-  const w = 8;
-  const data = new Uint8Array(w * 4 * 3);
-  for (let y = 0; y < 4; y++) for (let x = 0; x < w; x++) data.set(x < w / 2 ? [0, 0, 0] : [200, 100, 50], (y * w + x) * 3);
-  const before = tf.memory().numTensors;
-  const out = resizeImage({ data, width: w, height: 4 }, 4);
-  assert.equal(tf.memory().numTensors, before, 'no tensor leak');
-  assert.equal(out.length, 4 * 4 * 3);
-  assert.deepEqual(Array.from(out.subarray(0, 3)), [0, 0, 0]);
-  assert.deepEqual(Array.from(out.subarray(3 * 3, 3 * 3 + 3)), [200, 100, 50]);
-  const same = { data, width: w, height: 4 };
-  assert.equal(resizeImage({ ...same, height: w, data: new Uint8Array(w * w * 3) }, w).length, w * w * 3);
+  await assert.rejects(decodeImageAtSize(path.join(dir, 'cut.png'), 4), /cut\.png: (truncated|cannot decode)/);
+  await assert.rejects(decodeImageAtSize(path.join(dir, 'absent.jpg'), 4), /absent\.jpg: cannot read \(ENOENT\)/);
 });
 
 test('an image folder: sorted class names, PNG and JPEG of any size, interleaved order, everything under train', async () => {
@@ -101,11 +86,11 @@ test('empty or unreadable folders and files are errors naming them', async () =>
   await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message.includes(root) && /no class subfolders/.test(e.message));
   fs.mkdirSync(path.join(root, 'empty'));
   writeSolidImage(path.join(root, 'full', 'x.png'), 4, 4, RED);
-  await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message.includes(path.join(root, 'empty')) && /no PNG or JPEG images/.test(e.message));
+  await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message.includes(path.join(root, 'empty')) && /no image files/.test(e.message));
   fs.rmdirSync(path.join(root, 'empty'));
   writeSolidImage(path.join(root, 'other', 'x.png'), 4, 4, RED);
   fs.writeFileSync(path.join(root, 'full', 'y.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0x00, 1, 2, 3]));
-  await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message.includes(path.join(root, 'full', 'y.jpg')) && /cannot decode JPEG/.test(e.message));
+  await assert.rejects(loadImageFolder(root, 8), (e: Error) => e.message.includes(`${path.join(root, 'full', 'y.jpg')}: `) && /1 of 3 image files cannot be read/.test(e.message));
   await assert.rejects(loadImageFolder(path.join(root, 'absent'), 8), /absent: no such folder of images/);
   await assert.rejects(loadDataset({ source: 'folder', valFraction: 0, imageSize: 8 }), /data\.dir/);
 });
@@ -154,7 +139,21 @@ test('issue 11: FIFOs and devices are refused by name instead of blocking the re
   const fifo = path.join(root, 'b', 'pipe.png');
   execFileSync('mkfifo', [fifo]);
   await assert.rejects(loadImageFolder(root, 8, { cache: false }), (e: Error) => e.message === `${fifo}: a FIFO (named pipe), not an image file`);
-  assert.throws(() => decodeImage(fifo), /pipe\.png: a FIFO \(named pipe\), not an image file/);
-  assert.throws(() => decodeImage('/dev/zero'), /\/dev\/zero: a character device, not an image file/);
-  assert.throws(() => decodeImage(root), /a folder, not an image file/);
+  await assert.rejects(decodeImageAtSize(fifo, 8), /pipe\.png: a FIFO \(named pipe\), not an image file/);
+  await assert.rejects(decodeImageAtSize('/dev/zero', 8), /\/dev\/zero: a character device, not an image file/);
+  await assert.rejects(decodeImageAtSize(root, 8), /a folder, not an image file/);
+});
+
+test('progress while decoding: count, rate and ETA, the last call at done = total; an absurd size is refused by name', async () => {
+  const root = tempDir();
+  for (const c of ['a', 'b']) for (let i = 0; i < 3; i++) writeSolidImage(path.join(root, c, `${i}.png`), 20, 20, c === 'a' ? RED : BLUE);
+  const calls: { done: number; total: number; imagesPerSecond: number; etaSeconds: number }[] = [];
+  await loadImageFolder(root, 8, { cache: false, onProgress: (p) => calls.push(p) });
+  assert.ok(calls.length >= 1);
+  const last = calls[calls.length - 1];
+  assert.deepEqual([last.done, last.total, last.etaSeconds], [6, 6, 0]);
+  assert.ok(last.imagesPerSecond > 0);
+  const { decodeProgressLine } = await import('../../src/data/progress');
+  assert.equal(decodeProgressLine('decoding x', { done: 50, total: 200, imagesPerSecond: 12.34, etaSeconds: 125 }), 'decoding x: 50/200 images, 12.3 images/s, ETA 2m05s');
+  await assert.rejects(loadImageFolder(root, 100000), /image size \(data\.imageSize, --size\) should be an integer in 1\.\.4096, got 100000/);
 });

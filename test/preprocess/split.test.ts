@@ -42,3 +42,22 @@ test('splitTrainVal: a zero fraction holds nothing out; bad fractions are reject
   assert.equal(s.train.count, 10);
   assert.throws(() => splitTrainVal(set, 1, 1), /valFraction should be in \[0, 1\)/);
 });
+
+test('splitTrainVal stratified: every class gives its share (largest remainders), seeded, disjoint', () => {
+  // 100 of class 0, 20 of class 1, 3 of class 2 (imbalanced, as users' folders are)
+  const counts = [100, 20, 3];
+  const labels = counts.flatMap((n, c) => new Array<number>(n).fill(c));
+  const set: ImageSet = { ...numberedSet(labels.length), labels: Uint8Array.from(labels) };
+  const s = splitTrainVal(set, 0.2, 7, { stratified: true });
+  const perClass = (l: Uint8Array) => counts.map((_, c) => l.filter((x) => x === c).length);
+  // 123 * 0.2 = 24.6 -> 25 held out: floors 20, 4, 0 (24) + one to class 2 (remainder 0.6).
+  assert.deepEqual(perClass(s.val.labels), [20, 4, 1]);
+  assert.deepEqual(perClass(s.train.labels), [80, 16, 2]);
+  assert.equal(new Set([...s.trainIndices, ...s.valIndices]).size, set.count);
+  assert.deepEqual(Array.from(splitTrainVal(set, 0.2, 7, { stratified: true }).valIndices), Array.from(s.valIndices), 'same seed, same split');
+  assert.notDeepEqual(Array.from(splitTrainVal(set, 0.2, 8, { stratified: true }).valIndices), Array.from(s.valIndices));
+  // The plain split is unchanged by the option's existence (CIFAR-10 runs keep their split).
+  const plain = splitTrainVal(set, 0.2, 7);
+  assert.equal(plain.val.count, 25);
+  assert.deepEqual(Array.from(plain.trainIndices), Array.from(plain.trainIndices).sort((a, b) => a - b));
+});

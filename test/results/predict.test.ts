@@ -9,7 +9,10 @@ import { PNG } from 'pngjs';
 import { initBackend, tf } from '../../src/backend';
 import { projectRoot } from '../../src/config';
 import { saveModel } from '../../src/model/io';
-import { fitImage, loadPredictor, predictFile, runClasses } from '../../src/results/predict';
+import { loadPredictor, predictFile, predictorInput, runClasses } from '../../src/results/predict';
+import { loadImageFolder } from '../../src/data/imagefolder';
+import sharp from 'sharp';
+import { declaredPng } from '../data/fixtures';
 
 const CLASSES = ['red', 'green', 'blue'];
 const SIZE = 8;
@@ -70,22 +73,27 @@ test('predictFile: PNG and JPEG of any size, top-3 classes by probability', asyn
   // softmax of 8 x (0.9, 0.08, 0.04) for the red image
   const z = [230, 20, 10].map((v) => Math.exp((8 * v) / 255));
   assert.ok(Math.abs(red.top[0].probability - z[0] / (z[0] + z[1] + z[2])) < 1e-3);
-  await assert.rejects(predictFile(p, path.join(dir, 'notes.txt')), new RegExp(`notes.txt: not a PNG or JPEG image`));
+  await assert.rejects(predictFile(p, path.join(dir, 'notes.txt')), new RegExp(`notes.txt: not an image in a format this build reads`));
   p.model.dispose();
 });
 
-test('fitImage shrinks large images by averaging, then resizes exactly', () => {
-  // a 64x64 checkerboard of black and white pixels averages to grey, not to aliasing stripes
-  const data = new Uint8Array(64 * 64 * 3);
-  for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) if ((x + y) % 2) data.fill(255, (y * 64 + x) * 3, (y * 64 + x) * 3 + 3);
-  const t = fitImage({ data, width: 64, height: 64 }, 8);
-  assert.deepEqual(t.shape, [8, 8, 3]);
-  const v = t.dataSync();
-  for (const x of v) assert.ok(Math.abs(x - 127.5) < 1e-3, `grey, got ${x}`);
-  t.dispose();
-  const small = fitImage({ data: new Uint8Array(3 * 5 * 3).fill(9), width: 3, height: 5 }, 8);
-  assert.deepEqual(small.shape, [8, 8, 3]);
-  small.dispose();
+test('training and predict see the same pixels: one decode+resize rule (data/decode.ts)', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-same-'));
+  const noise = (w: number, h: number) => sharp({ create: { width: w, height: h, channels: 3, background: 'grey', noise: { type: 'gaussian', mean: 128, sigma: 60 } } });
+  const files = [path.join(root, 'a', 'photo.jpg'), path.join(root, 'b', 'turned.jpg'), path.join(root, 'b', 'deep.png')];
+  files.forEach((f) => fs.mkdirSync(path.dirname(f), { recursive: true }));
+  await noise(900, 600).jpeg({ quality: 85 }).toFile(files[0]);
+  await noise(700, 500).jpeg({ quality: 85 }).withMetadata({ orientation: 8 }).toFile(files[1]);
+  await noise(120, 90).toColourspace('rgb16').png().toFile(files[2]);
+  const ds = await loadImageFolder(root, SIZE, { cache: false });
+  const bytes = SIZE * SIZE * 3;
+  // Interleaved order: a/photo.jpg, b/deep.png, b/turned.jpg
+  for (const [n, file] of [[0, files[0]], [1, files[2]], [2, files[1]]] as const) {
+    const { raw } = await predictorInput({ size: SIZE }, file);
+    assert.deepEqual(Array.from(raw.dataSync()), Array.from(ds.train.images.subarray(n * bytes, (n + 1) * bytes)), path.basename(file));
+    raw.dispose();
+  }
+  fs.rmSync(root, { recursive: true });
 });
 
 test('runClasses: from the run\'s files, else CIFAR-10 names, else a clear error', () => {
@@ -116,8 +124,8 @@ test('cli predict: one JSON line per image, a named error and exit 1 for a text 
   assert.equal(lines[0].top[0].class, 'red');
   assert.ok(lines[0].top[0].probability >= lines[0].top[1].probability);
   assert.equal(lines[1].top[0].class, 'blue');
-  assert.match(lines[2].error, /notes.txt: not a PNG or JPEG image/);
-  assert.match(r.stderr, /error: .*notes.txt: not a PNG or JPEG image/);
+  assert.match(lines[2].error, /notes.txt: not an image in a format this build reads/);
+  assert.match(r.stderr, /error: .*notes.txt: not an image in a format this build reads/);
   assert.doesNotMatch(r.stderr, /Hi, looks like you are running TensorFlow\.js/, 'the backend line says which backend runs; no tfjs banner');
   // Without --run it names the run it chose, its profile and its result, before any prediction.
   assert.match(r.stderr, new RegExp(`^model: run .*${path.basename(run)} \\(profile [^;]+; (test accuracy|no test accuracy).*\\) - the newest run with a trained model`, 'm'));
@@ -176,4 +184,23 @@ test('issue 11: predict on a FIFO names it and does not hang', { skip: process.p
   assert.equal(r.status, 1);
   assert.match(r.stderr, /pipe\.png: a FIFO \(named pipe\), not an image file/);
   assert.match(r.stdout, /red\.png \(50x37\): red/);
+});
+
+test('issue 25 case 3: predict refuses a PNG bomb by name, from its header (under 2 s; the process stays under 500 MB)', async () => {
+  const bomb = path.join(dir, 'bomb.png');
+  fs.writeFileSync(bomb, declaredPng(20000, 20000));
+  const p = await loadPredictor(run);
+  const started = performance.now();
+  await assert.rejects(predictFile(p, bomb), (e: Error) => e.message.startsWith(`${bomb}: 20000x20000 pixels (400.0 megapixels) is more than the limit of 178956970 pixels`) && /the run's data\.maxImagePixels/.test(e.message));
+  assert.ok(performance.now() - started < 2000);
+  p.model.dispose();
+  // The whole CLI (model loaded, the bomb refused): its peak memory, measured in the child.
+  const preload = path.join(dir, 'measure.js');
+  fs.writeFileSync(preload, "process.on('exit', () => process.stderr.write('\\nMAXRSS ' + process.resourceUsage().maxRSS + '\\n'));\n");
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const r = spawnSync(process.execPath, ['-r', preload, cli, 'predict', '--run', run, '--json', bomb], { encoding: 'utf8', env: { ...process.env, TLWB_DATA_DIR: dir, TLWB_BACKEND: 'cpu' }, timeout: 60_000 });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /bomb\.png: 20000x20000 pixels/);
+  const maxRssMB = Number(/MAXRSS (\d+)/.exec(r.stderr)![1]) / 1024;
+  assert.ok(maxRssMB < 500, `${maxRssMB} MB`);
 });

@@ -102,3 +102,23 @@ test('profileDifferences lists the fields that are not the same in every run', (
   const d = profileDifferences([{ a: 1, b: { c: [1, 2] }, description: 'x' }, { a: 1, b: { c: [1, 3] }, description: 'y', e: true }]);
   assert.deepEqual(d, [{ field: 'b.c.1', values: ['2', '3'] }, { field: 'e', values: [null, 'true'] }]);
 });
+
+test('the report shows the training images per class (imbalance marked), class weights and unreadable files skipped', async () => {
+  const { summarySection } = await import('../../src/results/report-summary');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-imbalance-'));
+  finishedRun(dir, { accuracy: 0.7, count: 30 });
+  const summary = JSON.parse(fs.readFileSync(path.join(dir, 'train-summary.json'), 'utf8'));
+  write(path.join(dir, 'train-summary.json'), {
+    ...summary,
+    valSplit: 'stratified',
+    trainPerClass: [120, 20, 8],
+    classWeights: [148 / 360, 148 / 60, 148 / 24],
+    unreadableFiles: [{ file: '/photos/cat/<broken>.jpg', reason: 'empty file (0 bytes)' }],
+  });
+  const text = String(summarySection(dir));
+  assert.match(text, /training images per class<\/th><td>cat 120 · ship 20 · frog 8 <b>imbalanced: the largest class has 15\.0x the images of the smallest<\/b>/);
+  assert.match(text, /class weights \(balanced\)<\/th><td>cat 0\.411 · ship 2\.467 · frog 6\.167/);
+  assert.match(text, /1 file<\/summary><ul><li><code>\/photos\/cat\/&lt;broken&gt;\.jpg<\/code>: empty file \(0 bytes\)/);
+  assert.match(text, /held out from the training set, the same share of every class/);
+  fs.rmSync(dir, { recursive: true });
+});

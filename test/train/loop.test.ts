@@ -99,3 +99,41 @@ test('early stopping ends a phase when the monitored metric stops improving', as
   assert.equal(r.status, 'finished');
   assert.ok(r.epochs < 6, `stopped after ${r.epochs} epochs`);
 });
+
+test('class weights: balanced = n / (k * count), as sklearn; the weighted loss is the mean of weight x loss (Keras)', async () => {
+  const { balancedClassWeights, crossEntropy } = await import('../../src/train/loop');
+  // sklearn.utils.class_weight.compute_class_weight('balanced', classes=[0,1,2], y=[0]*6+[1]*3+[2]*1) = [0.5556, 1.1111, 3.3333]
+  const w = balancedClassWeights([6, 3, 1]);
+  [10 / 18, 10 / 9, 10 / 3].forEach((v, i) => assert.ok(Math.abs(w[i] - v) < 1e-12, `${w}`));
+  assert.deepEqual(balancedClassWeights([4, 0, 4]), [8 / 12, 0, 8 / 12], 'an empty class weighs 0; n_classes counts every class');
+  const probs = tf.tensor2d([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]);
+  const ys = tf.tensor2d([[1, 0, 0], [0, 0, 1]]);
+  const weights = tf.tensor1d([w[0], w[2]]);
+  const got = crossEntropy(probs, ys, weights).dataSync()[0];
+  const want = -(w[0] * Math.log(0.7) + w[2] * Math.log(0.8)) / 2;
+  assert.ok(Math.abs(got - want) < 1e-6, `${got} vs ${want}`);
+  tf.dispose([probs, ys, weights]);
+});
+
+test('train.classWeights "balanced" changes the training loss and is recorded with the class counts and skipped files', async () => {
+  const data = syntheticData();
+  // Imbalance the training part: keep every class-0 image, one in four of the others.
+  const keep = Array.from(data.train.labels.keys()).filter((i) => data.train.labels[i] === 0 || i % 4 === 0);
+  const { subset, countPerClass } = await import('../../src/data/types');
+  const train1 = subset(data.train, keep);
+  const skipped = [{ file: '/photos/b/cut.jpg', reason: 'truncated or damaged (premature end of JPEG image)' }];
+  const runs = [];
+  for (const classWeights of [undefined, 'balanced'] as const) {
+    const s = await tempSession(testProfile([{ ...allPhase, epochs: 1 }], classWeights ? { classWeights } : {}));
+    await train(s, { built: tinyResnetLike(), data: { ...data, train: train1, skipped }, progress: 'none' });
+    runs.push({ summary: readTrainSummary(s.runDir)!, epoch: history(s.runDir).toRecords()[0] });
+  }
+  const counts = countPerClass(train1, 3);
+  assert.deepEqual(runs[0].summary.trainPerClass, counts);
+  assert.equal(runs[0].summary.classWeights, undefined);
+  const n = counts.reduce((a, b) => a + b, 0);
+  assert.deepEqual(runs[1].summary.classWeights, counts.map((c) => n / (3 * c)));
+  assert.deepEqual(runs[1].summary.unreadableFiles, skipped);
+  // Same seed, same data, same initial weights: only the weighting differs, so the first epoch's training loss does.
+  assert.notEqual(runs[0].epoch.loss, runs[1].epoch.loss);
+});
