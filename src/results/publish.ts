@@ -59,14 +59,12 @@ function filesUnder(dir: string, prefix = ''): { file: string; bytes: number }[]
 /** Refuses to overwrite a folder that publish did not write (an empty or absent one is fine). */
 function checkTarget(out: string, from: string): void {
   if (path.resolve(out) === path.resolve(from)) throw new Error(`--out ${out}: that is the run folder itself; publish into another folder`);
-  if (fs.existsSync(out)) {
-    if (!fs.statSync(out).isDirectory()) throw new Error(`--out ${out}: exists and is not a folder`);
-    if (fs.readdirSync(out).length > 0 && !fs.existsSync(path.join(out, PUBLISHED_FILE))) {
-      throw new Error(`--out ${out}: a folder with other files (no ${PUBLISHED_FILE}); publish replaces only folders it wrote - choose an empty or new folder`);
-    }
+  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new Error(`--out ${out}: exists and is not a folder`);
+  // Never inside a run (its model/ or checkpoints/ replaced whole would break it); the folder's own contents are judged below.
+  assertOutTarget(out, { kind: 'folder', addsFiles: true, replaceable: (d) => fs.existsSync(path.join(d, PUBLISHED_FILE)) });
+  if (fs.existsSync(out) && fs.readdirSync(out).length > 0 && !fs.existsSync(path.join(out, PUBLISHED_FILE))) {
+    throw new Error(`--out ${out}: a folder with other files (no ${PUBLISHED_FILE}); publish replaces only folders it wrote - choose an empty or new folder`);
   }
-  // Nor inside a run (its model/ or checkpoints/ replaced whole would break it).
-  assertOutTarget(out, { kind: 'folder', replaceable: (d) => fs.existsSync(path.join(d, PUBLISHED_FILE)) });
 }
 
 /** The published files whose sha256 published.json records: predict refuses the folder when one changed. */
