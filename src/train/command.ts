@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { session } from '../session';
-import { assertRunFolderTarget } from '../fsutil';
+import { assertRunFolderTarget, isRunFolder } from '../fsutil';
 import type { ProgressMode } from './progress';
 import { train } from './index';
 import { TrainingInterruptedError } from './interrupt';
@@ -53,7 +53,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   // Before anything is loaded or written: a folder of the user's is never trained into.
   if (values['run-dir'] && !values.resume) assertRunFolderTarget(values['run-dir']);
   if (values.resume) {
-    if (!fs.existsSync(path.join(values.resume, 'profile.json'))) throw new Error(`--resume ${values.resume}: not a run folder (no profile.json)`);
+    if (!isRunFolder(values.resume)) throw new Error(`--resume ${values.resume}: not a run folder (no profile.json of a run)`);
     if (values.set?.length) throw new Error('--set applies to new runs only: a resumed run keeps the profile it started with');
   }
   const s = await session({
