@@ -7,8 +7,10 @@
  * Everything is read from the files each run wrote (profile.json, train-summary.json,
  * evaluation.json, history.csv), so the table holds only numbers the pipeline produced.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { quote } from 'shell-quote';
+import { readJsonFile } from '../fsutil';
 import { loadProfile } from '../config';
 import { describeDivergence, readDivergence } from './divergence';
 import { readHistory, type VegaLiteSpec } from './charts';
@@ -78,8 +80,9 @@ export function reproduceCommand(saved: Record<string, unknown>): string {
 
 /** What one finished (or half-finished) run says about itself: the runs table's row, and what a comparison adds. */
 export function studyRow(runDir: string): StudyRow {
-  const profile = readJson(path.join(runDir, 'profile.json'));
-  if (!profile) throw new Error(`${runDir}: not a run folder (no profile.json)`);
+  const file = path.join(runDir, 'profile.json');
+  if (!fs.existsSync(file)) throw new Error(`${runDir}: not a run folder (no profile.json)`);
+  const profile = readJsonFile<Record<string, unknown>>(file, "the run's profile (expected the JSON object written when the run was made)");
   const row = readRunRow(runDir);
   const summary = readJson(path.join(runDir, 'train-summary.json'));
   const phases = (summary?.phases ?? []) as { name: string; ran: boolean; epochs: number }[];
