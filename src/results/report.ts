@@ -446,9 +446,9 @@ function isUrlAttribute(tag: string, name: string): boolean {
 
 /**
  * What in a page could run code or fetch something, found by parsing it (htmlparser2): script
- * elements, event-handler attributes (on*), javascript:/vbscript: URLs in URL attributes (alt or title
- * text is not a URL), frames, objects, forms, and
- * every src/href outside <a> that is not data: or #, plus CSS url()s and @imports.
+ * elements, event-handler attributes (on*), javascript:/vbscript: URLs in URL attributes (alt or
+ * title text is not a URL), frames, objects, forms, and every src/href outside <a> that is not
+ * data: or #, plus CSS url()s and @imports.
  */
 export function htmlViolations(html: string): string[] {
   const bad: string[] = [];
