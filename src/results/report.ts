@@ -436,9 +436,9 @@ table.dataframe, .output table { border-collapse:collapse; font-size:13px; margi
 /** Attributes a browser fetches or navigates to (an <a href> navigates only when clicked: in-page links are its use). */
 const FETCHING_ATTRIBUTES = ['src', 'srcset', 'href', 'xlink:href', 'poster', 'background', 'data', 'action', 'formaction'];
 /** Attributes that hold a URL in HTML or SVG (the WHATWG and SVG attribute indexes), whatever the element. */
-const URL_ATTRIBUTES = new Set([...FETCHING_ATTRIBUTES, 'cite', 'longdesc', 'usemap', 'ping', 'manifest', 'codebase', 'archive', 'classid', 'profile', 'icon', 'lowsrc', 'dynsrc', 'imagesrcset', 'itemtype', 'itemid', 'xml:base']);
+export const URL_ATTRIBUTES = new Set([...FETCHING_ATTRIBUTES, 'cite', 'longdesc', 'usemap', 'ping', 'manifest', 'codebase', 'archive', 'classid', 'profile', 'icon', 'lowsrc', 'dynsrc', 'imagesrcset', 'itemtype', 'itemid', 'xml:base']);
 /** SVG animation can set any attribute (href too) from these. */
-const SVG_ANIMATION = new Set(['animate', 'set', 'animatemotion', 'animatetransform', 'animatecolor']);
+export const SVG_ANIMATION = new Set(['animate', 'set', 'animatemotion', 'animatetransform', 'animatecolor']);
 
 function isUrlAttribute(tag: string, name: string): boolean {
   return URL_ATTRIBUTES.has(name) || (SVG_ANIMATION.has(tag) && ['values', 'from', 'to', 'by'].includes(name));
