@@ -83,6 +83,18 @@ function parseValue(raw: string): unknown {
   }
 }
 
+/**
+ * An array is indexed by a canonical non-negative integer within it ('0', '1', not '00', '-1', 'foo'
+ * or past the end): anything else would set a property JSON drops, and the override would be lost.
+ */
+function checkIndex(array: unknown[], key: string, at: string, dotted: string): void {
+  if (/^(0|[1-9][0-9]*)$/.test(key) && Number(key) < array.length) return;
+  throw new Error(
+    `--set ${dotted}: '${key}' is not an index of ${at} (an array of ${array.length}: expected ${array.length ? `0..${array.length - 1}` : 'no index, it is empty'}); ` +
+      `to replace the whole array, --set ${at}='[...]'`,
+  );
+}
+
 /** 'train.phases.0.lr=1e-4' -> { train: { phases: { 0: ... } } } applied onto `target` (arrays indexed). */
 export function setPath(target: Record<string, unknown>, dotted: string, value: unknown): void {
   const keys = dotted.split('.');
@@ -90,6 +102,7 @@ export function setPath(target: Record<string, unknown>, dotted: string, value: 
   if (keys.some((k) => k === '')) throw new Error(`--set ${dotted}: empty field name`);
   let node: Record<string, unknown> = target;
   keys.forEach((key, i) => {
+    if (Array.isArray(node)) checkIndex(node, key, keys.slice(0, i).join('.'), dotted);
     if (i === keys.length - 1) {
       node[key] = value;
       return;

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { describeBackend, initBackend, BackendInfo } from './backend';
 import { inKernel as runningInKernel, runLine } from './display';
 import { loadProfile, paths, Profile, resolveProfileFile } from './config';
-import { writeJsonAtomic } from './fsutil';
+import { assertRunFolderTarget, markRunFolder, readJsonFile, writeJsonAtomic } from './fsutil';
 
 export interface Session {
   profile: Profile;
@@ -77,6 +77,7 @@ export function plannedRunDir(profileName: string): string {
 export function createRun(profile: Profile): string {
   const dir = plannedRunDir(profile.name);
   fs.mkdirSync(dir, { recursive: true });
+  markRunFolder(dir);
   writeJsonAtomic(path.join(dir, 'profile.json'), profile);
   return dir;
 }
@@ -84,7 +85,7 @@ export function createRun(profile: Profile): string {
 export function readRunProfile(runDir: string): Profile {
   const file = path.join(runDir, 'profile.json');
   if (!fs.existsSync(file)) throw new Error(`${runDir}: not a run folder (no profile.json)`);
-  return JSON.parse(fs.readFileSync(file, 'utf8')) as Profile;
+  return readJsonFile<Profile>(file, "the run's profile (expected the JSON object written when the run was made)");
 }
 
 // The atomic writers moved to fsutil.ts; re-exported here for callers of the old place.
@@ -129,7 +130,10 @@ function runSession(runDir: string, profile: Profile, backend: BackendInfo): Ses
     // A getter, so that a session which only reads (or nothing) leaves no empty run folder behind.
     get runDir(): string {
       if (!made) {
+        // A folder of the user's (not empty, not a run) is refused before anything is written into it.
+        assertRunFolderTarget(dir, 'run folder');
         fs.mkdirSync(dir, { recursive: true });
+        markRunFolder(dir);
         if (!fs.existsSync(path.join(dir, 'profile.json'))) writeJsonAtomic(path.join(dir, 'profile.json'), profile);
         made = true;
       }

@@ -209,7 +209,37 @@ test('cli train --run-dir on an existing run with other --set values is refused'
   });
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /already holds a run of profile 'smoke'.*train\.seed: 42 -> 7/);
-  assert.deepEqual(fs.readdirSync(run), ['profile.json'], 'nothing was trained');
+  assert.deepEqual(fs.readdirSync(run).sort(), ['.tl-workbench-run', 'profile.json'], 'nothing was trained');
+});
+
+test('issue 25: --set indexes an array only by a canonical non-negative integer within it', () => {
+  assert.equal(loadProfile('smoke', ['train.phases.0.epochs=1']).train.phases[0].epochs, 1);
+  for (const [key, index] of [['train.phases.00.epochs', '00'], ['train.phases.foo.x', 'foo'], ['train.phases.-1.x', '-1'], ['train.phases.1.epochs', '1'], ['train.phases.1e0.epochs', '1e0'], ['train.phases. 0.epochs', ' 0']]) {
+    assert.throws(
+      () => loadProfile('smoke', [`${key}=1`]),
+      new RegExp(`--set ${key.replace(/\./g, '\\.')}: '${index}' is not an index of train\\.phases \\(an array of 1: expected 0\\.\\.0\\)`),
+      key,
+    );
+  }
+  // the last key too, and under TLWB_SET
+  assert.throws(() => loadProfile('smoke', ['train.phases.01={}']), /'01' is not an index of train\.phases/);
+  const o: Record<string, unknown> = { a: [1, 2] };
+  setPath(o, 'a.1', 5);
+  assert.deepEqual(o, { a: [1, 5] });
+  assert.throws(() => setPath(o, 'a.2', 5), /'2' is not an index of a \(an array of 2: expected 0\.\.1\)/);
+});
+
+test('issue 25: cli train --set train.phases.00.epochs=1 is refused and makes no run folder', (t) => {
+  const data = tmpDir(t);
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const r = spawnSync(process.execPath, [cli, 'train', '--profile', 'smoke', '--set', 'train.phases.00.epochs=1'], {
+    encoding: 'utf8',
+    env: { ...process.env, TLWB_DATA_DIR: data, TLWB_BACKEND: 'cpu', TLWB_SET: '' },
+    timeout: 120_000,
+  });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /--set train\.phases\.00\.epochs: '00' is not an index of train\.phases/);
+  assert.deepEqual(fs.readdirSync(data), [], 'no run folder was made');
 });
 
 test('profiles/profile.schema.json is generated from src/profile-schema.ts and every profile points to it', () => {

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { session, listRuns, writeFileAtomic } from '../src/session';
+import { session, listRuns, readRunProfile, writeFileAtomic } from '../src/session';
+import { RUN_MARKER } from '../src/fsutil';
 
 function withDataDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-session-'));
@@ -93,3 +94,26 @@ test('a profile with --set values reuses only a run made with exactly those sett
     }
     assert.match(lines.join('\n'), /new: .*the newest run of smoke, .* has other settings: .*train\.seed: 42 -> 99/);
   }));
+
+test('issue 25: a run profile.json that is not valid JSON is named, with what was expected', async () => {
+  await withDataDir(async (dir) => {
+    const run = path.join(dir, 'runs', '20260101-000000-broken');
+    fs.mkdirSync(run, { recursive: true });
+    const file = path.join(run, 'profile.json');
+    fs.writeFileSync(file, '{"name": "smoke", "data" {');
+    assert.throws(() => readRunProfile(run), new RegExp(`^Error: ${file}: the run's profile \\(expected the JSON object written when the run was made\\) is not valid JSON \\(`));
+  });
+});
+
+test('issue 25: a new run folder carries the marker; a folder of the user\'s named as the run is refused before anything is written', async () => {
+  await withDataDir(async (dir) => {
+    const s = await session({ profile: 'smoke', newRun: true, backend: 'cpu', quiet: true });
+    assert.ok(fs.existsSync(path.join(s.runDir, RUN_MARKER)));
+    const mine = path.join(dir, 'mine');
+    fs.mkdirSync(mine);
+    fs.writeFileSync(path.join(mine, 'notes.txt'), 'precious');
+    const u = await session({ profile: 'smoke', runDir: mine, backend: 'cpu', quiet: true });
+    assert.throws(() => u.runDir, /run folder .*mine: an existing folder that is not a run folder/);
+    assert.deepEqual(fs.readdirSync(mine), ['notes.txt']);
+  });
+});

@@ -72,12 +72,15 @@ export function parseCifarRecords(buf: Uint8Array, records: number, images: Uint
 
 /** Number of records in a batch file, checking that it exists and holds whole records. */
 function recordCount(file: string): number {
-  let size: number;
+  let stat: fs.Stats;
   try {
-    size = fs.statSync(file).size;
+    stat = fs.statSync(file);
   } catch {
     throw new Error(`${file}: missing; a CIFAR-10 folder holds ${CIFAR10_TRAIN_FILES.join(', ')} and ${CIFAR10_TEST_FILE}`);
   }
+  // A folder's size (4096) would otherwise be judged as records.
+  if (!stat.isFile()) throw new Error(`${file}: a ${stat.isDirectory() ? 'folder' : 'special file'}, expected a CIFAR-10 batch file of ${CIFAR10_RECORD_BYTES}-byte records`);
+  const size = stat.size;
   if (size === 0 || size % CIFAR10_RECORD_BYTES !== 0) {
     throw new Error(
       `${file}: ${size} bytes is not a whole number of ${CIFAR10_RECORD_BYTES}-byte CIFAR-10 records (truncated or not a CIFAR-10 batch)`,

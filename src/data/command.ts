@@ -22,6 +22,9 @@ const HELP = `usage: npm run -s cli -- data [options]
   -h, --help          this text
 `;
 
+/** The largest side --size stores images at (a 1024 x 1024 x 3 image is 3 MB; networks here see at most 224). */
+const MAX_STORED_SIZE = 1024;
+
 export async function dataCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -49,7 +52,8 @@ export async function dataCommand(argv: string[]): Promise<void> {
   if (values.images) cfg = { ...cfg, source: 'folder', dir: values.images, imageSize: cfg.source === 'folder' ? cfg.imageSize : 32 };
   if (values.size !== undefined) {
     const size = Number(values.size);
-    if (!(Number.isInteger(size) && size > 0)) throw new Error(`--size: expected a positive integer, got '${values.size}'`);
+    // Every image is stored at size x size x 3 bytes: 100000 would ask for 30 GB per image.
+    if (!(Number.isInteger(size) && size > 0 && size <= MAX_STORED_SIZE)) throw new Error(`--size: expected an integer from 1 to ${MAX_STORED_SIZE} (the side images are stored at), got '${values.size}'`);
     cfg = { ...cfg, imageSize: size };
   }
   if (values['skip-unreadable']) cfg = { ...cfg, skipUnreadable: true };

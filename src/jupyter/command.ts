@@ -13,6 +13,7 @@ import { trustExecutedNotebooks } from './trust';
 import { writeReport } from '../results/report';
 import { headlineText, readHeadline } from '../results/report-summary';
 import { assertRunFolderFree } from '../train/run-state';
+import { isRunFolder, RUN_MARKER } from '../fsutil';
 import { cellTimeout, listNotebooks, NotebookResult, RunnerEvent, runNotebooks } from './runner';
 
 const RUN_USAGE = `usage: npm run -s cli -- run [--profile NAME] [--set key.path=value ...] [--resume RUN_DIR] [--timeout SECONDS]
@@ -103,6 +104,8 @@ export async function runCommand(argv: string[]): Promise<void> {
   if (values.resume) {
     if (values.set?.length || values.profile) throw new Error('--resume keeps the profile the run started with: drop --profile and --set');
     runDir = path.resolve(values.resume);
+    // A folder of the user's is not a run to write notebooks and a model into.
+    if (!isRunFolder(runDir)) throw new Error(`--resume ${values.resume}: not a run folder (no ${RUN_MARKER}, no run profile.json); nothing was changed`);
     // Before any notebook starts: a trainer still working in that folder is named, not overwritten.
     assertRunFolderFree(runDir, 'run --resume');
     name = readRunProfile(runDir).name;

@@ -2,6 +2,8 @@
  * Models on disk in the TF.js layers format (model.json + weights.bin), written atomically: into a
  * temporary folder beside the target, then renamed into place, so a reader never sees half a model.
  * Loading re-registers the workbench's custom layers and re-applies Keras BatchNormalization semantics.
+ * checksums.json (size and sha256 of model.json and weights.bin) is written last; loading verifies it,
+ * so an edited or damaged file is refused by name before its numbers are used.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -11,7 +13,10 @@ import { applyKerasBatchNormSemantics } from './freeze';
 import './layers'; // registers ImageResize with tf.serialization
 import { loadTfjsModel } from './tfjs-backbone';
 import { quantizeWeightsFloat16, WeightSpec } from './float16';
-import { replaceFolderAtomic } from '../fsutil';
+import { checksumsOf, readJsonFile, replaceFolderAtomic, verifyChecksums, writeJsonAtomic } from '../fsutil';
+
+/** A saved model folder's checksums (size and sha256 of model.json and weights.bin), written last by saveModel. */
+export const MODEL_CHECKSUMS = 'checksums.json';
 
 function concat(data: ArrayBuffer | ArrayBuffer[] | undefined): Uint8Array {
   if (!data) return new Uint8Array(0);
@@ -75,15 +80,46 @@ export async function saveModel(model: tf.LayersModel, dir: string, metadata?: R
       json.userDefinedMetadata = { ...(json.userDefinedMetadata ?? {}), ...metadata };
       fs.writeFileSync(file, JSON.stringify(json));
     }
+    writeJsonAtomic(path.join(tmp, MODEL_CHECKSUMS), checksumsOf(tmp, ['model.json', 'weights.bin']));
   });
   return target;
+}
+
+const BYTES_PER_VALUE: Record<string, number> = { float32: 4, int32: 4, bool: 1, float16: 2, uint8: 1, uint16: 2, int8: 1, int16: 2 };
+
+/**
+ * Checks a model folder before TF.js reads it: the files checksums.json lists are unchanged; a folder
+ * saved before checksums existed at least has a weights.bin of the size its model.json's manifest says.
+ */
+export function verifyModelFolder(dir: string): void {
+  const sums = path.join(dir, MODEL_CHECKSUMS);
+  if (fs.existsSync(sums)) {
+    verifyChecksums(dir, readJsonFile(sums, 'the model checksums'), sums);
+    return;
+  }
+  const file = path.join(dir, 'model.json');
+  const json = readJsonFile<{ weightsManifest?: { paths: string[]; weights: WeightSpec[] }[] }>(file, 'the model description');
+  const groups = json.weightsManifest ?? [];
+  if (groups.length !== 1 || groups[0].paths.length !== 1) return; // sharded folders (downloaded backbones): TF.js checks them
+  const want = groups[0].weights.reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1) * (BYTES_PER_VALUE[w.quantization?.dtype ?? w.dtype] ?? NaN), 0);
+  const weights = path.join(dir, groups[0].paths[0]);
+  const got = fs.existsSync(weights) ? fs.statSync(weights).size : -1;
+  if (got < 0) throw new Error(`${weights}: missing (expected the weights ${file} lists)`);
+  if (Number.isFinite(want) && got !== want) throw new Error(`${weights}: ${got} bytes, expected ${want} for the ${groups[0].weights.length} weights ${file} lists (truncated or replaced)`);
 }
 
 /** Loads a model saved by saveModel (or any TF.js layers model folder). */
 export async function loadModel(dir: string): Promise<tf.LayersModel> {
   const file = path.join(path.resolve(dir), 'model.json');
   if (!fs.existsSync(file)) throw new Error(`${dir}: no model.json (expected a folder written by saveModel)`);
-  const model = await loadTfjsModel(dir);
+  verifyModelFolder(path.resolve(dir));
+  let model: tf.LayersModel;
+  try {
+    model = await loadTfjsModel(dir);
+  } catch (e) {
+    // TF.js says "Shape mismatch: [128,7] vs. [128,10]" without saying which files disagree.
+    throw new Error(`${file}: cannot load the model (${(e as Error).message}); expected model.json and the weights it lists as saveModel wrote them`, { cause: e });
+  }
   applyKerasBatchNormSemantics(model);
   return model;
 }

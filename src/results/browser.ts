@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+import { SVG_ANIMATION, URL_ATTRIBUTES } from './report';
 
 /** Flags for a quiet, offline, unprivileged headless Chromium (containers have no sandbox or GPU). */
 export const CHROMIUM_ARGS = [
@@ -85,22 +86,27 @@ export async function inspectRendered(page: Page, root = 'body'): Promise<Pick<P
   }, root);
 }
 
-/** Elements of the live page that could run script: <script>, on* attributes, javascript: URLs. */
+/**
+ * Elements of the live page that could run script: <script>, on* attributes, javascript: URLs in
+ * URL attributes (the same ones htmlViolations judges: alt or title text is not a URL).
+ */
 export async function unsafeElements(page: Page): Promise<string[]> {
-  return page.evaluate(() => {
+  return page.evaluate(({ urlAttributes, svgAnimation }) => {
     const found: string[] = [];
     for (const e of Array.from(document.querySelectorAll('*'))) {
       const tag = e.tagName.toLowerCase();
       if (tag === 'script') found.push('<script>');
       for (const a of Array.from(e.attributes)) {
         if (/^on/i.test(a.name)) found.push(`<${tag} ${a.name}>`);
+        const name = a.name.toLowerCase();
+        if (!urlAttributes.includes(name) && !(svgAnimation.includes(tag) && ['values', 'from', 'to', 'by'].includes(name))) continue;
         // runs in the page, so the pattern is inline; browsers ignore control characters in a URL's scheme
         // eslint-disable-next-line no-control-regex
         if (/^(javascript|vbscript):/i.test(a.value.replace(/[\x00-\x20]/g, ''))) found.push(`<${tag} ${a.name}="${a.value.slice(0, 40)}">`);
       }
     }
     return found;
-  });
+  }, { urlAttributes: [...URL_ATTRIBUTES], svgAnimation: [...SVG_ANIMATION] });
 }
 
 /**

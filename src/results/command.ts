@@ -69,6 +69,8 @@ export async function reportCommand(argv: string[]): Promise<void> {
     const { writeComparePage } = await import('./compare-page');
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
     const out = path.resolve(values.out ?? path.join(paths().data, 'reports', `compare-${stamp}.html`));
+    const { assertOutTarget } = await import('../fsutil');
+    assertOutTarget(out, { kind: 'file' });
     await writeComparePage(runs, out);
     process.stdout.write(values.json ? `${JSON.stringify({ runs, report: out })}\n` : `${out}\n`);
     return;
@@ -130,6 +132,7 @@ export async function predictCommand(argv: string[]): Promise<void> {
   process.stderr.write(`model: run ${shownRun} (profile ${profileName}; ${headlineText(readHeadline(runDir))})${values.run ? '' : ' - the newest run with a trained model; another: --run <runDir>'}\n`);
   const { announceEngine } = await import('../model/engine');
   announceEngine((line) => process.stderr.write(`${line}${predictor.onnx ? ` (${predictor.onnx.file})` : ''}\n`));
+  if (predictor.onnxSkipped) process.stderr.write(`model.onnx not used: ${predictor.onnxSkipped}; predicting from the TF.js model in model/\n`);
   let failed = 0;
   for (const file of positionals) {
     try {
@@ -170,11 +173,13 @@ export async function compareCommand(argv: string[]): Promise<void> {
     return;
   }
   if (positionals.length === 0) throw new Error(`compare: no run folders given\n${COMPARE_USAGE}`);
+  const { assertOutTarget, writeFileAtomic } = await import('../fsutil');
+  // table.md and curves.svg go beside what the folder holds (e.g. docs/results), never into a run.
+  if (values.out) assertOutTarget(values.out, { kind: 'folder', addsFiles: true });
   const { studyRow, studyMarkdown, studyCurvesSpec } = await import('./study');
   const rows = positionals.map((dir) => studyRow(dir));
   const table = studyMarkdown(rows);
   if (values.out) {
-    const { writeFileAtomic } = await import('../fsutil');
     const { chartSvg } = await import('../display');
     writeFileAtomic(path.join(values.out, 'table.md'), table);
     writeFileAtomic(path.join(values.out, 'curves.svg'), await chartSvg(studyCurvesSpec(positionals)));

@@ -40,7 +40,7 @@ function tableHtml(rows: StudyRow[]) {
   return html`<table class="compare">
 <tr><th>run</th><th>profile</th><th>${test.label}</th>${tta ? html`<th>with flip TTA</th>` : ''}<th>validation</th><th>train time</th><th>backend</th><th>resolution</th><th>epochs</th><th>command</th></tr>
 ${rows.map(
-  (r) => html`<tr><td>${r.run}</td><td>${r.profile}</td><td>${test.cell(r)}</td>${tta ? html`<td>${pct(r.ttaAccuracy)}</td>` : ''}<td>${pct(r.valAccuracy)}</td><td>${
+  (r) => html`<tr><td>${r.run}${r.diverged ? html` <strong class="diverged">diverged</strong> (${r.diverged})` : ''}</td><td>${r.profile}</td><td>${test.cell(r)}</td>${tta ? html`<td>${pct(r.ttaAccuracy)}</td>` : ''}<td>${pct(r.valAccuracy)}</td><td>${
     r.trainMinutes === null ? '-' : formatDuration(r.trainMinutes * 60)
   }</td><td>${r.backend ?? '-'}</td><td>${r.resolution === null ? '-' : `${r.resolution}×${r.resolution}`}</td><td>${r.epochs}</td><td><code>${r.command}</code></td></tr>`,
 )}

@@ -10,7 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { tf } from '../backend';
-import { readRunProfile, writeFileAtomic } from '../session';
+import { readRunProfile } from '../session';
+import { assertOutTarget, writeFileAtomic } from '../fsutil';
 import { loadModel, tfjsWeightsSha256 } from '../model/io';
 import { exportOnnx, OPSET } from '../model/onnx';
 import { createSession, loadOrt, ortLoadError, runSession } from '../model/engine';
@@ -36,6 +37,9 @@ export async function exportRun(runDir: string, opts: { out?: string; format?: s
   if (format !== 'onnx') throw new Error(`--format ${format}: only onnx is supported`);
   const dir = path.resolve(runDir);
   const profile = readRunProfile(dir);
+  // Checked before the long export: never over a run's own files, nor onto a folder.
+  const file = path.resolve(opts.out ?? path.join(dir, 'model.onnx'));
+  assertOutTarget(file, { flag: opts.out ? '--out' : 'export to', kind: 'file', allowedInRun: ['model.onnx'], ownRun: dir });
   const modelDir = path.join(dir, 'model');
   if (!fs.existsSync(path.join(modelDir, 'model.json'))) throw new Error(`${modelDir}: no trained model (model.json) in this run; train it first`);
   const model = await loadModel(modelDir);
@@ -61,8 +65,6 @@ export async function exportRun(runDir: string, opts: { out?: string; format?: s
     };
     const exported = exportOnnx(model, { preprocess: mode, metadata, inputName: 'image', outputName: 'probabilities', name: model.name, float16Weights: opts.float16 });
     const checkedDifference = await checkAgainstTfjs(model, exported.bytes, mode);
-    const file = path.resolve(opts.out ?? path.join(dir, 'model.onnx'));
-    fs.mkdirSync(path.dirname(file), { recursive: true });
     writeFileAtomic(file, exported.bytes);
     return {
       file,

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { tf } from '../backend';
 import { PreprocessMode, Profile } from '../config';
 import { readRunProfile } from '../session';
+import { readJsonFile, verifyChecksums } from '../fsutil';
 import { CIFAR10_CLASSES, readCifarClasses } from '../data/cifar10';
 import { decodeImageAtSize } from '../data/decode';
 import { presetFor } from '../model/presets';
@@ -29,6 +30,8 @@ export interface Predictor {
   onnx?: OnnxFile;
   /** Images above this many pixels are refused (the run's data.maxImagePixels; absent: the default). */
   maxImagePixels?: number;
+  /** Why the run's model.onnx is not used although ONNX Runtime is the engine (stale, damaged, not a file). */
+  onnxSkipped?: string;
 }
 
 export interface Prediction {
@@ -92,13 +95,23 @@ export async function loadPredictor(runDir: string): Promise<Predictor> {
   if (!fs.existsSync(path.join(modelDir, 'model.json'))) {
     throw new Error(`${modelDir}: no trained model (model.json) in this run; train it first (npm start or the train command)`);
   }
+  verifyPublished(dir);
   const model = await loadModel(modelDir);
   const classes = runClasses(dir, profile);
   const n = model.outputs[0].shape[model.outputs[0].shape.length - 1];
   if (n !== classes.length) throw new Error(`${modelDir}: the model predicts ${n} classes but the run names ${classes.length} (${classes.join(', ')})`);
   const inShape = model.inputs[0].shape;
   const size = typeof inShape[1] === 'number' ? inShape[1] : profile.data.imageSize;
-  return { runDir: dir, model, classes, mode: runPreprocessMode(dir, profile), size, onnx: await exportedFile(dir), maxImagePixels: profile.data.maxImagePixels };
+  const exported = await exportedFile(dir);
+  return { runDir: dir, model, classes, mode: runPreprocessMode(dir, profile), size, maxImagePixels: profile.data.maxImagePixels, ...exported };
+}
+
+/** A published folder's files match the checksums published.json recorded (folders published before they were recorded: nothing to check). */
+function verifyPublished(dir: string): void {
+  const file = path.join(dir, 'published.json');
+  if (!fs.existsSync(file)) return;
+  const checksums = readJsonFile<{ checksums?: Record<string, { bytes: number; sha256: string }> }>(file, 'the publication record').checksums;
+  if (checksums) verifyChecksums(dir, checksums, file, 'it was published');
 }
 
 /**
@@ -106,12 +119,27 @@ export async function loadPredictor(runDir: string): Promise<Predictor> {
  * they are now (the sha256 in its metadata; files exported before that was recorded: not older than
  * model.json). A published folder's files keep working after a git clone, which sets every mtime anew.
  */
-async function exportedFile(dir: string): Promise<OnnxFile | undefined> {
+async function exportedFile(dir: string): Promise<{ onnx?: OnnxFile; onnxSkipped?: string }> {
   const file = path.join(dir, 'model.onnx');
-  if (inferenceEngine({ quiet: true }).name !== 'onnx' || !fs.existsSync(file)) return undefined;
-  const madeFrom = readOnnxFileInfo(file).metadata.tfjs_weights_sha256;
-  if (madeFrom !== undefined ? madeFrom !== tfjsWeightsSha256(path.join(dir, 'model')) : fs.statSync(file).mtimeMs < fs.statSync(path.join(dir, 'model', 'model.json')).mtimeMs) return undefined;
-  return openOnnxFile(file);
+  if (inferenceEngine({ quiet: true }).name !== 'onnx' || !fs.existsSync(file)) return {};
+  if (!fs.statSync(file).isFile()) return { onnxSkipped: `${file} is not a file (expected the ONNX file export writes)` };
+  let madeFrom: string | undefined;
+  try {
+    madeFrom = readOnnxFileInfo(file).metadata.tfjs_weights_sha256;
+  } catch (e) {
+    return { onnxSkipped: `${file} cannot be read as an ONNX model (${(e as Error).message})` };
+  }
+  if (madeFrom !== undefined && madeFrom !== tfjsWeightsSha256(path.join(dir, 'model'))) {
+    return { onnxSkipped: `${file} was exported from other weights than model/weights.bin holds now (export again to use it)` };
+  }
+  if (madeFrom === undefined && fs.statSync(file).mtimeMs < fs.statSync(path.join(dir, 'model', 'model.json')).mtimeMs) {
+    return { onnxSkipped: `${file} is older than model/model.json (export again to use it)` };
+  }
+  try {
+    return { onnx: await openOnnxFile(file) };
+  } catch (e) {
+    return { onnxSkipped: `ONNX Runtime cannot open ${file} (${(e as Error).message})` };
+  }
 }
 
 /**
@@ -137,7 +165,11 @@ export async function predictFile(p: Predictor, file: string, k = 3): Promise<Pr
   // A diverged model gives NaN; "airplane NaN%" is no answer.
   const bad = Array.from(values).findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) {
-    throw new Error(`${file}: the model of ${p.runDir} gives a non-finite probability (${values[bad]} for ${p.classes[bad] ?? `class ${bad}`}): its training diverged, so it cannot predict`);
+    // The run records no divergence (loadPredictor refuses those), so this is not called one: its weights hold non-finite values.
+    throw new Error(
+      `${file}: the model of ${p.runDir} gives a non-finite probability (${values[bad]} for ${p.classes[bad] ?? `class ${bad}`}): ` +
+        `its weights hold NaN or infinite values (${path.join(p.runDir, 'model', 'weights.bin')}), so it cannot predict`,
+    );
   }
   const top = topK(values, 0, p.classes.length, Math.min(k, p.classes.length)).map((t) => ({ class: p.classes[t.index], probability: t.probability }));
   return { file, width: img.width, height: img.height, top };

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { tf } from '../backend';
 import { readRunProfile, writeJsonAtomic } from '../session';
-import { replaceFolderAtomic } from '../fsutil';
+import { assertOutTarget, checksumsOf, replaceFolderAtomic } from '../fsutil';
 import { loadModel, readModelMetadata, saveModel } from '../model/io';
 import { preprocess } from '../preprocess';
 import { Random } from '../random';
@@ -59,12 +59,16 @@ function filesUnder(dir: string, prefix = ''): { file: string; bytes: number }[]
 /** Refuses to overwrite a folder that publish did not write (an empty or absent one is fine). */
 function checkTarget(out: string, from: string): void {
   if (path.resolve(out) === path.resolve(from)) throw new Error(`--out ${out}: that is the run folder itself; publish into another folder`);
-  if (!fs.existsSync(out)) return;
-  if (!fs.statSync(out).isDirectory()) throw new Error(`--out ${out}: exists and is not a folder`);
-  if (fs.readdirSync(out).length > 0 && !fs.existsSync(path.join(out, PUBLISHED_FILE))) {
+  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new Error(`--out ${out}: exists and is not a folder`);
+  // Never inside a run (its model/ or checkpoints/ replaced whole would break it); the folder's own contents are judged below.
+  assertOutTarget(out, { kind: 'folder', addsFiles: true, replaceable: (d) => fs.existsSync(path.join(d, PUBLISHED_FILE)) });
+  if (fs.existsSync(out) && fs.readdirSync(out).length > 0 && !fs.existsSync(path.join(out, PUBLISHED_FILE))) {
     throw new Error(`--out ${out}: a folder with other files (no ${PUBLISHED_FILE}); publish replaces only folders it wrote - choose an empty or new folder`);
   }
 }
+
+/** The published files whose sha256 published.json records: predict refuses the folder when one changed. */
+const CHECKED = ['model/model.json', 'model/weights.bin', 'model/checksums.json', 'model.onnx'];
 
 /** Runs both models on the same random images: how often the top class agrees, and the largest probability difference. */
 async function compareModels(a: tf.LayersModel, b: tf.LayersModel, mode: ReturnType<typeof runPreprocessMode>, count: number): Promise<PublishResult['check']> {
@@ -138,6 +142,7 @@ export async function publishRun(runDir: string, outDir: string, opts: PublishOp
       check,
       ...(test ? { test } : {}),
       onnx: { checkedDifference: onnx.checkedDifference },
+      checksums: checksumsOf(tmp, CHECKED),
       predict: `npm run -s cli -- predict --run ${path.relative(process.cwd(), out) || '.'} <images>`,
     });
   });

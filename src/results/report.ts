@@ -464,10 +464,22 @@ table.dataframe, .output table { border-collapse:collapse; font-size:13px; margi
 @media print { nav.toc { display:none; } }
 `;
 
+/** Attributes a browser fetches or navigates to (an <a href> navigates only when clicked: in-page links are its use). */
+const FETCHING_ATTRIBUTES = ['src', 'srcset', 'href', 'xlink:href', 'poster', 'background', 'data', 'action', 'formaction'];
+/** Attributes that hold a URL in HTML or SVG (the WHATWG and SVG attribute indexes), whatever the element. */
+export const URL_ATTRIBUTES = new Set([...FETCHING_ATTRIBUTES, 'cite', 'longdesc', 'usemap', 'ping', 'manifest', 'codebase', 'archive', 'classid', 'profile', 'icon', 'lowsrc', 'dynsrc', 'imagesrcset', 'itemtype', 'itemid', 'xml:base']);
+/** SVG animation can set any attribute (href too) from these. */
+export const SVG_ANIMATION = new Set(['animate', 'set', 'animatemotion', 'animatetransform', 'animatecolor']);
+
+function isUrlAttribute(tag: string, name: string): boolean {
+  return URL_ATTRIBUTES.has(name) || (SVG_ANIMATION.has(tag) && ['values', 'from', 'to', 'by'].includes(name));
+}
+
 /**
  * What in a page could run code or fetch something, found by parsing it (htmlparser2): script
- * elements, event-handler attributes (on*), javascript:/vbscript: URLs, frames, objects, forms, and
- * every src/href outside <a> that is not data: or #, plus CSS url()s and @imports.
+ * elements, event-handler attributes (on*), javascript:/vbscript: URLs in URL attributes (alt or
+ * title text is not a URL), frames, objects, forms, and every src/href outside <a> that is not
+ * data: or #, plus CSS url()s and @imports.
  */
 export function htmlViolations(html: string): string[] {
   const bad: string[] = [];
@@ -487,10 +499,13 @@ export function htmlViolations(html: string): string[] {
       const lname = name.toLowerCase();
       const value = raw.trim();
       if (lname.startsWith('on')) bad.push(`<${tag} ${name}="${value.slice(0, 60)}"> (event handler)`);
+      if (lname === 'style') css.push(value);
+      // Only attributes a browser reads as a URL can run or fetch: text (alt, title, a class named
+      // "javascript:alert(3)") is escaped and shown, not refused.
+      if (!isUrlAttribute(tag, lname)) continue;
       // browsers ignore ASCII whitespace and control characters inside a URL's scheme
       if (/^(javascript|vbscript):/i.test(value.replace(URL_IGNORED_CHARS, ''))) bad.push(`<${tag} ${name}="${value.slice(0, 60)}"> (script URL)`);
-      if (lname === 'style') css.push(value);
-      if (['src', 'srcset', 'href', 'xlink:href', 'poster', 'background', 'data', 'action', 'formaction'].includes(lname)) {
+      if (FETCHING_ATTRIBUTES.includes(lname)) {
         if (tag === 'a' && lname === 'href') continue;
         if (value === '' || value.startsWith('#') || value.startsWith('data:')) continue;
         bad.push(`<${tag} ${name}="${value.slice(0, 80)}">`);

@@ -7,8 +7,12 @@
  * Everything is read from the files each run wrote (profile.json, train-summary.json,
  * evaluation.json, history.csv), so the table holds only numbers the pipeline produced.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { quote } from 'shell-quote';
+import { readJsonFile } from '../fsutil';
 import { loadProfile } from '../config';
+import { describeDivergence, readDivergence } from './divergence';
 import { readHistory, type VegaLiteSpec } from './charts';
 import { readJson, readRunRow } from './runs';
 import { describeMachine, type Machine } from '../backend/machine';
@@ -33,12 +37,18 @@ export interface StudyRow {
   command: string;
   /** The machine that finished the training (train-summary.json; runs before it was recorded: null). */
   machine: string | null;
+  /** Where and why the training diverged (its numbers come from a broken run), else null. */
+  diverged: string | null;
 }
 
-/** key.path=value for every leaf where `actual` differs from `base` (arrays by index, as --set takes them). */
+/**
+ * key.path=value for every leaf where `actual` differs from `base` (arrays by index, as --set takes
+ * them; an array of another length whole, since --set indexes only within an array).
+ */
 export function profileOverrides(base: unknown, actual: unknown, prefix = ''): string[] {
   const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object';
-  if (isObject(base) && isObject(actual)) {
+  const resized = Array.isArray(base) && Array.isArray(actual) && base.length !== actual.length;
+  if (isObject(base) && isObject(actual) && Array.isArray(base) === Array.isArray(actual) && !resized) {
     const keys = [...new Set([...Object.keys(base), ...Object.keys(actual)])];
     return keys.flatMap((k) => profileOverrides(base[k], actual[k], prefix ? `${prefix}.${k}` : k));
   }
@@ -46,7 +56,15 @@ export function profileOverrides(base: unknown, actual: unknown, prefix = ''): s
   return [`${prefix}=${typeof actual === 'string' ? actual : JSON.stringify(actual)}`];
 }
 
-/** `npm start -- --profile NAME` plus a --set for each field the run changed from the profile file. */
+/** One word for a POSIX shell: as it is when it holds no character the shell reads (key.path=48), else quoted by shell-quote. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(word) ? word : quote([word]);
+}
+
+/**
+ * `npm start -- --profile NAME` plus a --set for each field the run changed from the profile file,
+ * each word quoted for a POSIX shell (a value such as {"name":"boom"} or $HOME pastes as written).
+ */
 export function reproduceCommand(saved: Record<string, unknown>): string {
   const name = String(saved.name);
   let sets: string[];
@@ -55,21 +73,23 @@ export function reproduceCommand(saved: Record<string, unknown>): string {
     // The name and description are not settings; data.dir is where this machine keeps CIFAR-10.
     sets = profileOverrides(fresh, saved).filter((s) => !/^(name|description|data\.dir)=/.test(s));
   } catch {
-    return `npm start -- --profile ${name}   # (profile file not found: see profile.json in the run)`;
+    return `npm start -- --profile ${shellWord(name)}   # (profile file not found: see profile.json in the run)`;
   }
-  return ['npm start -- --profile', name, ...sets.map((s) => `--set ${s}`)].join(' ');
+  return ['npm start --', ...['--profile', name, ...sets.flatMap((s) => ['--set', s])].map(shellWord)].join(' ');
 }
 
 /** What one finished (or half-finished) run says about itself: the runs table's row, and what a comparison adds. */
 export function studyRow(runDir: string): StudyRow {
-  const profile = readJson(path.join(runDir, 'profile.json'));
-  if (!profile) throw new Error(`${runDir}: not a run folder (no profile.json)`);
+  const file = path.join(runDir, 'profile.json');
+  if (!fs.existsSync(file)) throw new Error(`${runDir}: not a run folder (no profile.json)`);
+  const profile = readJsonFile<Record<string, unknown>>(file, "the run's profile (expected the JSON object written when the run was made)");
   const row = readRunRow(runDir);
   const summary = readJson(path.join(runDir, 'train-summary.json'));
   const phases = (summary?.phases ?? []) as { name: string; ran: boolean; epochs: number }[];
   const threads = typeof summary?.threads === 'number' && summary.threads > 1 ? `, ${summary.threads} threads` : '';
   const features = summary?.featureEngine === 'onnx' ? ', features on ONNX Runtime' : '';
   const model = profile.model as { inputSize?: number };
+  const divergence = readDivergence(runDir);
   return {
     run: row.run,
     profile: String(profile.name),
@@ -83,6 +103,7 @@ export function studyRow(runDir: string): StudyRow {
     epochs: phases.filter((p) => p.ran && p.epochs > 0).map((p) => `${p.name} ${p.epochs}`).join(' + ') || '-',
     command: reproduceCommand(profile),
     machine: summary?.machine && typeof summary.machine === 'object' ? describeMachine(summary.machine as Machine) : null,
+    diverged: divergence ? describeDivergence(divergence) : null,
   };
 }
 
@@ -120,7 +141,7 @@ export function studyMarkdown(rows: StudyRow[]): string {
   const tta = rows.some((r) => r.ttaAccuracy !== null);
   const head = ['run', test.label, ...(tta ? ['with flip TTA'] : []), 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
   const lines = rows.map((r) => [
-    r.run,
+    r.diverged ? `${r.run} **diverged** (${r.diverged})` : r.run,
     test.cell(r),
     ...(tta ? [pct(r.ttaAccuracy)] : []),
     pct(r.valAccuracy),
@@ -128,7 +149,8 @@ export function studyMarkdown(rows: StudyRow[]): string {
     r.backend ?? '-',
     r.resolution === null ? '-' : `${r.resolution}x${r.resolution}`,
     r.epochs,
-    `\`${r.command}\``,
+    // a | would end the table cell (GitHub's tables take \| inside a code span)
+    `\`${r.command.replace(/\|/g, '\\|')}\``,
   ]);
   const table = [head, head.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
   return `${table}\n\n${machinesLine(rows)}\n`;

@@ -262,7 +262,11 @@ export function findCheckpoint(runDir: string, olderThan?: string): CheckpointCh
   const pointer = path.join(root, 'latest.json');
   if (olderThan === undefined && fs.existsSync(pointer)) {
     try {
-      readJsonFile(pointer, 'the latest-checkpoint pointer');
+      const latest = readJsonFile<{ checkpoint?: unknown; epoch?: unknown }>(pointer, 'the latest-checkpoint pointer');
+      // A checkpoint the pointer names but that is gone (deleted, or lost with a disk): said, not silently passed over.
+      if (typeof latest.checkpoint === 'string' && CHECKPOINT_NAME.test(latest.checkpoint) && !fs.existsSync(path.join(root, latest.checkpoint))) {
+        skipped.push({ path: path.join(root, latest.checkpoint), why: `missing (${pointer} names it as the latest checkpoint${typeof latest.epoch === 'number' ? `, ${latest.epoch} epochs done` : ''})` });
+      }
     } catch (e) {
       skipped.push({ path: pointer, why: (e as Error).message });
     }

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { session } from '../session';
+import { assertRunFolderTarget, isRunFolder } from '../fsutil';
 import type { ProgressMode } from './progress';
 import { describeResult, train } from './index';
 import { TrainingInterruptedError } from './interrupt';
@@ -18,7 +19,8 @@ const USAGE = `usage: cli train [--profile NAME] [--set key.path=value ...] [--r
   --profile   profile name from profiles/ (default: TLWB_PROFILE, else seed on a GPU, quick otherwise)
   --set       override a profile field, e.g. --set train.phases.0.lr=1e-4 (repeatable; new runs only)
   --resume    continue the run in RUN_DIR from its last checkpoint (a finished run reports itself)
-  --run-dir   train into this folder (created; continued if it holds a checkpoint)
+  --run-dir   train into this folder (created; continued if it holds a checkpoint); an existing
+              folder that is not a run folder is refused, nothing in it changed
   --backend   TensorFlow.js backend: cpu, wasm, node (tfjs-node) or node-gpu (CUDA); default TLWB_BACKEND,
               else the fastest that loads (node-gpu, node, wasm, cpu)
   --progress  auto (default: a bar in a terminal, one line per epoch when piped), bar, lines or none
@@ -48,8 +50,10 @@ export async function trainCommand(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  // Before anything is loaded or written: a folder of the user's is never trained into.
+  if (values['run-dir'] && !values.resume) assertRunFolderTarget(values['run-dir']);
   if (values.resume) {
-    if (!fs.existsSync(path.join(values.resume, 'profile.json'))) throw new Error(`--resume ${values.resume}: not a run folder (no profile.json)`);
+    if (!isRunFolder(values.resume)) throw new Error(`--resume ${values.resume}: not a run folder (no profile.json of a run)`);
     if (values.set?.length) throw new Error('--set applies to new runs only: a resumed run keeps the profile it started with');
   }
   const s = await session({

@@ -34,6 +34,13 @@ export async function loadTrainData(s: Session): Promise<TrainData> {
   if (s.profile.data.valFraction > 0) {
     const stratified = stratifiedSplit(s.profile.data);
     const { train, val } = splitTrainVal(ds.train, s.profile.data.valFraction, s.profile.train.seed, { stratified });
+    if (val.count === 0 || train.count === 0) {
+      const f = s.profile.data.valFraction;
+      throw new Error(
+        `${s.profile.data.dir ?? s.profile.data.source}: ${ds.train.count} training image(s) in ${ds.classes.length} class(es) leave ${train.count} to train on and ${val.count} to validate on ` +
+          `(data.valFraction ${f}); expected at least ${Math.ceil(1 / Math.min(f, 1 - f))} images, or a test set with data.valFraction 0`,
+      );
+    }
     return { train, val, classes: ds.classes, valSource: 'split', valSplit: stratified ? 'stratified' : 'random', ...extra };
   }
   if (!ds.test) throw new Error(`profile '${s.profile.name}': data.valFraction is 0 but the data set has no test set to validate on`);

@@ -256,7 +256,7 @@ export async function preparePhase(ctx: LoopContext, p: number, rng: Random): Pr
 }
 
 /** Opens the run: stale temporaries removed, the newest intact checkpoint loaded, or a fresh state. */
-function openRun(ctx: LoopContext, weights: tf.LayerVariable[]): { state: TrainState; resumed?: Resumed } {
+function openRun(ctx: LoopContext, weights: tf.LayerVariable[]): { state: TrainState; resumed?: Resumed; skipped: Resumed['skipped'] } {
   const { runDir, progress } = ctx;
   for (const t of removeStaleTemporaries(runDir)) progress.message(`removed ${path.join(runDir, 'checkpoints', t)}: left by a checkpoint write that did not finish`);
   const resumed = ctx.resume === false ? undefined : resumeFromCheckpoint(runDir, weights);
@@ -266,12 +266,12 @@ function openRun(ctx: LoopContext, weights: tf.LayerVariable[]): { state: TrainS
     const { epoch, partial } = resumed.state;
     const within = partial ? `, and ${partial.step} batches of epoch ${epoch + 1}` : '';
     progress.message(`resuming ${runDir} from ${path.basename(resumed.from)} (phase '${ctx.profile.train.phases[resumed.state.phaseIndex]?.name}', ${epoch} epochs done${within})`);
-    return { state: resumed.state, resumed };
+    return { state: resumed.state, resumed, skipped };
   }
   if (skipped.length) progress.message(`no intact checkpoint in ${runDir}: training starts over`);
   // A run started over drops the history of an earlier attempt.
   for (const f of Object.values(HISTORY_FILES)) fs.rmSync(path.join(runDir, f), { force: true });
-  return { state: freshState(ctx.profile, ctx.backend) };
+  return { state: freshState(ctx.profile, ctx.backend), skipped };
 }
 
 /** The standard callbacks, in the order they must run at an epoch's end (checkpoint after the checks). */
@@ -301,7 +301,7 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   const phases = profile.train.phases;
   const processStart = Date.now();
   installTrainingSwitch(built.model);
-  const { state, resumed } = openRun(ctx, stableWeights(built.model));
+  const { state, resumed, skipped } = openRun(ctx, stableWeights(built.model));
   let resumeOptimizer = resumed?.optimizer;
   const wallBefore = state.wallSeconds;
   const s: FitState = { train: state, rng: new Random(state.rngState), dropRng: new Random(state.dropoutRngState) };
@@ -348,7 +348,7 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   const last = phases.length - 1;
   const complete = state.phaseIndex >= last && (state.phaseFinished || phases[last].epochs === 0);
   const stoppedAt = s.stopRun && state.partial ? { epoch: state.epoch + 1, batch: state.partial.step } : undefined;
-  const outcome = { state, interrupted: !!s.stopRun && !complete, stopReason: s.stopRun, resumedFrom: resumed?.from, skipped: resumed?.skipped ?? [], stoppedAt };
+  const outcome = { state, interrupted: !!s.stopRun && !complete, stopReason: s.stopRun, resumedFrom: resumed?.from, skipped, stoppedAt };
   if (outcome.interrupted) writeTrainState(runDir, 'interrupted', { epoch: state.epoch, message: s.stopRun });
   return outcome;
 }

@@ -72,6 +72,14 @@ test('a truncated batch is an error naming the file and the record size', () => 
   assert.throws(() => loadCifar10(dir), (e: Error) => e.message.includes(file) && /3173 bytes is not a whole number of 3073-byte/.test(e.message));
 });
 
+test('issue 25 case 10: a batch that is a folder is named as a folder, not as 4096 bytes of records', () => {
+  const dir = writeCifarFolder(path.join(tempDir(), 'cifar'));
+  const file = path.join(dir, 'data_batch_2.bin');
+  fs.rmSync(file);
+  fs.mkdirSync(file);
+  assert.throws(() => loadCifar10(dir), (e: Error) => e.message.startsWith(`${file}: a folder, expected a CIFAR-10 batch file of 3073-byte records`) && !/whole number/.test(e.message));
+});
+
 test('a label over 9 is an error naming the file and record', () => {
   const dir = writeCifarFolder(path.join(tempDir(), 'cifar'));
   const file = path.join(dir, 'test_batch.bin');

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { projectRoot } from '../../src/config';
 import { describeDataset, formatDescription } from '../../src/data/summary';
@@ -37,6 +37,15 @@ test('cli data --images describes an image folder; without --json a table', () =
   const text = run(['data', '--images', root, '--size', '8']);
   assert.match(text, /2 classes, 4 training and 0 test images at 8x8/);
   assert.match(text, /^a\s+2\s+0$/m);
+});
+
+test('issue 25 item 7: data --images X --size 100000 is refused naming --size and the range, before anything is allocated', () => {
+  const root = tempDir();
+  for (const c of ['a', 'b']) writeSolidImage(path.join(root, c, '0.png'), 6, 6, [1, 2, 3]);
+  const r = spawnSync(process.execPath, [cli, 'data', '--images', root, '--size', '100000'], { env: { ...process.env, TLWB_BACKEND: 'cpu', TLWB_DATA_DIR: tempDir('tlwb-cli-') }, encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /--size: expected an integer from 1 to 1024 \(the side images are stored at\), got '100000'/);
+  assert.doesNotMatch(r.stderr, /Invalid typed array length/);
 });
 
 test('formatDescription lists every class with its counts', () => {

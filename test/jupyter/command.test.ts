@@ -94,7 +94,7 @@ test('cli run: a new run folder for the profile, notebooks executed into it with
 test('cli run --resume names a folder that is not a run, and refuses --set', () => {
   const r = spawnSync(process.execPath, [cli, 'run', '--resume', '/nonexistent/run'], { encoding: 'utf8' });
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /\/nonexistent\/run: not a run folder \(no profile\.json\)/);
+  assert.match(r.stderr, /\/nonexistent\/run: not a run folder \(no \.tl-workbench-run, no run profile\.json\); nothing was changed/);
   const s = spawnSync(process.execPath, [cli, 'run', '--resume', '/nonexistent/run', '--set', 'train.seed=1'], { encoding: 'utf8' });
   assert.equal(s.status, 1);
   assert.match(s.stderr, /--resume keeps the profile the run started with/);

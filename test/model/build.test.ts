@@ -81,7 +81,7 @@ test('saveModel/loadModel: atomic folder, same predictions, custom resize layer,
   const target = path.join(dir, 'run', 'model-initial');
   await saveModel(built.model, target, { arch: 'darknet-tiny', preprocess: built.preprocess });
   await saveModel(built.model, target); // replacing an existing folder
-  assert.deepEqual(fs.readdirSync(target).sort(), ['model.json', 'weights.bin']);
+  assert.deepEqual(fs.readdirSync(target).sort(), ['checksums.json', 'model.json', 'weights.bin']);
   assert.deepEqual(fs.readdirSync(path.dirname(target)), ['model-initial'], 'no temp folders left');
   await saveModel(built.model, target, { arch: 'darknet-tiny' });
   assert.equal(readModelMetadata(target).arch, 'darknet-tiny');

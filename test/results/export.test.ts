@@ -172,11 +172,21 @@ test('publish: the ONNX file retires when the TF.js weights change; refuses fold
   // Publishing again replaces the folder publish wrote.
   runCli(['publish', '--run', run, '--out', out]);
   assert.equal((JSON.parse(fs.readFileSync(path.join(out, 'published.json'), 'utf8')) as { weights: string }).weights, 'float16');
-  // Other weights than the file was made from (the run's float32 ones): predict leaves model.onnx alone.
+  // A run whose model was saved again after its export (here: the published float16 model): predict
+  // leaves the stale model.onnx alone and says why.
+  const stale = path.join(dataDir, 'runs', 'stale');
+  fs.cpSync(run, stale, { recursive: true });
+  runCli(['export', '--run', stale]);
+  fs.rmSync(path.join(stale, 'model'), { recursive: true });
+  fs.cpSync(path.join(out, 'model'), path.join(stale, 'model'), { recursive: true });
+  const p = runCli(['predict', '--run', stale, images[0]], { TLWB_INFERENCE: 'onnx' });
+  assert.match(p.stderr, /model\.onnx not used: .*stale.model\.onnx was exported from other weights than model\/weights\.bin holds now/, p.stderr);
+  // The published folder with other weights than it was published with (the run's float32 ones): refused by name (issue 25).
   fs.copyFileSync(path.join(run, 'model', 'weights.bin'), path.join(out, 'model', 'weights.bin'));
   fs.copyFileSync(path.join(run, 'model', 'model.json'), path.join(out, 'model', 'model.json'));
-  const p = runCli(['predict', '--run', out, images[0]], { TLWB_INFERENCE: 'auto' });
-  assert.doesNotMatch(p.stderr, /model\.onnx/, p.stderr);
+  const tampered = spawnSync(process.execPath, [cli, 'predict', '--run', out, images[0]], { env: env({ TLWB_INFERENCE: 'auto' }), encoding: 'utf8', timeout: 120_000 });
+  assert.equal(tampered.status, 1, tampered.stderr);
+  assert.match(tampered.stderr, /model.model\.json: model\.json changed since it was published .*published\.json/);
   // Refusals, each naming what is wrong.
   const other = path.join(dataDir, 'not-published');
   fs.mkdirSync(other, { recursive: true });

@@ -90,6 +90,8 @@ export const HOSTILE_CLASSES = [
   '"quoted" & \'single\'',
   '</svg><svg onload=alert(3)>',
   'x" onmouseover="alert(4)',
+  // issue 25: text that looks like a script URL, in alt and title, is escaped and shown, not refused
+  'javascript:alert(3)',
 ];
 
 /**

@@ -13,6 +13,7 @@ import { loadPredictor, predictFile, predictorInput, runClasses } from '../../sr
 import { loadImageFolder } from '../../src/data/imagefolder';
 import sharp from 'sharp';
 import { declaredPng } from '../data/fixtures';
+import { publishRun } from '../../src/results/publish';
 
 const CLASSES = ['red', 'green', 'blue'];
 const SIZE = 8;
@@ -139,6 +140,51 @@ test('cli predict: one JSON line per image, a named error and exit 1 for a text 
   assert.match(none.stderr, /no image files given/);
 });
 
+test('issue 25 case 4: a published folder whose weights.bin was overwritten is refused by name; its intact copy predicts', { timeout: 120_000 }, async () => {
+  const source = path.join(dir, 'runs', '20260104-000000-to-publish');
+  fs.cpSync(run, source, { recursive: true });
+  fs.writeFileSync(path.join(source, 'train-summary.json'), JSON.stringify({ profile: 'colours', status: 'finished', classes: CLASSES }));
+  const out = path.join(dir, 'published', 'colours');
+  await publishRun(source, out, { checkImages: 4 });
+  const record = JSON.parse(fs.readFileSync(path.join(out, 'published.json'), 'utf8')) as { checksums: Record<string, { sha256: string }> };
+  assert.deepEqual(Object.keys(record.checksums).sort(), ['model.onnx', 'model/checksums.json', 'model/model.json', 'model/weights.bin']);
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const env = { ...process.env, TLWB_DATA_DIR: dir, TLWB_BACKEND: 'cpu' };
+  const ok = spawnSync(process.execPath, [cli, 'predict', '--run', out, path.join(dir, 'red.png')], { encoding: 'utf8', env, timeout: 60_000 });
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /red\.png \(50x37\): red/);
+  // The issue's edit: bytes of the published weights overwritten (here all but the first 8).
+  const weights = path.join(out, 'model', 'weights.bin');
+  const bytes = fs.readFileSync(weights);
+  bytes.fill(0x7c, 8); // float16 infinity's high byte
+  fs.writeFileSync(weights, bytes);
+  for (const engine of ['onnx', 'tfjs']) {
+    const r = spawnSync(process.execPath, [cli, 'predict', '--run', out, path.join(dir, 'red.png')], { encoding: 'utf8', env: { ...env, TLWB_INFERENCE: engine }, timeout: 60_000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`${weights}: weights\\.bin changed since it was published \\(sha256 .* as recorded in ${path.join(out, 'published.json')}\\)`), engine);
+    assert.doesNotMatch(r.stderr + r.stdout, /diverged|%/);
+  }
+  // A run's own weights.bin filled with 0.5: refused by the model folder's checksums.
+  const half = path.join(dir, 'runs', '20260105-000000-half');
+  fs.cpSync(run, half, { recursive: true });
+  const hw = path.join(half, 'model', 'weights.bin');
+  fs.writeFileSync(hw, Buffer.from(new Float32Array(fs.statSync(hw).size / 4).fill(0.5).buffer));
+  await assert.rejects(loadPredictor(half), new RegExp(`${hw}: weights\\.bin changed since it was saved`));
+});
+
+test('issue 25: predict says when it does not use model.onnx and why (here: a folder of that name)', () => {
+  const odd = path.join(dir, 'runs', '20260106-000000-odd-onnx');
+  fs.cpSync(run, odd, { recursive: true });
+  fs.mkdirSync(path.join(odd, 'model.onnx'));
+  const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+  const r = spawnSync(process.execPath, [cli, 'predict', '--run', odd, path.join(dir, 'red.png')], {
+    encoding: 'utf8', env: { ...process.env, TLWB_DATA_DIR: dir, TLWB_BACKEND: 'cpu', TLWB_INFERENCE: 'onnx' }, timeout: 60_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`model\\.onnx not used: ${path.join(odd, 'model.onnx')} is not a file \\(expected the ONNX file export writes\\); predicting from the TF\\.js model`));
+  assert.match(r.stdout, /red\.png \(50x37\): red/);
+});
+
 after(() => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -166,7 +212,8 @@ test('issue 11: a model that gives NaN probabilities is refused with a clear err
   await saveModel(model, path.join(nanRun, 'model'), { preprocess: 'unit', classes: CLASSES });
   model.dispose();
   const p = await loadPredictor(nanRun);
-  await assert.rejects(predictFile(p, path.join(dir, 'red.png')), /red\.png: the model of .* gives a non-finite probability \(NaN for red\): its training diverged/);
+  // No divergence was recorded, so it is not called one (issue 25): the weights are named.
+  await assert.rejects(predictFile(p, path.join(dir, 'red.png')), /red\.png: the model of .* gives a non-finite probability \(NaN for red\): its weights hold NaN or infinite values \(.*weights\.bin\)/);
   const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
   const r = spawnSync(process.execPath, [cli, 'predict', '--run', nanRun, path.join(dir, 'red.png')], { encoding: 'utf8', env: { ...process.env, TLWB_DATA_DIR: dir, TLWB_BACKEND: 'cpu' }, timeout: 60_000 });
   assert.equal(r.status, 1);

@@ -177,6 +177,18 @@ test('a report of class names holding markup: no handler, no script, the names s
   for (const c of HOSTILE_CLASSES) assert.ok(cells.includes(c), `table cell ${c}`);
 });
 
+test('issue 25: the safety check judges URL attributes only: a class named javascript:alert(3) is text in alt/title, a script URL in href/src/action (<form>, <object> are refused whole)/formaction/xlink:href/poster/data/srcset/animate values is refused', () => {
+  const name = 'javascript:alert(3)';
+  assert.deepEqual(htmlViolations(`<figure><img src="data:image/png;base64,iVBORw0KGgo=" alt="${name}" title="${name}"><figcaption title="${name}">${name}</figcaption></figure><abbr title=" javascript:x">t</abbr>`), []);
+  const urls: [string, string][] = [
+    ['a', 'href'], ['img', 'src'], ['div', 'action'], ['button', 'formaction'], ['video', 'poster'], ['img', 'srcset'], ['q', 'cite'], ['a', 'ping'],
+  ];
+  for (const [tag, attr] of urls) assert.match(htmlViolations(`<${tag} ${attr}="${name}"></${tag}>`).join(), /script URL/, `${tag} ${attr}`);
+  assert.match(htmlViolations(`<svg><a xlink:href="${name}"><text>x</text></a></svg>`).join(), /script URL/);
+  assert.match(htmlViolations(`<svg><a><animate attributeName="href" values="${name}"/><text>x</text></a></svg>`).join(), /script URL/);
+  assert.match(htmlViolations(`<svg><set attributeName="href" to="${name}"/></svg>`).join(), /script URL/);
+});
+
 test('the report of a diverged run says so at the top', async (t) => {
   const run = tmp();
   t.after(() => fs.rmSync(run, { recursive: true, force: true }));

@@ -51,7 +51,7 @@ test('studyRow reads each run\'s own files, and the command names every field th
   assert.deepEqual(a, {
     run: 'plain', profile: 'smoke', testAccuracy: 0.5678, testImages: 10000, ttaAccuracy: null, valAccuracy: 0.5, trainMinutes: 2.5,
     backend: 'wasm, 2 threads', resolution: 64, epochs: 'head 3', command: 'npm start -- --profile smoke',
-    machine: 'AMD EPYC 9B14, 2 cores, 24 GiB, AVX-512 (avx512bw avx512f)',
+    machine: 'AMD EPYC 9B14, 2 cores, 24 GiB, AVX-512 (avx512bw avx512f)', diverged: null,
   });
   const b = studyRow(changed);
   assert.equal(b.command, 'npm start -- --profile smoke --set model.inputSize=48 --set train.phases.0.epochs=2');
@@ -89,10 +89,44 @@ test('studyRow reads each run\'s own files, and the command names every field th
   assert.equal(studyRow(path.join(root, 'tfjs')).backend, 'wasm, 2 threads');
 });
 
-test('profileOverrides lists changed leaves as --set paths, arrays by index', () => {
+test('profileOverrides lists changed leaves as --set paths, arrays by index (an array of another length whole)', () => {
   const base = { a: 1, b: { c: 'x', d: [{ e: 1 }, { e: 2 }] } };
   assert.deepEqual(profileOverrides(base, { a: 1, b: { c: 'y', d: [{ e: 1 }, { e: 3 }] } }), ['b.c=y', 'b.d.1.e=3']);
   assert.deepEqual(profileOverrides(base, base), []);
+  assert.deepEqual(profileOverrides(base, { a: 1, b: { c: 'x', d: [{ e: 1 }, { e: 2 }, { e: 3 }] } }), ['b.d=[{"e":1},{"e":2},{"e":3}]']);
+});
+
+test('issue 25: compare\'s reproducing command survives a POSIX shell word for word, and a diverged run is marked', (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-study-sh-'));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const run = path.join(root, 'boom');
+  const hostile = `it's $HOME \`touch ${path.join(root, 'pwned')}\` ; | & * "q"`;
+  fakeRun(run, {
+    epochs: [1],
+    set: (p) => {
+      p.train.phases.push({ ...p.train.phases[0], name: hostile, lr: 0.25, epochs: 1 });
+      p.description = 'changed';
+    },
+  });
+  fs.writeFileSync(path.join(run, 'train-summary.json'), JSON.stringify({ status: 'diverged', diverged: { phase: hostile, epoch: 2, step: 5, reason: 'the loss is NaN' } }));
+  const row = studyRow(run);
+  assert.match(row.command, /^npm start -- --profile smoke --set /);
+  // The stand-in for npm prints the words the shell handed it.
+  const standIn = `'${process.execPath}' -e 'process.stdout.write(JSON.stringify(process.argv.slice(1)))' --`;
+  const r = spawnSync('sh', ['-c', row.command.replace(/^npm start --/, standIn)], { encoding: 'utf8', cwd: root });
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(!fs.existsSync(path.join(root, 'pwned')), 'nothing in the command ran');
+  const words = JSON.parse(r.stdout) as string[];
+  assert.deepEqual(words.slice(0, 2), ['--profile', 'smoke']);
+  const sets = words.slice(2).filter((_w, i) => i % 2 === 1);
+  assert.deepEqual(words.slice(2).filter((_w, i) => i % 2 === 0), sets.map(() => '--set'));
+  const again = loadProfile('smoke', sets);
+  const saved = JSON.parse(fs.readFileSync(path.join(run, 'profile.json'), 'utf8')) as Profile;
+  assert.deepEqual(again.train, saved.train, 'the command makes the same profile');
+  assert.equal(again.train.phases[1].name, hostile);
+  // Diverged: marked in the table (and in the row) with where it happened.
+  assert.equal(row.diverged, `training diverged in phase ${hostile}, epoch 2, step 5: the loss is NaN`);
+  assert.match(studyMarkdown([row]).split('\n')[2], /^\| boom \*\*diverged\*\* \(training diverged in phase .*epoch 2, step 5/);
 });
 
 test('cli compare prints the table and writes table.md and curves.svg', (t) => {

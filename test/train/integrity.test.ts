@@ -57,6 +57,26 @@ test('a broken state.json is skipped with its file named; a broken latest.json i
   assert.deepEqual(numbersOf(history(runDir).toRecords()), full);
 });
 
+test('issue 25 case 8: checkpoints that latest.json names but that are gone are named; the resume falls back, or says it starts over', async () => {
+  const { runDir, full } = await interruptedRun();
+  fs.rmSync(path.join(runDir, 'checkpoints', 'epoch-0002'), { recursive: true });
+  const r = await train(await tempSessionFor(runDir), opts());
+  assert.ok(r.resumedFrom?.endsWith('epoch-0001'), r.resumedFrom);
+  assert.equal(r.skipped!.length, 1);
+  assert.ok(r.skipped![0].path.endsWith(path.join('checkpoints', 'epoch-0002')));
+  assert.match(r.skipped![0].why, /missing \(.*latest\.json names it as the latest checkpoint, 2 epochs done\)/);
+  assert.deepEqual(numbersOf(history(runDir).toRecords()), full);
+
+  // Every checkpoint gone: the resume says what it looked for and that it starts over.
+  const again = await interruptedRun();
+  for (const n of ['epoch-0001', 'epoch-0002']) fs.rmSync(path.join(again.runDir, 'checkpoints', n), { recursive: true });
+  const s = await tempSessionFor(again.runDir);
+  const r2 = await train(s, opts());
+  assert.equal(r2.resumedFrom, undefined, 'started over');
+  assert.match(r2.skipped!.map((k) => `${k.path}: ${k.why}`).join('\n'), /epoch-0002: missing \(.*latest\.json names it/);
+  assert.deepEqual(numbersOf(history(again.runDir).toRecords()), again.full);
+});
+
 test('a temporary checkpoint folder left by a failed write (full disk) is removed and does not block the resume', async () => {
   const { runDir, full } = await interruptedRun();
   const stale = path.join(runDir, 'checkpoints', '.tmp-epoch-0003-999999');

@@ -67,6 +67,34 @@ test('resume after an interruption gives each epoch once, with the numbers of an
   }
 });
 
+test('issue 25 case 10: a divergence in the second phase has one epoch number everywhere, the history\'s (over all phases)', async () => {
+  const s = await tempSession(testProfile([{ ...allPhase, name: 'warm', epochs: 2 }, { ...allPhase, epochs: 2 }]));
+  const { batches } = await import('../../src/preprocess');
+  let epochCalls = 0;
+  const poisoned = function* (set: Parameters<typeof batches>[0], o: { batchSize: number; shuffle: boolean; rng: import('../../src/random').Random; augment: boolean }) {
+    if (o.shuffle) epochCalls++;
+    for (const b of batches(set, { ...o, mode: 'unit', numClasses: 3 })) {
+      if (o.shuffle && epochCalls === 3) {
+        const bad = tf.mul(b.xs, NaN);
+        b.xs.dispose();
+        yield { xs: bad, ys: b.ys };
+      } else yield b;
+    }
+  };
+  let message = '';
+  await assert.rejects(train(s, { built: tinyResnetLike(), data: syntheticData(), progress: 'none', saveModel: false, imageBatches: poisoned }), (e: Error) => {
+    message = e.message;
+    return e instanceof TrainingDivergedError;
+  });
+  // The second phase's first epoch is epoch 3 of the run: in the trainer's message, the summary, and what predict and the report say.
+  assert.match(message, /training diverged in phase 'finetune-all', epoch 3, step 1: the loss is NaN/);
+  assert.deepEqual(history(s.runDir).getColumn('epoch').toArray(), [1, 2]);
+  const summary = readTrainSummary(s.runDir)!;
+  assert.equal(summary.diverged!.epoch, 3);
+  const { describeDivergence, readDivergence } = await import('../../src/results/divergence');
+  assert.match(describeDivergence(readDivergence(s.runDir)!), /^training diverged in phase finetune-all, epoch 3, step 1: /);
+});
+
 test('a NaN loss stops the run with a clear message and keeps the last good checkpoint', async () => {
   const s = await tempSession(testProfile([{ ...allPhase, epochs: 3 }]));
   const { batches } = await import('../../src/preprocess');
@@ -83,7 +111,7 @@ test('a NaN loss stops the run with a clear message and keeps the last good chec
   };
   await assert.rejects(
     train(s, { built: tinyResnetLike(), data: syntheticData(), progress: 'none', saveModel: false, imageBatches: poisoned }),
-    (e: unknown) => e instanceof TrainingDivergedError && /loss is NaN at phase 'finetune-all' epoch 2 step 1/.test(e.message) && /epoch-0001/.test(e.message),
+    (e: unknown) => e instanceof TrainingDivergedError && /training diverged in phase 'finetune-all', epoch 2, step 1: the loss is NaN/.test(e.message) && /epoch-0001/.test(e.message),
   );
   const last = latestCheckpoint(s.runDir)!;
   assert.equal(path.basename(last), 'epoch-0001');

@@ -45,7 +45,8 @@ export class DivergenceGuard implements Callback {
     const good = this.lastGood();
     const at: DivergedAt = { phase: run.phase.name, epoch: where.epoch, step: where.step, reason: what };
     const msg =
-      `training diverged: ${what} at phase '${run.phase.name}' epoch ${where.phaseEpoch} step ${where.step} (lr ${(lr ?? NaN).toExponential(2)}). ` +
+      // Epochs counted over all phases, as history.csv's epoch column, train-summary.json and predict count them.
+      `training diverged in phase '${run.phase.name}', epoch ${where.epoch}, step ${where.step}: ${what} (lr ${(lr ?? NaN).toExponential(2)}). ` +
       `Stopped; ${good ? `the last good checkpoint is kept: ${good}` : 'no checkpoint was written yet'}. ` +
       `Lower the learning rate (--set train.phases.${run.index}.lr=...) or clip the gradients (train.phases.${run.index}.clipNorm) and start a new run.`;
     this.onDiverged(at, msg, good);
