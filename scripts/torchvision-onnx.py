@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""
+Exports torchvision classifiers to ONNX the way the workbench's importer reads them best, and
+(optionally) PyTorch's own gradients of one step as a reference for the importer's tests.
+
+  /usr/bin/python3 scripts/torchvision-onnx.py --out DIR [--size 64] [--opset 13] [--weights none|default]
+                                               [--reference] ARCH [ARCH ...]
+
+Writes DIR/ARCH.onnx with the BatchNormalization layers kept (TrainingMode.PRESERVE: the default
+export folds them into the convolutions, which leaves nothing for the workbench to freeze or
+train, and PyTorch's parameter count no longer matches). --weights default downloads torchvision's
+ImageNet weights (internet needed); none (default) keeps the seeded random initialisation.
+
+--reference also writes DIR/ARCH.reference.json and .bin: a seeded input batch [2, 3, size, size]
+and labels, the eval-mode logits, the mean cross-entropy, and its gradient for a few parameters
+(float32, little-endian, in the order the JSON lists them).
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+import torchvision
+
+
+def reference(model, arch, size, out_dir):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, size, size, generator=gen)
+    labels = torch.tensor([3, 7])
+    model.zero_grad()
+    logits = model(x)
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    loss.backward()
+    named = [(n, p) for n, p in model.named_parameters() if p.grad is not None]
+    # The first and last weights, and one in the middle of each kind (conv, norm, other).
+    picks = {named[0][0], named[-2][0], named[-1][0]}
+    for kind in ('conv', 'norm', 'other'):
+        rows = [n for n, p in named if (kind == 'conv' and p.dim() == 4) or (kind == 'norm' and p.dim() == 1 and n.endswith('.weight')) or (kind == 'other' and p.dim() == 3)]
+        if rows:
+            picks.add(rows[len(rows) // 2])
+    entries = []
+    blobs = [x.numpy().astype('<f4').tobytes(), logits.detach().numpy().astype('<f4').tobytes()]
+    for n, p in named:
+        if n in picks:
+            entries.append({'name': n, 'shape': list(p.shape)})
+            blobs.append(p.grad.numpy().astype('<f4').tobytes())
+    meta = {
+        'arch': arch,
+        'input': [2, 3, size, size],
+        'labels': labels.tolist(),
+        'logits': list(logits.shape),
+        'loss': float(loss),
+        'grads': entries,
+        'params': sum(p.numel() for p in model.parameters()),
+    }
+    with open(os.path.join(out_dir, arch + '.reference.bin'), 'wb') as f:
+        for b in blobs:
+            f.write(b)
+    with open(os.path.join(out_dir, arch + '.reference.json'), 'w') as f:
+        json.dump(meta, f)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('arch', nargs='+')
+    ap.add_argument('--out', required=True)
+    ap.add_argument('--size', type=int, default=64)
+    ap.add_argument('--opset', type=int, default=13)
+    ap.add_argument('--weights', choices=['none', 'default'], default='none')
+    ap.add_argument('--reference', action='store_true')
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(1)
+    for arch in args.arch:
+        torch.manual_seed(0)
+        build = getattr(torchvision.models, arch, None)
+        if build is None:
+            sys.exit(f'{arch}: not a torchvision model')
+        model = build(weights='DEFAULT' if args.weights == 'default' else None).eval()
+        target = os.path.join(args.out, arch + '.onnx')
+        tmp = target + '.part'
+        with torch.no_grad():
+            torch.onnx.export(model, torch.randn(1, 3, args.size, args.size), tmp, opset_version=args.opset,
+                              training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False,
+                              input_names=['input'], output_names=['logits'])
+        os.replace(tmp, target)
+        if args.reference:
+            reference(model, arch, args.size, args.out)
+        print(target, flush=True)
+
+
+if __name__ == '__main__':
+    main()
