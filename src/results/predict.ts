@@ -10,7 +10,7 @@ import { PreprocessMode, Profile } from '../config';
 import { readRunProfile } from '../session';
 import { CIFAR10_CLASSES, readCifarClasses } from '../data/cifar10';
 import { decodeImage, fitImage } from '../data/imagefolder';
-import { presetFor } from '../model/presets';
+import { presetForModel } from '../model/presets';
 import { loadModel, tfjsWeightsSha256 } from '../model/io';
 import { inferenceEngine, OnnxFile, openOnnxFile, runModel, runSession } from '../model/engine';
 import { preprocess } from '../preprocess';
@@ -81,7 +81,7 @@ export function runPreprocessMode(runDir: string, profile: Profile): PreprocessM
   const meta = (readJsonIfAny(path.join(runDir, 'model', 'model.json'))?.userDefinedMetadata ?? {}) as Record<string, unknown>;
   const m = meta.preprocess;
   if (m === 'caffe' || m === 'unit' || m === 'torch' || m === 'tf' || m === 'none') return m;
-  return presetFor(profile.model.arch).preprocess;
+  return presetForModel(profile.model).preprocess;
 }
 
 export async function loadPredictor(runDir: string): Promise<Predictor> {

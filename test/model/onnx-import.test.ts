@@ -16,6 +16,8 @@ import * as path from 'node:path';
 import { initBackend, tf } from '../../src/backend';
 import { projectRoot } from '../../src/config';
 import { countParams } from '../../src/model/freeze';
+import { createSession, runSession } from '../../src/model/engine';
+import { exportOnnx } from '../../src/model/onnx/export';
 import { compareWithOrt } from '../../src/model/onnx/import-check';
 import { importOnnx, modulePath } from '../../src/model/onnx/import';
 import { modelProtoType } from '../../src/model/onnx/schema';
@@ -122,6 +124,16 @@ for (const { arch } of ARCHS) {
       const ort = await compareWithOrt(bytes, imported);
       assert.ok(ort.relative <= 1e-4, `largest difference against ONNX Runtime ${ort.maxAbsDiff} of ${ort.maxAbs}`);
       assert.ok(imported.cutCandidates.length > 0, 'a cut candidate');
+
+      // And back: the imported model exported to ONNX (the workbench's exporter) runs the same in ORT.
+      const nhwc = tf.randomUniform([1, imported.inputSize, imported.inputSize, 3], -2, 2, 'float32', 5);
+      const session = await createSession(exportOnnx(model).bytes, 2);
+      const back = await runSession(session, nhwc);
+      await session.release();
+      const direct = model.predict(nhwc) as tf.Tensor;
+      const [b, d] = [back.dataSync() as Float32Array, direct.dataSync() as Float32Array];
+      assert.ok(maxDiff(b, d) <= 1e-4 * maxAbs(d), `re-exported ONNX against TF.js: ${maxDiff(b, d)} of ${maxAbs(d)}`);
+      tf.dispose([nhwc, back, direct]);
       assert.equal(imported.cutCandidates[0].shape.length, 3);
 
       // One step's loss and gradients against PyTorch's autograd (eval mode: BatchNorm on its running statistics).
