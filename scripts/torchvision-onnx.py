@@ -4,12 +4,16 @@ Exports torchvision classifiers to ONNX the way the workbench's importer reads t
 (optionally) PyTorch's own gradients of one step as a reference for the importer's tests.
 
   /usr/bin/python3 scripts/torchvision-onnx.py --out DIR [--size 64] [--opset 13] [--weights none|default]
-                                               [--reference] ARCH [ARCH ...]
+                                               [--calibrate-bn N] [--reference] ARCH [ARCH ...]
 
 Writes DIR/ARCH.onnx with the BatchNormalization layers kept (TrainingMode.PRESERVE: the default
 export folds them into the convolutions, which leaves nothing for the workbench to freeze or
 train, and PyTorch's parameter count no longer matches). --weights default downloads torchvision's
 ImageNet weights (internet needed); none (default) keeps the seeded random initialisation.
+
+--calibrate-bn N sets a random network's BatchNorm running statistics to those of its own
+activations on N random batches (cumulative averages, as a trained network's describe its
+activations), so that inference mode and frozen-BN training behave as on a pretrained network.
 
 --reference also writes DIR/ARCH.reference.json and .bin: a seeded input batch [2, 3, size, size]
 and labels, the eval-mode logits, the mean cross-entropy, and its gradient for a few parameters
@@ -61,6 +65,21 @@ def reference(model, arch, size, out_dir):
         json.dump(meta, f)
 
 
+def calibrate_bn(model, batches, size):
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    model.train()
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for _ in range(batches):
+            model(torch.randn(16, 3, size, size, generator=gen))
+    for m in norms:
+        m.momentum = 0.1
+    model.eval()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('arch', nargs='+')
@@ -69,6 +88,7 @@ def main():
     ap.add_argument('--opset', type=int, default=13)
     ap.add_argument('--weights', choices=['none', 'default'], default='none')
     ap.add_argument('--reference', action='store_true')
+    ap.add_argument('--calibrate-bn', type=int, default=0)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
@@ -78,6 +98,8 @@ def main():
         if build is None:
             sys.exit(f'{arch}: not a torchvision model')
         model = build(weights='DEFAULT' if args.weights == 'default' else None).eval()
+        if args.calibrate_bn > 0:
+            calibrate_bn(model, args.calibrate_bn, args.size)
         target = os.path.join(args.out, arch + '.onnx')
         tmp = target + '.part'
         with torch.no_grad():

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { tf } from '../backend';
 import { readRunProfile, writeFileAtomic } from '../session';
+import { presetForModel } from '../model/presets';
 import { loadModel, tfjsWeightsSha256 } from '../model/io';
 import { exportOnnx, OPSET } from '../model/onnx';
 import { createSession, loadOrt, ortLoadError, runSession } from '../model/engine';
@@ -51,7 +52,7 @@ export async function exportRun(runDir: string, opts: { out?: string; format?: s
       preprocess: mode,
       preprocess_baked: 'true',
       output: 'class probabilities [batch, classes]',
-      arch: profile.model.arch,
+      arch: profile.model.onnx ? presetForModel(profile.model).arch : profile.model.arch,
       head: profile.model.head,
       backbone_input_size: String(profile.model.inputSize ?? ''),
       run: path.basename(dir),

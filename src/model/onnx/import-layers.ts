@@ -98,8 +98,11 @@ function broadcastShapes(a: tf.Shape, b: tf.Shape): tf.Shape {
   const rank = Math.max(a.length, b.length);
   const out: tf.Shape = [];
   for (let i = 0; i < rank; i++) {
-    const x = a[a.length - rank + i] ?? 1;
-    const y = b[b.length - rank + i] ?? 1;
+    // Missing leading axes broadcast as 1; an unknown (null) size stays unknown unless the other is known and > 1.
+    const ia = a.length - rank + i;
+    const ib = b.length - rank + i;
+    const x = ia >= 0 ? a[ia] : 1;
+    const y = ib >= 0 ? b[ib] : 1;
     out.push(x === 1 ? y : y === 1 ? x : x ?? y);
   }
   return out;
