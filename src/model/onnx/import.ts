@@ -762,7 +762,7 @@ class Importer {
 export function importOnnx(bytes: Uint8Array, opts: ImportOptions = {}): ImportedOnnx {
   const origin = opts.origin ?? 'ONNX model';
   const graph = decodeOnnxGraph(bytes, origin);
-  if (graph.opset && (graph.opset < 7 || graph.opset > 18)) throw new Error(`${origin}: ONNX import: opset ${graph.opset}; opsets 11 to 17 are supported`);
+  if (graph.opset && (graph.opset < 7 || graph.opset > 18)) throw new Error(`${origin}: ONNX import: opset ${graph.opset}; opsets 7 to 18 are read (11 to 17 tested)`);
   const shape = graph.input.shape;
   if (shape.length !== 4) throw new Error(`${origin}: ONNX import: the input '${graph.input.name}' has shape [${shape}]; an image batch [N, 3, H, W] (or [N, H, W, 3]) is expected`);
   // NCHW (PyTorch) unless the channels are last (tf2onnx exports of Keras models).
