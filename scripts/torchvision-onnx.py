@@ -6,7 +6,8 @@ Exports torchvision classifiers to ONNX the way the workbench's importer reads t
   /usr/bin/python3 scripts/torchvision-onnx.py --out DIR [--size 64] [--opset 13] [--weights none|default]
                                                [--calibrate-bn N] [--reference] ARCH [ARCH ...]
 
-Writes DIR/ARCH.onnx with the BatchNormalization layers kept (TrainingMode.PRESERVE: the default
+ARCH is a torchvision.models name, or workbench_ops (a small network of the ops the classifiers do
+not use). Writes DIR/ARCH.onnx with the BatchNormalization layers kept (TrainingMode.PRESERVE: the default
 export folds them into the convolutions, which leaves nothing for the workbench to freeze or
 train, and PyTorch's parameter count no longer matches). --weights default downloads torchvision's
 ImageNet weights (internet needed); none (default) keeps the seeded random initialisation.
@@ -65,6 +66,32 @@ def reference(model, arch, size, out_dir):
         json.dump(meta, f)
 
 
+class WorkbenchOps(torch.nn.Module):
+    """A small network using the ops torchvision's classifiers do not (the importer's op tests): pooling
+    with pads and ceil mode, Concat, Pad, GELU (Erf), arithmetic, a Shape-computed Reshape, Transpose,
+    LayerNorm, a mean without keepdims, Softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.conv2 = torch.nn.Conv2d(16, 16, 3, stride=2, bias=False)
+        self.ln = torch.nn.LayerNorm(16)
+        self.fc = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        F = torch.nn.functional
+        x = F.hardswish(self.bn(self.conv1(x)))
+        a = F.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+        b = F.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True)
+        y = F.pad(torch.cat([a, b], 1), (1, 1, 1, 1))
+        y = F.gelu(self.conv2(y))
+        y = y * torch.sigmoid(y) - 0.5 / (1 + y.abs())
+        z = y.reshape(y.shape[0], 16, -1).transpose(1, 2)
+        z = self.ln(z).mean(1)
+        return F.softmax(self.fc(z), -1)
+
+
 def calibrate_bn(model, batches, size):
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in norms:
@@ -94,10 +121,10 @@ def main():
     torch.set_num_threads(1)
     for arch in args.arch:
         torch.manual_seed(0)
-        build = getattr(torchvision.models, arch, None)
+        build = WorkbenchOps if arch == 'workbench_ops' else getattr(torchvision.models, arch, None)
         if build is None:
             sys.exit(f'{arch}: not a torchvision model')
-        model = build(weights='DEFAULT' if args.weights == 'default' else None).eval()
+        model = (build() if build is WorkbenchOps else build(weights='DEFAULT' if args.weights == 'default' else None)).eval()
         if args.calibrate_bn > 0:
             calibrate_bn(model, args.calibrate_bn, args.size)
         target = os.path.join(args.out, arch + '.onnx')

@@ -92,6 +92,8 @@ export async function modelCommand(argv: string[]): Promise<void> {
     // Counting parameters needs no weights; load them only when asked.
     weights: values.weights ?? 'none',
     dropout: values.dropout !== undefined ? Number(values.dropout) : fromProfile?.model.dropout,
+    // An ONNX backbone only from the profile, and only when --arch does not name another backbone.
+    onnx: values.arch === undefined ? fromProfile?.model.onnx : undefined,
   };
   if (!['seed', 'gap', 'none'].includes(cfg.head)) throw new Error(`--head: expected seed, gap or none, got '${cfg.head}'`);
   await initBackend({ quiet: values.json });

@@ -1,10 +1,12 @@
 /**
  * ONNX import checked against a real exporter: torchvision's resnet18, mobilenet_v2,
- * mobilenet_v3_small, efficientnet_b0 (64 px, opset 13) and convnext_tiny (32 px, opset 17), random
+ * mobilenet_v3_small, efficientnet_b0 (64 px, opset 13), convnext_tiny (32 px, opset 17) and a small
+ * network of the remaining ops (scripts/torchvision-onnx.py's workbench_ops), random
  * initialisation, exported by PyTorch (scripts/torchvision-onnx.py, once per run into a temp folder).
  * Each imported model must match ONNX Runtime on the file (<= 1e-4 of the largest output), PyTorch's
  * parameter count, and PyTorch's autograd: the loss and gradients of one cross-entropy step on the
- * same input. Skipped, saying so, when /usr/bin/python3 has no torch/torchvision (Debian:
+ * same input (central differences for workbench_ops, see below); exported back to ONNX it must run
+ * the same in ORT. Skipped, saying so, when /usr/bin/python3 has no torch/torchvision (Debian:
  * apt-get install python3-torch python3-torchvision).
  */
 import { test, before, after } from 'node:test';
@@ -32,6 +34,9 @@ const ARCHS: { arch: string; size: number; opset: number }[] = [
   { arch: 'mobilenet_v3_small', size: 64, opset: 13 },
   { arch: 'efficientnet_b0', size: 64, opset: 13 },
   { arch: 'convnext_tiny', size: 32, opset: 17 },
+  // The script's own small network of the ops the classifiers do not use (pooling with pads and ceil
+  // mode, Concat, Pad, GELU via Erf, a Shape-computed Reshape, Transpose, LayerNorm spelled out, Softmax).
+  { arch: 'workbench_ops', size: 64, opset: 13 },
 ];
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-onnx-import-'));
@@ -139,7 +144,7 @@ for (const { arch } of ARCHS) {
       // One step's loss and gradients against PyTorch's autograd (eval mode: BatchNorm on its running statistics).
       const picks = ref.meta.grads.map((g) => torchLayout(model, g.name));
       const x = tf.tidy(() => tf.transpose(tf.tensor(ref.input, ref.meta.input), [0, 2, 3, 1]));
-      const labels = tf.oneHot(tf.tensor1d(ref.meta.labels, 'int32'), 1000);
+      const labels = tf.oneHot(tf.tensor1d(ref.meta.labels, 'int32'), ref.meta.logits[1]);
       let logits: Float32Array | undefined;
       const { value, grads } = tf.variableGrads(() => {
         const y = model.apply(x, { training: false }) as tf.Tensor;
@@ -148,11 +153,34 @@ for (const { arch } of ARCHS) {
       }, picks.map((p) => p.variable.read() as tf.Variable));
       assert.ok(maxDiff(logits!, ref.logits) <= 1e-4 * maxAbs(ref.logits), `logits against PyTorch: ${maxDiff(logits!, ref.logits)} of ${maxAbs(ref.logits)}`);
       assert.ok(Math.abs(value.dataSync()[0] - ref.meta.loss) <= 1e-4 * ref.meta.loss, `loss ${value.dataSync()[0]} vs PyTorch ${ref.meta.loss}`);
-      ref.meta.grads.forEach((g, i) => {
-        const mine = tf.tidy(() => picks[i].toTorch(grads[(picks[i].variable.read() as tf.Variable).name]).dataSync() as Float32Array);
-        const d = maxDiff(mine, ref.grads[i]);
-        assert.ok(d <= 1e-3 * maxAbs(ref.grads[i]) + 1e-9, `gradient of ${g.name}: largest difference ${d} of ${maxAbs(ref.grads[i])}`);
-      });
+      if (arch === 'workbench_ops') {
+        // PyTorch 1.13's backward of this small net is not reproducible here (its conv gradients
+        // change with the thread count and reach 1e26 after an export), so central differences
+        // of the TF.js loss check the TF.js gradients instead, entry by entry.
+        const lossAt = () => tf.tidy(() => tf.losses.softmaxCrossEntropy(labels, model.apply(x, { training: false }) as tf.Tensor).dataSync()[0]);
+        picks.forEach((p, i) => {
+          const v = p.variable.read() as tf.Variable;
+          const analytic = grads[v.name].dataSync() as Float32Array;
+          const k = analytic.reduce((best, g, j) => (Math.abs(g) > Math.abs(analytic[best]) ? j : best), 0);
+          const original = v.dataSync() as Float32Array;
+          const eps = 1e-2;
+          const shifted = (delta: number) => {
+            const w = Float32Array.from(original);
+            w[k] += delta;
+            v.assign(tf.tensor(w, v.shape));
+            return lossAt();
+          };
+          const numeric = (shifted(eps) - shifted(-eps)) / (2 * eps);
+          v.assign(tf.tensor(original, v.shape));
+          assert.ok(Math.abs(numeric - analytic[k]) <= 0.05 * Math.abs(analytic[k]) + 1e-4, `${ref.meta.grads[i].name}[${k}]: analytic ${analytic[k]}, central difference ${numeric}`);
+        });
+      } else {
+        ref.meta.grads.forEach((g, i) => {
+          const mine = tf.tidy(() => picks[i].toTorch(grads[(picks[i].variable.read() as tf.Variable).name]).dataSync() as Float32Array);
+          const d = maxDiff(mine, ref.grads[i]);
+          assert.ok(d <= 1e-3 * maxAbs(ref.grads[i]) + 1e-9, `gradient of ${g.name}: largest difference ${d} of ${maxAbs(ref.grads[i])}`);
+        });
+      }
       tf.dispose([x, labels, value, grads]);
     } finally {
       model.dispose();

@@ -32,6 +32,7 @@ export const IMPORTED_OPS = [
   'Erf', 'Gelu', 'Sqrt', 'Exp', 'Log', 'Neg', 'Abs', 'Reciprocal', 'Add', 'Sub', 'Mul', 'Div', 'Pow', 'GlobalAveragePool', 'GlobalMaxPool',
   'AveragePool', 'MaxPool', 'ReduceMean', 'ReduceMax', 'ReduceSum', 'Flatten', 'Reshape', 'Squeeze', 'Unsqueeze', 'Gemm', 'MatMul',
   'Concat', 'Transpose', 'Softmax', 'LayerNormalization', 'Pad', 'Identity', 'Dropout', 'Constant', 'Shape', 'Gather', 'Cast',
+  'ConstantOfShape', 'Slice',
 ] as const;
 
 export interface ImportOptions {
@@ -99,6 +100,57 @@ function cleanName(raw: string): string {
 
 function constOf(data: Float32Array | number[], dims: number[], float = true): ConstTensor {
   return { data, dims, float };
+}
+
+function stridesOf(dims: number[]): number[] {
+  const out = new Array<number>(dims.length).fill(1);
+  for (let i = dims.length - 2; i >= 0; i--) out[i] = out[i + 1] * dims[i + 1];
+  return out;
+}
+
+/** A constant with its values picked by `source(outIndex)` (multi-index -> flat index into c.data). */
+function gatherConst(c: ConstTensor, dims: number[], source: (index: number[]) => number): ConstTensor {
+  const n = product(dims);
+  const strides = stridesOf(dims);
+  const picked: number[] = new Array(n);
+  for (let flat = 0; flat < n; flat++) {
+    const index = strides.map((st, i) => Math.floor(flat / st) % dims[i]);
+    picked[flat] = c.data[source(index)];
+  }
+  return { dims, data: c.float ? Float32Array.from(picked) : picked, float: c.float };
+}
+
+function transposeConst(c: ConstTensor, perm: number[]): ConstTensor {
+  const inStrides = stridesOf(c.dims);
+  return gatherConst(c, perm.map((p) => c.dims[p]), (index) => index.reduce((f, v, i) => f + v * inStrides[perm[i]], 0));
+}
+
+/** ONNX Slice on a constant (negative steps, clamped bounds). */
+function sliceConst(c: ConstTensor, starts: number[], ends: number[], axes: number[], steps: number[]): ConstTensor {
+  const rank = c.dims.length;
+  const first = c.dims.map(() => 0);
+  const step = c.dims.map(() => 1);
+  const dims = [...c.dims];
+  axes.forEach((a0, k) => {
+    const a = a0 < 0 ? a0 + rank : a0;
+    const d = c.dims[a];
+    const st = steps[k] ?? 1;
+    const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v, lo), hi);
+    let b = starts[k] < 0 ? starts[k] + d : starts[k];
+    let e = ends[k] < 0 ? ends[k] + d : ends[k];
+    if (st > 0) {
+      b = clamp(b, 0, d);
+      e = clamp(e, 0, d);
+    } else {
+      b = clamp(b, -1, d - 1);
+      e = clamp(e, -1, d - 1);
+    }
+    first[a] = b;
+    step[a] = st;
+    dims[a] = Math.max(0, Math.ceil((e - b) / st));
+  });
+  const inStrides = stridesOf(c.dims);
+  return gatherConst(c, dims, (index) => index.reduce((f, v, i) => f + (first[i] + v * step[i]) * inStrides[i], 0));
 }
 
 /** Folds a float constant through a TF.js op (on the current backend, synchronously). */
@@ -340,6 +392,22 @@ class Importer {
       }
       case 'Gather':
         return this.gather(node);
+      case 'ConstantOfShape': {
+        const shape = this.ints(node, 0);
+        const value = node.attrs.value && typeof node.attrs.value === 'object' && !Array.isArray(node.attrs.value) ? node.attrs.value : constOf(Float32Array.of(0), [1]);
+        const n = product(shape);
+        const data = value.float ? new Float32Array(n).fill(value.data[0]) : new Array<number>(n).fill(value.data[0]);
+        return this.setOut(node, { kind: 'const', c: constOf(data, shape, value.float) });
+      }
+      case 'Slice': {
+        const v = this.get(node, 0);
+        if (v.kind !== 'const') this.fail(node, 'slices a computed tensor; only constants (shape arithmetic) are sliced');
+        const starts = this.ints(node, 1);
+        const ends = this.ints(node, 2);
+        const axes = node.inputs[3] ? this.ints(node, 3) : starts.map((_, i) => i);
+        const steps = node.inputs[4] ? this.ints(node, 4) : starts.map(() => 1);
+        return this.setOut(node, { kind: 'const', c: sliceConst(v.c, starts, ends, axes, steps) });
+      }
       case 'Cast': {
         const v = this.get(node, 0);
         const to = this.attrNum(node, 'to', 1);
@@ -691,10 +759,7 @@ class Importer {
     const v = this.get(node, 0);
     const rank = v.kind === 'const' ? v.c.dims.length : v.perm.length;
     const p = this.attrInts(node, 'perm', identity(rank).reverse());
-    if (v.kind === 'const') {
-      const c = v.c.float ? foldFloat([v.c], (t) => tf.transpose(t, p)) : this.fail(node, 'transposes an integer constant');
-      return this.setOut(node, { kind: 'const', c, param: v.param });
-    }
+    if (v.kind === 'const') return this.setOut(node, { kind: 'const', c: transposeConst(v.c, p), param: v.param });
     if (p[0] !== 0) this.fail(node, 'moves the batch axis, which is not supported');
     // Only the labels change: physical axis i held logical perm[i], which is now output axis p^-1(perm[i]).
     const perm = v.perm.map((l) => p.indexOf(l));
