@@ -39,6 +39,26 @@ export const DataSchema = object({
     .describe("'folder' and predict: refuse images whose width x height exceeds this, from their header (decompression bombs). Default 178956970 (Pillow's)."),
 });
 
+const PREPROCESS_MODES = ['caffe', 'unit', 'torch', 'tf', 'none'] as const;
+
+export const OnnxModelSchema = object({
+  file: name().optional().describe('A local .onnx file: an image classifier, e.g. torch.onnx.export of a torchvision model (file or url is needed unless model.arch is an ONNX preset).'),
+  url: name().optional().describe('Where to download the .onnx from (cached in data/downloads), when no file is given.'),
+  sha256: z
+    .string({ error: 'a sha256 (64 hex digits)' })
+    .regex(/^[0-9a-fA-F]{64}$/, { error: 'a sha256 (64 hex digits)' })
+    .optional()
+    .describe('Expected sha256 of the downloaded file (checked on the cached copy too).'),
+  cut: name().optional().describe("The ONNX node (or value) the 'gap' head cuts at; default: the last spatial feature map (see `model --onnx FILE`)."),
+  preprocess: oneOf(PREPROCESS_MODES).optional().describe("Input normalisation the network was trained with (default 'torch': ImageNet mean/std on 0..1)."),
+  inputSize: z
+    .number({ error: 'an integer >= 32' })
+    .int({ error: 'an integer >= 32' })
+    .min(32, { error: 'an integer >= 32' })
+    .optional()
+    .describe('Side the imported network sees (overrides model.inputSize).'),
+});
+
 export const ModelSchema = object({
   arch: name().describe('A preset name (resnet50, resnet101, resnet152, darknet-tiny, ...), or a TF.js model.json path/URL.'),
   head: oneOf(['seed', 'gap', 'none']).describe("'seed' (the article's head), 'gap' (global average pooling + Dense) or 'none'."),
@@ -50,6 +70,7 @@ export const ModelSchema = object({
   weights: name().describe("'imagenet' (the preset's weights), 'none' (random init) or a path/URL to a weights file."),
   dropout: fraction().optional().describe('Dropout before the last Dense layer (gap head).'),
   cutLayer: z.string({ error: 'a layer name' }).min(1, { error: 'a layer name' }).optional().describe("The layer the 'gap' (and 'none') head cuts a TF.js backbone at, instead of the preset's."),
+  onnx: OnnxModelSchema.optional().describe("An ONNX image classifier imported as a trainable backbone (its own weights; model.weights is not used). Overrides model.arch's backbone."),
 });
 
 export const ScheduleSchema = z
@@ -156,7 +177,8 @@ export type ModelConfig = z.infer<typeof ModelSchema>;
 export type Phase = z.infer<typeof PhaseSchema>;
 export type TrainConfig = z.infer<typeof TrainSchema>;
 export type Profile = z.infer<typeof ProfileSchema>;
-export type PreprocessMode = 'caffe' | 'unit' | 'torch' | 'tf' | 'none';
+export type PreprocessMode = (typeof PREPROCESS_MODES)[number];
+export type OnnxModelConfig = z.infer<typeof OnnxModelSchema>;
 export type HeadKind = ModelConfig['head'];
 
 /**

@@ -1,7 +1,7 @@
 /**
- * HTTP(S) downloads into a cache: streamed to `<dest>.part`, md5-checked, then renamed into place,
- * so a crash never leaves a file that looks complete. A cached file whose md5 is wrong is deleted
- * and fetched again.
+ * HTTP(S) downloads into a cache: streamed to `<dest>.part`, md5/sha256-checked, then renamed into
+ * place, so a crash never leaves a file that looks complete. A cached file whose digest is wrong is
+ * deleted and fetched again.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -13,6 +13,8 @@ import { SingleBar, Presets } from 'cli-progress';
 export interface DownloadOptions {
   /** Expected md5 (hex); checked on the cached file and on the fresh download. */
   md5?: string;
+  /** Expected sha256 (hex), checked like md5 (ONNX model zoo files publish theirs in their Git LFS pointers). */
+  sha256?: string;
   /** Show progress: a bar on a terminal, a line every 10% elsewhere. Default true. */
   progress?: boolean;
   /** No progress and no messages (overrides progress). */
@@ -28,8 +30,13 @@ export function md5FileSync(file: string): string {
 
 /** md5 of a file, streamed. */
 export function md5File(file: string): Promise<string> {
+  return hashFile(file, 'md5');
+}
+
+/** A digest (md5, sha256) of a file, streamed. */
+export function hashFile(file: string, algorithm: 'md5' | 'sha256'): Promise<string> {
   return new Promise((resolve, reject) => {
-    const hash = crypto.createHash('md5');
+    const hash = crypto.createHash(algorithm);
     fs.createReadStream(file)
       .on('data', (chunk) => hash.update(chunk))
       .on('error', reject)
@@ -116,11 +123,12 @@ function get(url: string, timeoutMs: number, redirects = 5): Promise<http.Incomi
   });
 }
 
-/** Streams the body into `file`, returning its md5. */
-async function fetchInto(url: string, file: string, progress: Progress, timeoutMs: number): Promise<string> {
+/** Streams the body into `file`, returning its md5 and sha256. */
+async function fetchInto(url: string, file: string, progress: Progress, timeoutMs: number): Promise<{ md5: string; sha256: string }> {
   const res = await get(url, timeoutMs);
   const total = Number(res.headers['content-length'] ?? 0);
   const hash = crypto.createHash('md5');
+  const hash256 = crypto.createHash('sha256');
   const out = fs.createWriteStream(file);
   let done = 0;
   progress.start(total);
@@ -128,6 +136,7 @@ async function fetchInto(url: string, file: string, progress: Progress, timeoutM
     await new Promise<void>((resolve, reject) => {
       res.on('data', (chunk: Buffer) => {
         hash.update(chunk);
+        hash256.update(chunk);
         done += chunk.length;
         progress.update(done, total);
       });
@@ -141,7 +150,7 @@ async function fetchInto(url: string, file: string, progress: Progress, timeoutM
     progress.stop();
   }
   if (total > 0 && done !== total) throw new Error(`${url}: received ${done} of ${total} bytes`);
-  return hash.digest('hex');
+  return { md5: hash.digest('hex'), sha256: hash256.digest('hex') };
 }
 
 /**
@@ -149,16 +158,21 @@ async function fetchInto(url: string, file: string, progress: Progress, timeoutM
  * is given). Returns `dest`.
  */
 export async function download(url: string, dest: string, opts: DownloadOptions = {}): Promise<string> {
-  const expected = opts.md5?.toLowerCase();
+  const expected: { algorithm: 'md5' | 'sha256'; digest: string }[] = [];
+  if (opts.md5) expected.push({ algorithm: 'md5', digest: opts.md5.toLowerCase() });
+  if (opts.sha256) expected.push({ algorithm: 'sha256', digest: opts.sha256.toLowerCase() });
   const name = path.basename(dest);
   const say = (msg: string) => {
     if (!opts.quiet) process.stderr.write(`${msg}\n`);
   };
   if (fs.existsSync(dest)) {
-    if (!expected) return dest;
-    const cached = await md5File(dest);
-    if (cached === expected) return dest;
-    say(`${dest}: cached copy is corrupt (md5 ${cached}, expected ${expected}); deleting it and downloading again`);
+    let corrupt: string | undefined;
+    for (const e of expected) {
+      const cached = await hashFile(dest, e.algorithm);
+      if (cached !== e.digest) corrupt = `${e.algorithm} ${cached}, expected ${e.digest}`;
+    }
+    if (!corrupt) return dest;
+    say(`${dest}: cached copy is corrupt (${corrupt}); deleting it and downloading again`);
     fs.rmSync(dest, { force: true });
   }
   fs.mkdirSync(path.dirname(dest), { recursive: true });
@@ -166,13 +180,15 @@ export async function download(url: string, dest: string, opts: DownloadOptions 
   const progress = new Progress(name, opts.progress !== false && !opts.quiet);
   try {
     const got = await fetchInto(url, part, progress, opts.timeoutMs ?? 60_000);
-    if (expected && got !== expected) {
-      throw new Error(`${url}: md5 mismatch for the downloaded file: got ${got}, expected ${expected} (corrupt or a different file)`);
+    for (const e of expected) {
+      if (got[e.algorithm] !== e.digest) {
+        throw new Error(`${url}: ${e.algorithm} mismatch for the downloaded file: got ${got[e.algorithm]}, expected ${e.digest} (corrupt or a different file)`);
+      }
     }
     fs.renameSync(part, dest);
   } finally {
     fs.rmSync(part, { force: true });
   }
-  say(`${dest}: downloaded${expected ? ', md5 ok' : ''}`);
+  say(`${dest}: downloaded${expected.map((e) => `, ${e.algorithm} ok`).join('')}`);
   return dest;
 }

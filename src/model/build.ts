@@ -12,7 +12,8 @@ import { download } from '../data/download';
 import { applyKerasBatchNormSemantics } from './freeze';
 import { buildHead } from './heads';
 import { ImageResize } from './layers';
-import { KerasResNetPreset, Preset, presetFor, TfjsPreset, tfjsSource } from './presets';
+import { importOnnx } from './onnx/import';
+import { KerasResNetPreset, OnnxPreset, Preset, presetForModel, TfjsPreset, tfjsSource } from './presets';
 import { RESNETS } from './resnet';
 import { cutModel, isUrl, loadTfjsModel } from './tfjs-backbone';
 import { LoadH5Report, loadWeightsH5 } from './weights-h5';
@@ -123,16 +124,54 @@ async function buildTfjsBase(preset: TfjsPreset, cfg: ModelConfig, inputSize: nu
   return { base, weightsSource: weights === 'none' && !opts.weightsFile ? 'random' : source, weightsReport: undefined, baseOutput };
 }
 
+/** The .onnx file of an ONNX preset: local (a weights file option wins), else downloaded (sha256-checked when known). */
+export async function resolveOnnxFile(preset: OnnxPreset, opts: { weightsFile?: string; quiet?: boolean } = {}): Promise<string> {
+  const local = opts.weightsFile ?? preset.source.file;
+  if (local) {
+    if (!fs.existsSync(local)) throw new Error(`model.onnx.file '${local}': no such file`);
+    return local;
+  }
+  const url = preset.source.url!;
+  const dest = path.join(paths().downloads, path.basename(new URL(url).pathname));
+  try {
+    return await download(url, dest, { sha256: preset.source.sha256, quiet: opts.quiet });
+  } catch (e) {
+    throw new Error(`${preset.arch}: ONNX download failed (${(e as Error).message}). Put the file at ${dest}, or set model.onnx.file to a local copy`, { cause: e });
+  }
+}
+
+async function buildOnnxBase(preset: OnnxPreset, head: HeadKind, inputSize: number, opts: BuildOptions) {
+  const file = await resolveOnnxFile(preset, opts);
+  const name = preset.arch.replace(/^onnx:/, '').replace(/[^A-Za-z0-9_]/g, '_').replace(/^_+/, '') || 'onnx';
+  const imported = importOnnx(fs.readFileSync(file), { origin: file, inputSize, name: `${name}_full` });
+  const full = imported.model;
+  let base: tf.LayersModel;
+  if (head === 'gap') {
+    const cut = preset.cut ?? imported.cutCandidates[0]?.node;
+    if (!cut) throw new Error(`${file}: no spatial feature map to cut at; set model.onnx.cut to a node name`);
+    const pooled = tf.layers.globalAveragePooling2d({ name: 'avg_pool' }).apply(imported.featuresAt(cut)) as tf.SymbolicTensor;
+    base = tf.model({ inputs: full.inputs, outputs: pooled, name });
+    // The classifier after the cut is not part of the base: free its weights.
+    const kept = new Set(base.layers);
+    for (const layer of full.layers) if (!kept.has(layer)) layer.dispose();
+  } else {
+    base = tf.model({ inputs: full.inputs, outputs: full.outputs, name });
+  }
+  return { base, weightsSource: file, weightsReport: undefined, baseOutput: preset.output };
+}
+
 /** Builds the profile's model (see BuiltModel). `numClasses` sizes the head ('none' keeps the backbone's classes). */
 export async function buildModel(cfg: ModelConfig, numClasses: number, opts: BuildOptions = {}): Promise<BuiltModel> {
-  const preset: Preset = presetFor(cfg.arch);
-  const inputSize = cfg.inputSize ?? preset.inputSize;
+  const preset: Preset = presetForModel(cfg);
+  const inputSize = cfg.onnx?.inputSize ?? cfg.inputSize ?? preset.inputSize;
   const storedSize = opts.storedSize ?? 32;
   const weights = cfg.weights ?? 'imagenet';
   const made =
     preset.kind === 'keras-resnet'
       ? await buildKerasBase(preset, cfg.head, inputSize, weights, opts)
-      : await buildTfjsBase(preset, cfg, inputSize, weights, opts);
+      : preset.kind === 'onnx'
+        ? await buildOnnxBase(preset, cfg.head, inputSize, opts)
+        : await buildTfjsBase(preset, cfg, inputSize, weights, opts);
   const { base } = made;
   const featureShape = (base.outputs[0].shape as (number | null)[]).slice(1) as number[];
   const head = buildHead(cfg.head, featureShape, numClasses, { dropout: cfg.dropout, baseOutput: made.baseOutput });
@@ -149,7 +188,7 @@ export async function buildModel(cfg: ModelConfig, numClasses: number, opts: Bui
     head,
     preprocess: preset.preprocess,
     inputSize,
-    arch: cfg.arch,
+    arch: preset.kind === 'onnx' ? preset.arch : cfg.arch,
     headKind: cfg.head,
     weightsSource: made.weightsSource,
     weightsReport: made.weightsReport,

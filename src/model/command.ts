@@ -2,6 +2,8 @@
  * `npm run -s cli -- model [--arch resnet50] [--head seed|gap|none] [--input-size 224] [--weights none|imagenet|FILE]
  *   [--classes 10] [--stored-size 32] [--dropout 0.2] [--profile NAME] [--table] [--json]`
  * Builds the model and prints its parameter counts (ImageNet weights only when asked: counting needs none).
+ * `model --onnx FILE [--input-size N] [--json]` imports an ONNX classifier instead and prints its graph
+ * summary: nodes, cut candidates, parameters, and the largest difference against ONNX Runtime.
  */
 import { parseArgs } from 'node:util';
 import type { HeadKind, ModelConfig } from '../config';
@@ -9,6 +11,7 @@ import { loadProfile } from '../config';
 import { initBackend } from '../backend';
 import { buildModel } from './build';
 import { countParams, leafLayers } from './freeze';
+import { onnxImportSummary } from './onnx/import-check';
 import { layerRows } from './summary';
 
 export async function modelCommand(argv: string[]): Promise<void> {
@@ -23,6 +26,7 @@ export async function modelCommand(argv: string[]): Promise<void> {
       'stored-size': { type: 'string' },
       dropout: { type: 'string' },
       profile: { type: 'string' },
+      onnx: { type: 'string' },
       table: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -32,6 +36,7 @@ export async function modelCommand(argv: string[]): Promise<void> {
     process.stdout.write(
       'usage: npm run -s cli -- model [--arch NAME] [--head seed|gap|none] [--input-size N] [--weights none|imagenet|FILE]\n' +
         '                              [--classes 10] [--stored-size 32] [--dropout R] [--profile NAME] [--table] [--json]\n' +
+        '       npm run -s cli -- model --onnx FILE [--input-size N] [--json]\n' +
         '  Builds a model (backbone + head) and prints its parameter counts (total, trainable, per part).\n' +
         '  --profile      start from a profile\'s model section (the other options override it)\n' +
         '  --arch         resnet50, resnet101, resnet152, darknet-tiny, mobilenet-v1-{0.25,0.50,0.75,1.0},\n' +
@@ -42,6 +47,9 @@ export async function modelCommand(argv: string[]): Promise<void> {
         '  --classes      classes of the new head (default 10)\n' +
         '  --stored-size  side of the stored images the model takes (default 32, CIFAR-10)\n' +
         '  --dropout      dropout rate before the gap head\'s Dense layer\n' +
+        '  --onnx FILE    import an ONNX classifier (e.g. torch.onnx.export of a torchvision model) and print its graph:\n' +
+        '                 nodes per op, cut candidates (last spatial feature maps), trainable parameters (PyTorch\'s\n' +
+        '                 sum(p.numel()) when exported with its BatchNorm kept), largest difference against ONNX Runtime\n' +
         '  --table        also print one row per layer\n' +
         '  --json         print the counts as JSON\n' +
         '  -h, --help     this text\n',
@@ -54,6 +62,28 @@ export async function modelCommand(argv: string[]): Promise<void> {
     if (!Number.isInteger(n) || n <= 0) throw new Error(`--${flag}: expected a positive integer, got '${v}'`);
     return n;
   };
+  if (values.onnx) {
+    await initBackend({ quiet: values.json });
+    const summary = await onnxImportSummary(values.onnx, { inputSize: int(values['input-size'], 'input-size') });
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(summary)}\n`);
+      return;
+    }
+    const ops = Object.entries(summary.ops).map(([op, n]) => `${op} ${n}`).join(', ');
+    process.stdout.write(
+      `file                 ${summary.file}\n` +
+        `opset                ${summary.opset} (${summary.producer || 'unknown producer'})\n` +
+        `nodes                ${summary.nodes}: ${ops}\n` +
+        `input size           ${summary.inputSize}\n` +
+        `layers               ${summary.layers}\n` +
+        `trainable params     ${summary.trainableParams.toLocaleString('en-US')}\n` +
+        `non-trainable        ${summary.nonTrainableParams.toLocaleString('en-US')}\n` +
+        `output shape         [${summary.outputShape.join(', ')}]\n` +
+        `vs ONNX Runtime      largest difference ${summary.ort!.maxAbsDiff.toExponential(2)} of ${summary.ort!.maxAbs.toExponential(2)} (relative ${summary.ort!.relative.toExponential(2)})\n` +
+        `cut candidates       ${summary.cutCandidates.map((c) => `${c.node} [${c.shape.join('x')}]`).join('\n                     ')}\n`,
+    );
+    return;
+  }
   const fromProfile = values.profile ? loadProfile(values.profile) : undefined;
   const cfg: ModelConfig = {
     arch: values.arch ?? fromProfile?.model.arch ?? 'resnet50',
@@ -62,6 +92,8 @@ export async function modelCommand(argv: string[]): Promise<void> {
     // Counting parameters needs no weights; load them only when asked.
     weights: values.weights ?? 'none',
     dropout: values.dropout !== undefined ? Number(values.dropout) : fromProfile?.model.dropout,
+    // An ONNX backbone only from the profile, and only when --arch does not name another backbone.
+    onnx: values.arch === undefined ? fromProfile?.model.onnx : undefined,
   };
   if (!['seed', 'gap', 'none'].includes(cfg.head)) throw new Error(`--head: expected seed, gap or none, got '${cfg.head}'`);
   await initBackend({ quiet: values.json });

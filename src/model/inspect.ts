@@ -9,7 +9,7 @@ import { preprocess } from '../preprocess/preprocess';
 import { buildModel, BuiltModel } from './build';
 import { countParams, leafLayers } from './freeze';
 import { imagenetLabels, labelsBesideModel } from './imagenet';
-import { presetFor, tfjsSource } from './presets';
+import { presetForModel, tfjsSource } from './presets';
 
 // A type alias (not an interface) so rows fit display.table's Record<string, unknown>[].
 export type ParamRow = {
@@ -53,7 +53,7 @@ export async function imagenetCheck(
 ): Promise<ImagenetCheck> {
   // A network trained from scratch has no ImageNet top to check; say so rather than fail the notebook.
   if (cfg.weights === 'none') return { rows: [], items: [], note: 'model.weights=none: the base starts from random weights, so there are no ImageNet predictions to check' };
-  const preset = presetFor(cfg.arch);
+  const preset = presetForModel(cfg);
   const k = opts.k ?? 5;
   const inputSize = opts.inputSize ?? preset.inputSize;
   const backbone = await buildModel({ ...cfg, head: 'none', inputSize }, 1000, { storedSize: set.height, quiet: true, imagenetTop: true });

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { applyKerasBatchNormSemantics } from './freeze';
 import './layers'; // registers ImageResize with tf.serialization
+import './onnx/import-layers'; // and the ONNX importer's layers
 import { loadTfjsModel } from './tfjs-backbone';
 import { quantizeWeightsFloat16, WeightSpec } from './float16';
 import { checksumsOf, readJsonFile, replaceFolderAtomic, verifyChecksums, writeJsonAtomic } from '../fsutil';

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { PreprocessMode } from '../config';
+import type { ModelConfig, PreprocessMode } from '../config';
 import { projectRoot } from '../config';
 import { RESNET_WEIGHTS, WeightsFile } from './resnet';
 
@@ -47,7 +47,48 @@ export interface TfjsPreset {
   minInputSize?: number;
 }
 
-export type Preset = KerasResNetPreset | TfjsPreset;
+/** An ONNX image classifier imported as a trainable backbone (onnx/import.ts). */
+export interface OnnxPreset {
+  kind: 'onnx';
+  arch: string;
+  inputSize: number;
+  preprocess: PreprocessMode;
+  /** A local .onnx, or a URL (downloaded into data/downloads, sha256-checked when known). */
+  source: { file?: string; url?: string; sha256?: string };
+  /** The ONNX node the 'gap' head cuts at; absent: the importer's last spatial feature map. */
+  cut?: string;
+  output: 'logits';
+  classOrder: 'keras' | 'unknown';
+  /** What the preset's file is, for the README and `model` output. */
+  about?: string;
+}
+
+export type Preset = KerasResNetPreset | TfjsPreset | OnnxPreset;
+
+/**
+ * ONNX model zoo files (github.com/onnx/models, Computer_Vision/: torchvision and timm models
+ * exported with torch.onnx.export at opset 17 by the zoo's turnkey tool, 224 px, BatchNormalization
+ * folded into the convolutions). The sha256 is the one the zoo publishes in each file's Git LFS pointer.
+ */
+const ZOO = 'https://github.com/onnx/models/raw/main/Computer_Vision';
+const zooPreset = (arch: string, dir: string, file: string, sha256: string, about: string): OnnxPreset => ({
+  kind: 'onnx',
+  arch,
+  inputSize: 224,
+  preprocess: 'torch',
+  source: { url: `${ZOO}/${dir}/${file}`, sha256 },
+  output: 'logits',
+  classOrder: 'keras',
+  about,
+});
+
+export const ONNX_PRESETS: Record<string, OnnxPreset> = {
+  'onnx-resnet50': zooPreset('onnx-resnet50', 'resnet50_Opset17_torch_hub', 'resnet50_Opset17.onnx', 'eb6eabe74f278fb55336e49e639b2367dda69f6f3b0d86dea7ffa9d55e6a0939', 'torchvision ResNet-50 (v1.5: stride in the 3x3 convolution)'),
+  'onnx-mobilenet-v2': zooPreset('onnx-mobilenet-v2', 'mobilenet_v2_Opset17_torch_hub', 'mobilenet_v2_Opset17.onnx', '1acdc7323ff91c6e47866b8507af26514b1c2d94f765afc0d210277ea084eb47', 'torchvision MobileNetV2'),
+  'onnx-mobilenet-v3-large': zooPreset('onnx-mobilenet-v3-large', 'mobilenetv3_large_100_Opset17_timm', 'mobilenetv3_large_100_Opset17.onnx', 'b0b785f44a068dee4ff35bd88b114d4fd17a8bd635816f8f0ee46fa8b196c29f', 'timm mobilenetv3_large_100'),
+  'onnx-efficientnet-b0': zooPreset('onnx-efficientnet-b0', 'efficientnet_b0_Opset17_timm', 'efficientnet_b0_Opset17.onnx', 'e76596a2b9e27c7c734c38550859105b43fec926f13447a84dad175eb994068a', 'timm efficientnet_b0'),
+  'onnx-convnext-tiny': zooPreset('onnx-convnext-tiny', 'convnext_tiny_Opset17_torch_hub', 'convnext_tiny_Opset17.onnx', '66ce90ae0aaba2d7df6fac5354a26f58fba8a4e4e104d1404491ffdcfddbb8b1', 'torchvision ConvNeXt-T'),
+};
 
 const resnetPreset = (arch: KerasResNetPreset['arch']): KerasResNetPreset => ({
   kind: 'keras-resnet',
@@ -109,11 +150,13 @@ export const PRESETS: Record<string, Preset> = {
     classOrder: 'darknet',
   },
   ...Object.fromEntries(MOBILENET_V1_ALPHAS.map((alpha) => [`mobilenet-v1-${alpha}`, mobilenetV1Preset(alpha)])),
+  ...ONNX_PRESETS,
 };
 
 /** The environment variables through which a preset finds local weights (no download). */
 export function presetEnv(preset: Preset): string[] {
   if (preset.kind === 'keras-resnet') return [preset.weightsEnv, `${preset.weightsEnv}_NOTOP`];
+  if (preset.kind === 'onnx') return [];
   return preset.source.env ? [preset.source.env] : [];
 }
 
@@ -134,6 +177,30 @@ export function presetFor(arch: string): Preset {
     };
   }
   throw new Error(`model.arch '${arch}': not a preset (${Object.keys(PRESETS).join(', ')}) nor a TF.js model.json folder, file or URL`);
+}
+
+/**
+ * The preset a model section builds: model.onnx (over an ONNX preset named by model.arch, if any),
+ * else the preset of model.arch.
+ */
+export function presetForModel(cfg: Pick<ModelConfig, 'arch' | 'onnx'>): Preset {
+  const onnx = cfg.onnx;
+  const named = PRESETS[cfg.arch];
+  if (!onnx) return presetFor(cfg.arch);
+  const base = named?.kind === 'onnx' ? named : undefined;
+  const source = onnx.file ? { file: onnx.file } : onnx.url ? { url: onnx.url, sha256: onnx.sha256 } : base?.source;
+  if (!source) throw new Error(`model.onnx: give file or url (or set model.arch to an ONNX preset: ${Object.keys(ONNX_PRESETS).join(', ')})`);
+  const where = source.file ?? new URL(source.url!).pathname;
+  return {
+    kind: 'onnx',
+    arch: base && source === base.source ? base.arch : `onnx:${path.basename(where).replace(/\.onnx$/i, '')}`,
+    inputSize: onnx.inputSize ?? base?.inputSize ?? 224,
+    preprocess: onnx.preprocess ?? base?.preprocess ?? 'torch',
+    source,
+    cut: onnx.cut ?? base?.cut,
+    output: 'logits',
+    classOrder: base?.classOrder ?? 'unknown',
+  };
 }
 
 /** Where a TF.js preset loads from: explicit option, then its environment variable, then its default folder, then its URL. */

@@ -6,7 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { DataFrame } from 'nodejs-polars';
 import { countParams, isModel } from './freeze';
 import type { Row } from '../display';
-import { presetEnv, presetFor, tfjsSource } from './presets';
+import { presetEnv, presetForModel, tfjsSource } from './presets';
+import type { ModelConfig } from '../config';
 import type { BuiltModel } from './build';
 import { loadModel } from './io';
 
@@ -97,25 +98,29 @@ function host(url: string): string {
   }
 }
 
-/** What a backbone preset is: input, preprocessing, where its ImageNet weights are found, where 'gap' cuts it. */
-export function presetTable(arch: string): Row[] {
-  const preset = presetFor(arch);
+/** What a model section's backbone is: input, preprocessing, where its ImageNet weights are found, where 'gap' cuts it. */
+export function presetTable(model: Pick<ModelConfig, 'arch' | 'onnx'>): Row[] {
+  const preset = presetForModel(model);
   const env = presetEnv(preset).filter((k) => process.env[k]);
   let weights: string;
   if (preset.kind === 'keras-resnet') {
     weights = env.length ? `${env[0]}=${process.env[env[0]]}` : `Keras' .h5 (${preset.weightsEnv}, data/downloads, else a download from ${host(preset.weights.top.url)})`;
+  } else if (preset.kind === 'onnx') {
+    weights = preset.source.file ?? `a download from ${host(preset.source.url ?? '')}${preset.source.sha256 ? ' (sha256 checked)' : ''}`;
   } else {
     const source = tfjsSource(preset);
     weights = /^https?:/.test(source) ? `a download from ${host(source)}` : source;
   }
+  const kinds = { 'keras-resnet': 'Keras ResNet (built here, .h5 weights)', tfjs: 'TF.js layers model', onnx: 'ONNX graph (imported as TF.js layers)' };
   const rows: Row[] = [
-    { field: 'kind', value: preset.kind === 'keras-resnet' ? 'Keras ResNet (built here, .h5 weights)' : 'TF.js layers model' },
+    { field: 'kind', value: kinds[preset.kind] },
     { field: 'input size', value: preset.inputSize },
     { field: 'preprocessing', value: preset.preprocess },
     { field: 'ImageNet weights', value: weights },
     { field: 'class order', value: preset.classOrder },
   ];
   if (preset.kind === 'tfjs' && preset.cutLayer) rows.push({ field: "'gap' head cuts at", value: preset.cutLayer });
+  if (preset.kind === 'onnx') rows.push({ field: "'gap' head cuts at", value: preset.cut ?? "the importer's last spatial feature map" });
   return rows;
 }
 

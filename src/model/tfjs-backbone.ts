@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { applyKerasBatchNormSemantics } from './freeze';
 import './layers';
+import './onnx/import-layers';
 
 interface ModelJson {
   modelTopology: Record<string, unknown>;

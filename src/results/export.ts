@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { tf } from '../backend';
 import { readRunProfile } from '../session';
 import { assertOutTarget, writeFileAtomic } from '../fsutil';
+import { presetForModel } from '../model/presets';
 import { loadModel, tfjsWeightsSha256 } from '../model/io';
 import { exportOnnx, OPSET } from '../model/onnx';
 import { createSession, loadOrt, ortLoadError, runSession } from '../model/engine';
@@ -55,7 +56,7 @@ export async function exportRun(runDir: string, opts: { out?: string; format?: s
       preprocess: mode,
       preprocess_baked: 'true',
       output: 'class probabilities [batch, classes]',
-      arch: profile.model.arch,
+      arch: profile.model.onnx ? presetForModel(profile.model).arch : profile.model.arch,
       head: profile.model.head,
       backbone_input_size: String(profile.model.inputSize ?? ''),
       run: path.basename(dir),

@@ -11,7 +11,7 @@ import { readRunProfile } from '../session';
 import { readJsonFile, verifyChecksums } from '../fsutil';
 import { CIFAR10_CLASSES, readCifarClasses } from '../data/cifar10';
 import { decodeImageAtSize } from '../data/decode';
-import { presetFor } from '../model/presets';
+import { presetForModel } from '../model/presets';
 import { loadModel, tfjsWeightsSha256 } from '../model/io';
 import { inferenceEngine, OnnxFile, openOnnxFile, runModel, runSession } from '../model/engine';
 import { preprocess } from '../preprocess';
@@ -83,7 +83,7 @@ export function runPreprocessMode(runDir: string, profile: Profile): PreprocessM
   const meta = (readJsonIfAny(path.join(runDir, 'model', 'model.json'))?.userDefinedMetadata ?? {}) as Record<string, unknown>;
   const m = meta.preprocess;
   if (m === 'caffe' || m === 'unit' || m === 'torch' || m === 'tf' || m === 'none') return m;
-  return presetFor(profile.model.arch).preprocess;
+  return presetForModel(profile.model).preprocess;
 }
 
 export async function loadPredictor(runDir: string): Promise<Predictor> {

@@ -48,6 +48,7 @@ export const SUPPORTED_LAYERS = [
   'InputLayer', 'Conv2D', 'DepthwiseConv2D', 'BatchNormalization', 'Activation', 'ReLU', 'LeakyReLU', 'Softmax', 'ELU',
   'ZeroPadding2D', 'MaxPooling2D', 'AveragePooling2D', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Add', 'Multiply',
   'Concatenate', 'Dense', 'Dropout', 'SpatialDropout1D', 'Flatten', 'Reshape', 'ImageResize', 'Model', 'Functional', 'Sequential',
+  'Permute', 'LayerNormalization', 'OnnxUnary', 'OnnxBinary', 'OnnxArithmetic', 'OnnxReduce', 'OnnxPool',
 ] as const;
 
 type SymbolicTensor = tf.SymbolicTensor & { sourceLayer: tf.layers.Layer; nodeIndex: number; tensorIndex: number };
@@ -79,6 +80,9 @@ function isModel(layer: tf.layers.Layer): layer is tf.LayersModel {
 function bytesOf(a: Float32Array | BigInt64Array | Uint16Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
+
+/** The importer's element-wise binary ops as ONNX ops. */
+const BINARY_ONNX: Record<string, string> = { add: 'Add', sub: 'Sub', mul: 'Mul', div: 'Div', pow: 'Pow' };
 
 /** NHWC axis -> NCHW axis for a 4-D value. */
 function nchwAxis(axis: number): number {
@@ -277,6 +281,50 @@ class Exporter {
       }
       case 'ImageResize':
         return one(this.resize(layer, x, inShape!, name));
+      case 'Permute': {
+        const v = this.toNhwc(x, name);
+        const dims = cfg.dims as number[];
+        return one({ name: this.g.node('Transpose', [v.name], name, [attr.ints('perm', [0, ...dims])]), rank: v.rank, nchw: false });
+      }
+      case 'LayerNormalization':
+        return one(this.layerNorm(layer, cfg, x, name));
+      case 'OnnxUnary':
+        return one(this.onnxUnary(layer, cfg, x, name));
+      case 'OnnxBinary': {
+        const op = String(cfg.op);
+        if (op === 'matmul') {
+          const [a, b] = ins.map((v, i) => this.toNhwc(v, `${name}/in${i}`));
+          return one({ ...a, name: this.g.node('MatMul', [a.name, b.name], name) });
+        }
+        const same = this.sameLayout(ins, name);
+        return one({ ...same[0], name: this.g.node(BINARY_ONNX[op], [same[0].name, same[1].name], name) });
+      }
+      case 'OnnxArithmetic':
+        return one(this.onnxArithmetic(layer, cfg, x, name));
+      case 'OnnxReduce': {
+        const axes = cfg.axes as number[];
+        const keepDims = Boolean(cfg.keepDims);
+        // Kept dims: the layout stays (axes renamed); dropped dims: reduce in TF's order so the rest lines up.
+        const v = keepDims ? x : this.toNhwc(x, name);
+        const onnxAxes = v.rank === 4 && v.nchw ? axes.map(nchwAxis) : axes;
+        const op = { mean: 'ReduceMean', max: 'ReduceMax', sum: 'ReduceSum' }[String(cfg.op)]!;
+        if (op === 'ReduceSum') {
+          const a = this.g.int64s(`${name}/axes`, onnxAxes);
+          return one({ ...v, rank: keepDims ? v.rank : v.rank - axes.length, name: this.g.node(op, [v.name, a], name, [attr.i('keepdims', keepDims ? 1 : 0)]) });
+        }
+        return one({ ...v, rank: keepDims ? v.rank : v.rank - axes.length, name: this.g.node(op, [v.name], name, [attr.ints('axes', onnxAxes), attr.i('keepdims', keepDims ? 1 : 0)]) });
+      }
+      case 'OnnxPool': {
+        const v = this.toNchw(x, name);
+        const attrs = [
+          attr.ints('kernel_shape', cfg.kernel as number[]),
+          attr.ints('strides', cfg.strides as number[]),
+          attr.ints('pads', cfg.pads as number[]),
+          attr.i('ceil_mode', cfg.ceilMode ? 1 : 0),
+        ];
+        if (cfg.op === 'avg') attrs.push(attr.i('count_include_pad', cfg.countIncludePad ? 1 : 0));
+        return one({ name: this.g.node(cfg.op === 'max' ? 'MaxPool' : 'AveragePool', [v.name], name, attrs), rank: 4, nchw: true });
+      }
       default:
         return this.unsupported(layer, `is not supported by the ONNX exporter (supported: ${SUPPORTED_LAYERS.join(', ')})`);
     }
@@ -358,6 +406,74 @@ class Exporter {
     }
     out = this.activation(layer, activation, out, name);
     return this.toNchw(out, `${name}/out`);
+  }
+
+  /** The importer's element-wise functions (HardSwish and GELU spelled in opset-13 ops). */
+  private onnxUnary(layer: tf.layers.Layer, cfg: Config, x: Value, name: string): Value {
+    const g = this.g;
+    const scalar = (n: string, v: number) => g.floats(`${name}/${n}`, Float32Array.of(v), []);
+    const simple: Record<string, string> = { erf: 'Erf', sqrt: 'Sqrt', exp: 'Exp', log: 'Log', neg: 'Neg', abs: 'Abs', reciprocal: 'Reciprocal', tanh: 'Tanh', softplus: 'Softplus', selu: 'Selu' };
+    const op = String(cfg.op);
+    if (simple[op]) return { ...x, name: g.node(simple[op], [x.name], name) };
+    switch (op) {
+      case 'clip':
+        return this.clip(x, cfg.min === undefined ? -3.4e38 : Number(cfg.min), cfg.max === undefined ? 3.4e38 : Number(cfg.max), name);
+      case 'hardSigmoid':
+        return { ...x, name: g.node('HardSigmoid', [x.name], name, [attr.f('alpha', Number(cfg.alpha ?? 0.2)), attr.f('beta', Number(cfg.beta ?? 0.5))]) };
+      case 'hardSwish': {
+        const gate = g.node('HardSigmoid', [x.name], `${name}/gate`, [attr.f('alpha', 1 / 6), attr.f('beta', 0.5)]);
+        return { ...x, name: g.node('Mul', [x.name, gate], name) };
+      }
+      case 'elu':
+        return { ...x, name: g.node('Elu', [x.name], name, [attr.f('alpha', Number(cfg.alpha ?? 1))]) };
+      case 'gelu': {
+        const scaled = g.node('Mul', [x.name, scalar('rsqrt2', Math.SQRT1_2)], `${name}/scaled`);
+        const erf = g.node('Erf', [scaled], `${name}/erf`);
+        const plus = g.node('Add', [erf, scalar('one', 1)], `${name}/plus1`);
+        const half = g.node('Mul', [x.name, scalar('half', 0.5)], `${name}/half`);
+        return { ...x, name: g.node('Mul', [half, plus], name) };
+      }
+      default:
+        return this.unsupported(layer, `computes '${op}', which the ONNX exporter does not write`);
+    }
+  }
+
+  /** x (op) c: a scalar initializer, or the layer's constant weight in the layout x has here. */
+  private onnxArithmetic(layer: tf.layers.Layer, cfg: Config, x: Value, name: string): Value {
+    const op = BINARY_ONNX[String(cfg.op)];
+    let c: string;
+    if (cfg.scalar !== undefined) {
+      c = this.g.floats(`${name}/constant`, Float32Array.of(Number(cfg.scalar)), []);
+    } else {
+      const w = layer.weights[0];
+      const toNchw = x.rank === 4 && x.nchw && w.shape.length === 4;
+      c = this.g.weight(w, `${name}/constant`, w, (t) => (toNchw ? tf.transpose(t, [0, 3, 1, 2]) : t));
+    }
+    const inputs = cfg.constantFirst ? [c, x.name] : [x.name, c];
+    return { ...x, name: this.g.node(op, inputs, name) };
+  }
+
+  /** LayerNormalization spelled in opset-13 ops (the op itself is opset 17), on TF's layout. */
+  private layerNorm(layer: tf.layers.Layer, cfg: Config, x: Value, name: string): Value {
+    const g = this.g;
+    const v = this.toNhwc(x, name);
+    const axes = (Array.isArray(cfg.axis) ? (cfg.axis as number[]) : [Number(cfg.axis)]).map((a) => (a < 0 ? a + v.rank : a));
+    const f = layer as unknown as { gamma?: tf.LayerVariable; beta?: tf.LayerVariable };
+    // gamma/beta: the normalised axes' sizes, 1 elsewhere, so they broadcast in place.
+    const full = (t: tf.Tensor) => {
+      const dims = Array.from({ length: v.rank }, (_, i) => (axes.includes(i) ? t.shape[axes.indexOf(i)] : 1));
+      return tf.reshape(t, dims);
+    };
+    const mean = g.node('ReduceMean', [v.name], `${name}/mean`, [attr.ints('axes', axes), attr.i('keepdims', 1)]);
+    const centred = g.node('Sub', [v.name, mean], `${name}/centred`);
+    const square = g.node('Mul', [centred, centred], `${name}/square`);
+    const variance = g.node('ReduceMean', [square], `${name}/variance`, [attr.ints('axes', axes), attr.i('keepdims', 1)]);
+    const eps = g.floats(`${name}/epsilon`, Float32Array.of(Number(cfg.epsilon ?? 1e-3)), []);
+    const std = g.node('Sqrt', [g.node('Add', [variance, eps], `${name}/variance_eps`)], `${name}/std`);
+    let out = g.node('Div', [centred, std], f.gamma || f.beta ? `${name}/normalised` : name);
+    if (f.gamma) out = g.node('Mul', [out, g.weight(f.gamma, `${name}/gamma`, f.gamma, full)], f.beta ? `${name}/scaled` : name);
+    if (f.beta) out = g.node('Add', [out, g.weight(f.beta, `${name}/beta`, f.beta, full)], name);
+    return { ...v, name: out };
   }
 
   private clip(x: Value, min: number, max: number, name: string): Value {

@@ -90,6 +90,8 @@ message TensorProto {
   optional bytes raw_data = 9;
   repeated double double_data = 10 [packed = true];
   repeated uint64 uint64_data = 11 [packed = true];
+  repeated StringStringEntryProto external_data = 13;
+  optional int32 data_location = 14;
 }
 
 message TensorShapeProto {
