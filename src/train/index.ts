@@ -135,7 +135,7 @@ export function phasesTable(profile: Profile): Record<string, string | number>[]
     lr: p.schedule?.kind === 'cosine' ? `${p.lr} cosine (warm-up ${p.schedule.warmupEpochs ?? 0} ep)` : p.schedule?.kind === 'one-cycle' ? `${p.lr} one-cycle` : String(p.lr),
     epochs: p.epochs,
     batch: p.batchSize ?? profile.train.batchSize,
-    features: p.trainable === 'head' && profile.train.featureCache ? 'cached' : profile.train.augment ? 'augmented images' : 'images',
+    features: p.trainable === 'head' && profile.train.featureCache ? 'cached' : profile.train.augment || profile.train.photoAugment ? 'augmented images' : 'images',
     when: p.runIf ? `native backend${p.runIf.maxEstimatedMinutes ? ` or < ${p.runIf.maxEstimatedMinutes} min measured` : ''}` : 'always',
   }));
 }
