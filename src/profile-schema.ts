@@ -143,7 +143,7 @@ export const PhotoAugmentSchema = object({
     .describe('Additive Gaussian pixel noise, independent per pixel and channel.'),
   jpeg: object({
     probability: probability().describe('Chance that an image is re-encoded.'),
-    quality: range(quality, 'an integer 1..100').describe('JPEG quality drawn uniformly (integers) from [min, max].'),
+    quality: range(quality, 'an integer 1..100').describe('JPEG quality, one per batch drawn uniformly (integers) from [min, max] (the chosen images of a batch are encoded together: jpeg-js is slow per call).'),
   })
     .optional()
     .describe('Re-encoding as JPEG and decoding again (applied last, as a photo is compressed after it is taken).'),

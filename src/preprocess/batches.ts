@@ -8,7 +8,7 @@ import { PhotoAugment, PreprocessMode } from '../config';
 import { ImageSet, imageBytes } from '../data/types';
 import { Random } from '../random';
 import { oneHot, preprocessPixels } from './preprocess';
-import { photoAugment } from './corruptions';
+import { photoAugmentBatch } from './corruptions';
 
 /** Zero padding on each side before the random crop (the CIFAR-10 ResNet recipe). */
 export const AUGMENT_PAD = 4;
@@ -69,17 +69,18 @@ export function augmentImage(set: ImageSet, index: number, rng: Random, out: Uin
 
 /**
  * The images at `indices` as one uint8 NHWC block. With an rng: crop + flip (unless `cropFlip` is
- * false), then the `photo` corruptions, image by image, so the draws follow the batch's order.
+ * false), then the `photo` corruptions (corruptions.ts photoAugmentBatch), drawn in the batch's order.
  */
 export function gatherImages(set: ImageSet, indices: ArrayLike<number>, augmentRng?: Random, opts: { cropFlip?: boolean; photo?: PhotoAugment } = {}): Uint8Array {
   const size = imageBytes(set);
   const out = new Uint8Array(indices.length * size);
   const cropFlip = opts.cropFlip ?? true;
-  for (let i = 0; i < indices.length; i++) {
+  const place = (i: number) => {
     if (augmentRng && cropFlip) augmentImage(set, indices[i], augmentRng, out, i * size);
     else out.set(set.images.subarray(indices[i] * size, (indices[i] + 1) * size), i * size);
-    if (augmentRng && opts.photo) photoAugment({ data: out.subarray(i * size, (i + 1) * size), width: set.width, height: set.height }, opts.photo, augmentRng);
-  }
+  };
+  if (augmentRng && opts.photo) photoAugmentBatch(out, indices.length, set.width, set.height, opts.photo, augmentRng, place);
+  else for (let i = 0; i < indices.length; i++) place(i);
   return out;
 }
 

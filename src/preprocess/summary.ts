@@ -11,7 +11,7 @@ import { classCountTable, imageItem } from '../data/summary';
 import { Dataset, ImageSet, imageBytes } from '../data/types';
 import { Random } from '../random';
 import { augmentImage, imagesToTensor } from './batches';
-import { photoAugment } from './corruptions';
+import { photoAugmentBatch } from './corruptions';
 import { channelNames, preprocess } from './preprocess';
 import { ChannelStat } from './stats';
 import { TrainValSplit } from './split';
@@ -106,7 +106,7 @@ export function augmentationPreview(set: ImageSet, indices: number[], rng: Rando
     for (const i of indices) {
       const out = new Uint8Array(size);
       augmentImage(set, i, rng, out, 0);
-      if (photo) photoAugment({ data: out, width: set.width, height: set.height }, photo, rng);
+      if (photo) photoAugmentBatch(out, 1, set.width, set.height, photo, rng);
       items.push({ rgb: out, width: set.width, height: set.height, caption: `${caption(i)} (augmented)` });
     }
   }

@@ -6,7 +6,9 @@
 import * as path from 'node:path';
 import { readJson } from './runs';
 import { reproduceCommand } from './study';
-import { html, Html } from '../html';
+import { html, Html, trusted } from '../html';
+import { svgImgHtml } from '../display';
+import type { RobustnessSummary } from './robustness';
 
 interface PhaseSpec {
   name: string;
@@ -68,8 +70,35 @@ function phaseRows(profile: Record<string, unknown>, summary: Record<string, unk
   });
 }
 
-/** The summary section as HTML (built from escaped data only), or null when the folder has no profile. */
-export function summarySection(runDir: string): Html | null {
+/** evaluation.json's robustness table when it has one with the expected shape, else null. */
+export function readRobustness(evaluation: Record<string, unknown> | null): RobustnessSummary | null {
+  const r = evaluation?.robustness as RobustnessSummary | undefined;
+  if (!r || typeof r !== 'object' || !Array.isArray(r.corruptions) || typeof r.clean?.accuracy !== 'number') return null;
+  return r;
+}
+
+/** The robustness table (clean, each corruption, the mean) and, when rendered, its chart as an <img>. */
+export function robustnessSection(r: RobustnessSummary, chartSvg?: string): Html {
+  const points = (v: number) => (100 * v).toFixed(2);
+  const tta = r.clean.ttaAccuracy !== null && r.corruptions.every((c) => c.ttaAccuracy !== null);
+  const row = (name: string, accuracy: number, drop: number | null, ttaAccuracy: number | null, params = '') =>
+    html`<tr><td>${name}</td><td class="num">${pct(accuracy)}</td><td class="num">${drop === null ? '-' : points(drop)}</td>${tta ? html`<td class="num">${pct(ttaAccuracy)}</td>` : ''}<td>${params}</td></tr>`;
+  return html`<h3 id="robustness">Robustness: the test set corrupted</h3>
+<p>Each of the ${count(r.count)} test images corrupted in memory (seed ${r.seed}) and scored like the clean set. ${r.source}; codec ${r.codec}.</p>
+${chartSvg ? trusted(svgImgHtml(chartSvg, 'test accuracy, clean and corrupted')) : ''}
+<table class="phases robustness"><caption>accuracy clean and under each corruption (drop: points below clean)</caption>
+<tr><th>test set</th><th>accuracy</th><th>drop</th>${tta ? html`<th>with flip TTA</th>` : ''}<th>parameters</th></tr>
+${row('clean', r.clean.accuracy, null, r.clean.ttaAccuracy)}
+${r.corruptions.map((c) => row(c.label, c.accuracy, c.drop, c.ttaAccuracy, Object.entries(c.params).map(([k, v]) => `${k} ${v}`).join(', ')))}
+${row('mean over corruptions', r.meanAccuracy, r.clean.accuracy - r.meanAccuracy, r.meanTtaAccuracy)}
+</table>`;
+}
+
+/**
+ * The summary section as HTML (built from escaped data only), or null when the folder has no profile.
+ * `robustnessChartSvg`: the robustness chart rendered by the caller (rendering is async).
+ */
+export function summarySection(runDir: string, opts: { robustnessChartSvg?: string } = {}): Html | null {
   const profile = readJson(path.join(runDir, 'profile.json'));
   if (!profile) return null;
   const summary = readJson(path.join(runDir, 'train-summary.json'));
@@ -82,6 +111,7 @@ export function summarySection(runDir: string): Html | null {
   const classes = (list: typeof perClass) => list.map((c) => `${c.class} ${pct(c.recall)}`).join(' · ');
   const threads = typeof summary?.threads === 'number' ? `, ${summary.threads} thread${summary.threads > 1 ? 's' : ''}` : '';
   const tta = evaluation?.tta as { accuracy?: number } | null | undefined;
+  const robustness = readRobustness(evaluation);
   const valSource = summary?.valSource === 'test' ? 'the test set, as the article does' : 'held out from the training set';
   return html`<section class="summary" id="summary">
 <h2>Result</h2>
@@ -91,6 +121,7 @@ export function summarySection(runDir: string): Html | null {
 <table class="facts">
 <tr><th>validation</th><td>${pct(h.valAccuracy)} (${valSource})</td></tr>
 ${tta?.accuracy !== undefined ? html`<tr><th>with flip TTA</th><td>${pct(tta.accuracy)}</td></tr>` : ''}
+${robustness ? html`<tr><th>mean corruption accuracy</th><td>${pct(robustness.meanAccuracy)} over ${robustness.corruptions.length} corruptions (<a href="#robustness">table</a>)</td></tr>` : ''}
 ${byRecall.length ? html`<tr><th>best classes (recall)</th><td>${classes(byRecall.slice(0, 3))}</td></tr><tr><th>worst classes</th><td>${classes(byRecall.slice(-3).reverse())}</td></tr>` : ''}
 <tr><th>backbone</th><td>${model.arch ?? '?'}, head ${model.head ?? '?'}, weights ${model.weights ?? '?'}</td></tr>
 <tr><th>resolution</th><td>${model.inputSize ?? '?'}×${model.inputSize ?? '?'} seen by the backbone (images stored at ${data.imageSize ?? '?'}×${data.imageSize ?? '?'})</td></tr>
@@ -102,6 +133,7 @@ ${byRecall.length ? html`<tr><th>best classes (recall)</th><td>${classes(byRecal
 <tr><th>phase</th><th>trains</th><th>optimizer</th><th>learning rate</th><th>batch</th><th>epochs</th></tr>
 ${phaseRows(profile, summary)}
 </table>
+${robustness ? robustnessSection(robustness, opts.robustnessChartSvg) : ''}
 <details><summary>resolved profile (profile.json)</summary><pre>${JSON.stringify(profile, null, 2)}</pre></details>
 </section>`;
 }
@@ -114,6 +146,7 @@ table.facts th { text-align:left; font-weight:normal; color:var(--muted); paddin
 table.facts td, table.phases td, table.phases th { padding:2px 8px; }
 table.phases { border-collapse:collapse; margin:10px 0; font-size:13px; } table.phases caption { text-align:left; color:var(--muted); }
 table.phases td, table.phases th { border:1px solid var(--line); }
+table.robustness td.num { text-align:right; font-variant-numeric:tabular-nums; }
 details > summary { cursor:pointer; color:var(--accent); }
 details.code > summary { font:12px monospace; color:var(--muted); }
 `;

@@ -11,7 +11,6 @@ import { imageBytes } from '../data/types';
 import { CORRUPTIONS } from '../preprocess/corruptions';
 import { Random } from '../random';
 import { tf } from '../backend';
-import { VEGA_LITE_SCHEMA, type VegaLiteSpec } from '../display';
 import { predictSet, outputClasses, scoresFrom } from './evaluate';
 
 /** Seed of the random corruptions (noise) when none is given. */
@@ -36,6 +35,7 @@ function corruptionSeed(seed: number, name: string): number {
 export function corruptSet(set: ImageSet, name: CorruptionName, seed = ROBUSTNESS_SEED): ImageSet {
   const corruption = CORRUPTIONS[name];
   if (!corruption) throw new Error(`corruptSet: unknown corruption '${name}'; known: ${CORRUPTION_NAMES.join(', ')}`);
+  if (corruption.applyMany) return { ...set, images: corruption.applyMany(set.images.subarray(0, set.count * imageBytes(set)), set.count, set.width, set.height) };
   const size = imageBytes(set);
   const images = new Uint8Array(set.count * size);
   const rng = new Random(corruptionSeed(seed, name));
@@ -135,45 +135,4 @@ export function robustnessRows(r: RobustnessSummary): { test_set: string; accura
     ...r.corruptions.map((c) => ({ test_set: c.label, accuracy: c.accuracy, drop: c.drop, tta_accuracy: c.ttaAccuracy })),
     { test_set: 'mean over corruptions', accuracy: r.meanAccuracy, drop: r.clean.accuracy - r.meanAccuracy, tta_accuracy: r.meanTtaAccuracy },
   ];
-}
-
-/** Bars: accuracy on the clean test set and on each corrupted copy, the clean level as a rule. */
-export function robustnessSpec(r: RobustnessSummary, opts: { title?: string } = {}): VegaLiteSpec {
-  const values = [
-    { set: 'clean', accuracy: r.clean.accuracy, kind: 'clean' },
-    ...r.corruptions.map((c) => ({ set: c.label, accuracy: c.accuracy, kind: c.name.startsWith('jpeg') ? 'JPEG' : c.name.includes('blur') ? 'blur' : c.name.includes('noise') ? 'noise' : 'colour' })),
-  ];
-  const order = values.map((v) => v.set);
-  return {
-    $schema: VEGA_LITE_SCHEMA,
-    title: opts.title ?? `test accuracy, clean and corrupted (${r.count.toLocaleString('en-US')} images each)`,
-    width: 420,
-    height: 26 * values.length,
-    layer: [
-      {
-        data: { values },
-        mark: { type: 'bar' },
-        encoding: {
-          y: { field: 'set', type: 'nominal', sort: order, title: null },
-          x: { field: 'accuracy', type: 'quantitative', scale: { domain: [0, 1] }, axis: { format: '.0%' }, title: 'accuracy' },
-          color: { field: 'kind', type: 'nominal', title: 'kind', sort: ['clean', 'JPEG', 'blur', 'noise', 'colour'] },
-          tooltip: [{ field: 'set' }, { field: 'accuracy', format: '.2%' }],
-        },
-      },
-      {
-        data: { values },
-        mark: { type: 'text', align: 'left', dx: 3, fontSize: 10 },
-        encoding: {
-          y: { field: 'set', type: 'nominal', sort: order },
-          x: { field: 'accuracy', type: 'quantitative' },
-          text: { field: 'accuracy', type: 'quantitative', format: '.1%' },
-        },
-      },
-      {
-        data: { values: [{ accuracy: r.clean.accuracy }] },
-        mark: { type: 'rule', strokeDash: [4, 3], color: '#444' },
-        encoding: { x: { field: 'accuracy', type: 'quantitative' } },
-      },
-    ],
-  };
 }

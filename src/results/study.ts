@@ -33,6 +33,8 @@ export interface StudyRow {
   command: string;
   /** The machine that finished the training (train-summary.json; runs before it was recorded: null). */
   machine: string | null;
+  /** Mean test accuracy over the corrupted copies of the test set (evaluation.json's robustness), when measured. */
+  meanCorruptionAccuracy: number | null;
 }
 
 /** key.path=value for every leaf where `actual` differs from `base` (arrays by index, as --set takes them). */
@@ -66,6 +68,7 @@ export function studyRow(runDir: string): StudyRow {
   if (!profile) throw new Error(`${runDir}: not a run folder (no profile.json)`);
   const row = readRunRow(runDir);
   const summary = readJson(path.join(runDir, 'train-summary.json'));
+  const robustness = readJson(path.join(runDir, 'evaluation.json'))?.robustness as { meanAccuracy?: unknown } | undefined;
   const phases = (summary?.phases ?? []) as { name: string; ran: boolean; epochs: number }[];
   const threads = typeof summary?.threads === 'number' && summary.threads > 1 ? `, ${summary.threads} threads` : '';
   const features = summary?.featureEngine === 'onnx' ? ', features on ONNX Runtime' : '';
@@ -83,6 +86,7 @@ export function studyRow(runDir: string): StudyRow {
     epochs: phases.filter((p) => p.ran && p.epochs > 0).map((p) => `${p.name} ${p.epochs}`).join(' + ') || '-',
     command: reproduceCommand(profile),
     machine: summary?.machine && typeof summary.machine === 'object' ? describeMachine(summary.machine as Machine) : null,
+    meanCorruptionAccuracy: typeof robustness?.meanAccuracy === 'number' ? robustness.meanAccuracy : null,
   };
 }
 
@@ -113,16 +117,19 @@ export function testColumn(rows: StudyRow[]): { label: string; cell: (r: StudyRo
 /**
  * The rows as a Markdown table (the command in a code span). The test column's header names the
  * test-set size the runs share; a run scored on another number of images says so in its cell. A
- * flip-TTA column appears when a run has one, and a line under the table names the machines.
+ * flip-TTA column appears when a run has one, a "mean corruption accuracy" column when a run's
+ * evaluation has a robustness table, and a line under the table names the machines.
  */
 export function studyMarkdown(rows: StudyRow[]): string {
   const test = testColumn(rows);
   const tta = rows.some((r) => r.ttaAccuracy !== null);
-  const head = ['run', test.label, ...(tta ? ['with flip TTA'] : []), 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
+  const robust = rows.some((r) => r.meanCorruptionAccuracy !== null);
+  const head = ['run', test.label, ...(tta ? ['with flip TTA'] : []), ...(robust ? ['mean corruption accuracy'] : []), 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
   const lines = rows.map((r) => [
     r.run,
     test.cell(r),
     ...(tta ? [pct(r.ttaAccuracy)] : []),
+    ...(robust ? [pct(r.meanCorruptionAccuracy)] : []),
     pct(r.valAccuracy),
     r.trainMinutes === null ? '-' : `${r.trainMinutes.toFixed(1)} min`,
     r.backend ?? '-',

@@ -5,9 +5,10 @@ import { ImageSet } from '../../src/data/types';
 import { Random } from '../../src/random';
 import { batches } from '../../src/preprocess/batches';
 import {
-  CORRUPTIONS, Rgb, brightness, channelMeans, colorJitter, contrast, defocusBlur, defocusKernel, gaussianBlur, gaussianKernel1d, gaussianNoise, jpegRoundTrip, photoAugment, toBytes,
+  CORRUPTIONS, Rgb, brightness, channelMeans, colorJitter, contrast, defocusBlur, defocusKernel, gaussianBlur, gaussianKernel1d, gaussianNoise, jpegRoundTrip, jpegRoundTripMany, photoAugmentBatch, toBytes,
 } from '../../src/preprocess/corruptions';
 import { CORRUPTION_NAMES } from '../../src/config';
+import * as jpeg from 'jpeg-js';
 
 before(async () => {
   await initBackend({ force: 'cpu', quiet: true });
@@ -59,6 +60,23 @@ test('JPEG: a lower quality changes the pixels more; the same input gives the sa
   assert.deepEqual(jpegRoundTrip(img, 50), jpegRoundTrip(img, 50));
   assert.throws(() => jpegRoundTrip(img, 0), /quality should be an integer 1\.\.100/);
   assert.throws(() => jpegRoundTrip({ ...img, width: 31 }, 50), /bytes for 31x32 RGB/);
+});
+
+/** One image through jpeg-js alone, as the reference for the mosaic. */
+function alone(img: Rgb, quality: number): Uint8Array {
+  const rgba = new Uint8Array(img.width * img.height * 4).fill(255);
+  for (let p = 0; p < img.width * img.height; p++) rgba.set(img.data.subarray(p * 3, p * 3 + 3), p * 4);
+  return jpeg.decode(jpeg.encode({ data: rgba, width: img.width, height: img.height }, quality).data, { useTArray: true, formatAsRGBA: false }).data;
+}
+
+test('JPEG mosaic: images encoded together come back exactly as encoded one by one (8-aligned and not)', () => {
+  for (const side of [32, 13]) {
+    const imgs = [1, 2, 3, 4, 5].map((seed) => photo(seed, side));
+    const block = new Uint8Array(imgs.length * side * side * 3);
+    imgs.forEach((im, k) => block.set(im.data, k * side * side * 3));
+    const together = jpegRoundTripMany(block, imgs.length, side, side, 58);
+    imgs.forEach((im, k) => assert.deepEqual(together.subarray(k * side * side * 3, (k + 1) * side * side * 3), alone(im, 58), `image ${k} at ${side}x${side}`));
+  }
 });
 
 test('Gaussian noise: zero mean, the documented std (a fraction of 255), deterministic for a seed', () => {
@@ -137,23 +155,29 @@ test('colour jitter with factors 1 is the identity; saturation 0 gives grey', ()
 
 const AUGMENT = { colorJitter: { probability: 0.8, brightness: 0.3, contrast: 0.3, saturation: 0.3 }, blur: { probability: 0.3, sigma: [0.3, 1] as [number, number] }, noise: { probability: 0.3, std: [0.01, 0.08] as [number, number] }, jpeg: { probability: 0.5, quality: [30, 95] as [number, number] } };
 
-test('photoAugment: deterministic for a seed, changes images, and probability 0 changes nothing', () => {
-  const run = (seed: number) => {
-    const rng = new Random(seed);
-    return Array.from({ length: 6 }, (_, i) => {
-      const img = photo(i + 10);
-      photoAugment(img, AUGMENT, rng);
-      return img.data;
-    });
+test('photoAugmentBatch: deterministic for a seed, changes images, and probability 0 changes nothing', () => {
+  const n = 6;
+  const originals = () => {
+    const block = new Uint8Array(n * 32 * 32 * 3);
+    for (let i = 0; i < n; i++) block.set(photo(i + 10).data, i * 32 * 32 * 3);
+    return block;
+  };
+  const run = (seed: number, cfg = AUGMENT) => {
+    const block = originals();
+    photoAugmentBatch(block, n, 32, 32, cfg, new Random(seed));
+    return block;
   };
   assert.deepEqual(run(3), run(3));
   assert.notDeepEqual(run(3), run(4));
-  const changed = run(3).filter((d, i) => meanAbsDiff(d, photo(i + 10).data) > 0).length;
-  assert.ok(changed >= 4, `${changed} of 6 images changed`);
+  const a = run(3);
+  const o = originals();
+  const changed = Array.from({ length: n }, (_, i) => meanAbsDiff(a.subarray(i * 3072, (i + 1) * 3072), o.subarray(i * 3072, (i + 1) * 3072)) > 0).filter(Boolean).length;
+  assert.ok(changed >= 4, `${changed} of ${n} images changed`);
   const off = { colorJitter: { ...AUGMENT.colorJitter, probability: 0 }, jpeg: { ...AUGMENT.jpeg, probability: 0 } };
-  const img = photo();
-  photoAugment(img, off, new Random(1));
-  assert.deepEqual(img.data, photo().data);
+  assert.deepEqual(run(1, off as typeof AUGMENT), originals());
+  // JPEG alone at probability 1 and a one-value range: every image is exactly its quality-40 copy
+  const jpegOnly = run(1, { jpeg: { probability: 1, quality: [40, 40] } } as unknown as typeof AUGMENT);
+  assert.deepEqual(jpegOnly, jpegRoundTripMany(originals(), n, 32, 32, 40));
 });
 
 test('batches with photoAugment resume exactly from a saved rng state (checkpoint-safe)', () => {
