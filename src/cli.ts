@@ -29,7 +29,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
 };
 
 function usage(): string {
-  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`);
+  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
   return (
     `usage: npm run -s cli -- <command> [options]     (npm run -s cli -- <command> --help for its options)\n\n` +
     `commands:\n${rows.join('\n')}\n\n` +
