@@ -71,7 +71,7 @@ export function robustnessSpec(r: RobustnessSummary, opts: { title?: string } = 
         data: { values },
         mark: { type: 'bar' },
         encoding: {
-          y: { field: 'set', type: 'nominal', sort: order, title: null },
+          y: { field: 'set', type: 'nominal', sort: order, title: null, axis: { labelLimit: 280 } },
           x: { field: 'accuracy', type: 'quantitative', scale: { domain: [0, 1] }, axis: { format: '.0%' }, title: 'accuracy' },
           color: { field: 'kind', type: 'nominal', title: 'kind', sort: ['clean', 'JPEG', 'blur', 'noise', 'colour'] },
           tooltip: [{ field: 'set' }, { field: 'accuracy', format: '.2%' }],

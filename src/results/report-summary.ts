@@ -80,9 +80,10 @@ export function readRobustness(evaluation: Record<string, unknown> | null): Robu
 /** The robustness table (clean, each corruption, the mean) and, when rendered, its chart as an <img>. */
 export function robustnessSection(r: RobustnessSummary, chartSvg?: string): Html {
   const points = (v: number) => (100 * v).toFixed(2);
+  const pct2 = (v: number | null) => (v === null ? '-' : `${points(v)}%`);
   const tta = r.clean.ttaAccuracy !== null && r.corruptions.every((c) => c.ttaAccuracy !== null);
   const row = (name: string, accuracy: number, drop: number | null, ttaAccuracy: number | null, params = '') =>
-    html`<tr><td>${name}</td><td class="num">${pct(accuracy)}</td><td class="num">${drop === null ? '-' : points(drop)}</td>${tta ? html`<td class="num">${pct(ttaAccuracy)}</td>` : ''}<td>${params}</td></tr>`;
+    html`<tr><td>${name}</td><td class="num">${pct2(accuracy)}</td><td class="num">${drop === null ? '-' : points(drop)}</td>${tta ? html`<td class="num">${pct2(ttaAccuracy)}</td>` : ''}<td>${params}</td></tr>`;
   return html`<h3 id="robustness">Robustness: the test set corrupted</h3>
 <p>Each of the ${count(r.count)} test images corrupted in memory (seed ${r.seed}) and scored like the clean set. ${r.source}; codec ${r.codec}.</p>
 ${chartSvg ? trusted(svgImgHtml(chartSvg, 'test accuracy, clean and corrupted')) : ''}

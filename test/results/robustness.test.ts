@@ -140,6 +140,6 @@ test('a smoke run with --set results.robustness=true: evaluation.json has the ro
   const page = fs.readFileSync(await writeReport(runDir), 'utf8');
   assert.match(page, /<h3 id="robustness">Robustness: the test set corrupted<\/h3>/);
   assert.match(page, /mean corruption accuracy<\/th><td>\d+\.\d% over 8 corruptions/);
-  assert.match(page, /<td>JPEG quality 50<\/td><td class="num">\d+\.\d%<\/td>/);
+  assert.match(page, /<td>JPEG quality 50<\/td><td class="num">\d+\.\d\d%<\/td>/);
   assert.match(page, /<img src="data:image\/svg\+xml;base64,[^"]+" alt="test accuracy, clean and corrupted"\/>/, 'the chart, as an embedded image');
 });
