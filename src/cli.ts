@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The command line: one subcommand per job, each implemented beside its stage.
- *   data | model | train | lr-find | run | report | predict | export | publish | compare | bench | kernel
+ *   data | model | train | lr-find | run | report | predict | robustness | export | publish | compare | bench | kernel
  * Every subcommand parses its own flags (node:util parseArgs) and prints JSON with --json.
  * Nothing heavy loads before a command runs: --help and --version answer at once.
  */
@@ -22,13 +22,14 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   predict: { summary: 'top-3 classes for image files with a trained run', load: async () => (await import('./results/command')).predictCommand },
   export: { summary: 'write a trained run as an ONNX file (preprocessing and class names inside)', load: async () => (await import('./results/export')).exportCommand },
   publish: { summary: 'a trained run as a small folder to predict with (TF.js + ONNX, float16 weights)', load: async () => (await import('./results/publish')).publishCommand },
+  robustness: { summary: 'test accuracy of a run clean and under JPEG, noise, blur, contrast, brightness', load: async () => (await import('./results/command')).robustnessCommand },
   compare: { summary: 'a Markdown table and curves of several runs side by side', load: async () => (await import('./results/command')).compareCommand },
   bench: { summary: 'images per second per backend (and against PyTorch when present)', load: async () => (await import('../bench/command')).benchCommand },
   kernel: { summary: 'register the tslab kernel in the project-local Jupyter folder', load: async () => (await import('./jupyter/command')).kernelCommand },
 };
 
 function usage(): string {
-  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`);
+  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
   return (
     `usage: npm run -s cli -- <command> [options]     (npm run -s cli -- <command> --help for its options)\n\n` +
     `commands:\n${rows.join('\n')}\n\n` +

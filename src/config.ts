@@ -42,7 +42,8 @@ export function paths(): Paths {
 }
 
 // Every profile field is defined once, in profile-schema.ts; the types come from there.
-export type { DataConfig, ModelConfig, OnnxModelConfig, Phase, TrainConfig, Profile, PreprocessMode, HeadKind } from './profile-schema';
+export type { DataConfig, ModelConfig, OnnxModelConfig, Phase, TrainConfig, Profile, PreprocessMode, HeadKind, PhotoAugment, CorruptionName } from './profile-schema';
+export { CORRUPTION_NAMES } from './profile-schema';
 
 export function listProfiles(): string[] {
   return fs

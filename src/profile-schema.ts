@@ -131,6 +131,53 @@ export const PhaseSchema = object({
   }
 });
 
+/**
+ * The named corruptions of the robustness evaluation (src/preprocess/corruptions.ts defines each,
+ * with CIFAR-10-C's severity-3 parameters); listed here so that a profile naming an unknown one fails
+ * at load time.
+ */
+export const CORRUPTION_NAMES = ['jpeg-90', 'jpeg-75', 'jpeg-50', 'gaussian-noise', 'gaussian-blur', 'defocus-blur', 'contrast', 'brightness'] as const;
+export type CorruptionName = (typeof CORRUPTION_NAMES)[number];
+
+const probability = () => z.number({ error: 'a number in [0, 1]' }).min(0, { error: 'a number in [0, 1]' }).max(1, { error: 'a number in [0, 1]' });
+/** [min, max] with min <= max, each checked by `item`. */
+const range = (item: () => z.ZodNumber, what: string) =>
+  z
+    .tuple([item(), item()], { error: `[min, max], each ${what}` })
+    .refine(([lo, hi]) => lo <= hi, { error: `[min, max] with min <= max, each ${what}` });
+const quality = () => z.number({ error: 'an integer 1..100' }).int({ error: 'an integer 1..100' }).min(1, { error: 'an integer 1..100' }).max(100, { error: 'an integer 1..100' });
+
+export const PhotoAugmentSchema = object({
+  colorJitter: object({
+    probability: probability().describe('Chance that an image is jittered.'),
+    brightness: fraction().describe('Pixels scaled by a factor drawn from [1 - b, 1 + b].'),
+    contrast: fraction().describe("Distance to the image's grey mean scaled by a factor from [1 - c, 1 + c]."),
+    saturation: fraction().describe('Distance to each pixel\'s grey value scaled by a factor from [1 - s, 1 + s].'),
+  })
+    .optional()
+    .describe('Colour jitter (torchvision ColorJitter-like, fixed order brightness, contrast, saturation).'),
+  blur: object({
+    probability: probability().describe('Chance that an image is blurred.'),
+    sigma: range(nonNegNumber, 'a finite number >= 0').describe('Gaussian sigma in stored pixels, drawn uniformly from [min, max].'),
+  })
+    .optional()
+    .describe('Gaussian blur (as a camera out of focus, or an image resized down and up).'),
+  noise: object({
+    probability: probability().describe('Chance that noise is added.'),
+    std: range(nonNegNumber, 'a finite number >= 0').describe('Standard deviation as a fraction of 255 (CIFAR-10-C severity 3: 0.08), drawn from [min, max].'),
+  })
+    .optional()
+    .describe('Additive Gaussian pixel noise, independent per pixel and channel.'),
+  jpeg: object({
+    probability: probability().describe('Chance that an image is re-encoded.'),
+    quality: range(quality, 'an integer 1..100').describe('JPEG quality, one per batch drawn uniformly (integers) from [min, max] (the chosen images of a batch are encoded together: jpeg-js is slow per call).'),
+  })
+    .optional()
+    .describe('Re-encoding as JPEG and decoding again (applied last, as a photo is compressed after it is taken).'),
+}).describe(
+  'Photo-like corruption augmentation of the training images, after crop + flip, drawn from the same seeded stream (checkpoint-safe). Only phases that run the base on images use it: cached features saw each image once, unaugmented.',
+);
+
 export const TrainSchema = object({
   batchSize: posInt().describe('Batch size (phases may set their own).'),
   seed: nonNegInt().describe('Seed of every random choice (split, shuffling, augmentation, initialisation).'),
@@ -139,6 +186,7 @@ export const TrainSchema = object({
     .optional()
     .describe("'balanced': weight each image's loss by n_samples / (n_classes * count of its class) in the training set (sklearn/Keras class_weight). Absent: equal weights."),
   augment: bool().describe('Random crop + flip augmentation (not on cached features).'),
+  photoAugment: PhotoAugmentSchema.optional(),
   phases: z.array(PhaseSchema, { error: 'a non-empty array of phases' }).min(1, { error: 'a non-empty array of phases' }),
   featureCache: bool().describe('Cache the frozen base\'s features when a phase trains only the head.'),
   featureCacheDtype: oneOf(['float32', 'float16']).optional().describe('How cached features are stored (float16: half the disk, tiny rounding).'),
@@ -160,6 +208,14 @@ export const TrainSchema = object({
 export const ResultsSchema = object({
   tta: bool().describe('Flip test-time augmentation in the evaluation.'),
   galleryCount: nonNegInt().describe('How many highest-loss test images the results notebook shows.'),
+  robustness: z
+    .union([bool(), z.array(oneOf(CORRUPTION_NAMES), { error: 'an array of corruption names' }).min(1, { error: 'a non-empty array of corruption names' })], {
+      error: `true, false or a list of corruption names (${CORRUPTION_NAMES.join(', ')})`,
+    })
+    .optional()
+    .describe(
+      `Also score the test set corrupted in memory (seeded; CIFAR-10-C severity-3 parameters): true for every corruption, or a list of names (${CORRUPTION_NAMES.join(', ')}). Written to evaluation.json's robustness table.`,
+    ),
 });
 
 /** A resolved profile: what every stage reads, and what a run folder's profile.json holds. */
@@ -180,6 +236,7 @@ export type Profile = z.infer<typeof ProfileSchema>;
 export type PreprocessMode = (typeof PREPROCESS_MODES)[number];
 export type OnnxModelConfig = z.infer<typeof OnnxModelSchema>;
 export type HeadKind = ModelConfig['head'];
+export type PhotoAugment = z.infer<typeof PhotoAugmentSchema>;
 
 /**
  * The same fields with every object's fields optional (a profile that `extends` another sets only

@@ -12,7 +12,7 @@ const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], {
 test('--help lists the commands and --version names the package', () => {
   const help = run('--help');
   assert.equal(help.status, 0);
-  for (const c of ['run', 'train', 'report', 'compare', 'predict', 'bench', 'kernel', 'data', 'model']) assert.match(help.stdout, new RegExp(`^  ${c} `, 'm'));
+  for (const c of ['run', 'train', 'report', 'compare', 'predict', 'bench', 'kernel', 'data', 'model', 'robustness']) assert.match(help.stdout, new RegExp(`^  ${c} `, 'm'));
   const v = run('--version');
   assert.equal(v.status, 0);
   const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
@@ -37,7 +37,7 @@ test('every option a command parses is described in its --help', () => {
   const sources: Record<string, string> = {
     train: 'src/train/command.js', model: 'src/model/command.js', bench: 'bench/command.js', run: 'src/jupyter/command.js', report: 'src/results/command.js',
     predict: 'src/results/command.js', compare: 'src/results/command.js', kernel: 'src/jupyter/command.js', data: 'src/data/command.js',
-    'lr-find': 'src/train/command.js', export: 'src/results/export.js', publish: 'src/results/publish.js',
+    'lr-find': 'src/train/command.js', export: 'src/results/export.js', publish: 'src/results/publish.js', robustness: 'src/results/command.js',
   };
   for (const [name, file] of Object.entries(sources)) {
     const help = run(name, '--help').stdout;

@@ -4,10 +4,11 @@
  * the Random passed in, so a checkpoint that saves rng.state resumes the same sequence.
  */
 import { tf } from '../backend';
-import { PreprocessMode } from '../config';
+import { PhotoAugment, PreprocessMode } from '../config';
 import { ImageSet, imageBytes } from '../data/types';
 import { Random } from '../random';
 import { oneHot, preprocessPixels } from './preprocess';
+import { photoAugmentBatch } from './corruptions';
 
 /** Zero padding on each side before the random crop (the CIFAR-10 ResNet recipe). */
 export const AUGMENT_PAD = 4;
@@ -19,6 +20,8 @@ export interface BatchOptions {
   rng?: Random;
   /** Random crop with 4-pixel zero padding + horizontal flip (needs rng). */
   augment?: boolean;
+  /** Photo-like corruptions (JPEG, blur, noise, colour jitter) after the crop + flip (needs rng). */
+  photo?: PhotoAugment;
   mode: PreprocessMode;
   numClasses: number;
   labelSmoothing?: number;
@@ -64,14 +67,20 @@ export function augmentImage(set: ImageSet, index: number, rng: Random, out: Uin
   }
 }
 
-/** The images at `indices` as one uint8 NHWC block, augmented when rng is given. */
-export function gatherImages(set: ImageSet, indices: ArrayLike<number>, augmentRng?: Random): Uint8Array {
+/**
+ * The images at `indices` as one uint8 NHWC block. With an rng: crop + flip (unless `cropFlip` is
+ * false), then the `photo` corruptions (corruptions.ts photoAugmentBatch), drawn in the batch's order.
+ */
+export function gatherImages(set: ImageSet, indices: ArrayLike<number>, augmentRng?: Random, opts: { cropFlip?: boolean; photo?: PhotoAugment } = {}): Uint8Array {
   const size = imageBytes(set);
   const out = new Uint8Array(indices.length * size);
-  for (let i = 0; i < indices.length; i++) {
-    if (augmentRng) augmentImage(set, indices[i], augmentRng, out, i * size);
+  const cropFlip = opts.cropFlip ?? true;
+  const place = (i: number) => {
+    if (augmentRng && cropFlip) augmentImage(set, indices[i], augmentRng, out, i * size);
     else out.set(set.images.subarray(indices[i] * size, (indices[i] + 1) * size), i * size);
-  }
+  };
+  if (augmentRng && opts.photo) photoAugmentBatch(out, indices.length, set.width, set.height, opts.photo, augmentRng, place);
+  else for (let i = 0; i < indices.length; i++) place(i);
   return out;
 }
 
@@ -84,7 +93,7 @@ export function imagesToTensor(set: ImageSet, indices?: ArrayLike<number>, augme
 
 function checkOptions(set: ImageSet, opts: BatchOptions): void {
   if (!(Number.isInteger(opts.batchSize) && opts.batchSize > 0)) throw new Error(`batches: batchSize should be a positive integer, got ${opts.batchSize}`);
-  if ((opts.shuffle || opts.augment) && !opts.rng) throw new Error('batches: shuffle and augment need a seeded rng (new Random(seed))');
+  if ((opts.shuffle || opts.augment || opts.photo) && !opts.rng) throw new Error('batches: shuffle and augment need a seeded rng (new Random(seed))');
   if (!(opts.numClasses > 0)) throw new Error(`batches: numClasses should be positive, got ${opts.numClasses}`);
   if (set.count === 0) throw new Error('batches: the image set is empty');
 }
@@ -106,7 +115,8 @@ export function* batches(set: ImageSet, opts: BatchOptions): Generator<Batch, vo
     const indices = order.slice(b * opts.batchSize, Math.min(set.count, (b + 1) * opts.batchSize));
     const labels = new Uint8Array(indices.length);
     for (let i = 0; i < indices.length; i++) labels[i] = set.labels[indices[i]];
-    const pixels = gatherImages(set, indices, opts.augment ? opts.rng : undefined);
+    const augmenting = opts.augment || !!opts.photo;
+    const pixels = gatherImages(set, indices, augmenting ? opts.rng : undefined, { cropFlip: !!opts.augment, photo: opts.photo });
     const xs = tf.tensor4d(preprocessPixels(pixels, opts.mode), [indices.length, set.height, set.width, 3], 'float32');
     const ys = oneHot(labels, opts.numClasses, opts.labelSmoothing ?? 0);
     yield { xs, ys, indices };

@@ -4,3 +4,4 @@ export * from './split';
 export * from './batches';
 export * from './stats';
 export * from './summary';
+export * as corruptions from './corruptions';

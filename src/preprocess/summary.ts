@@ -5,12 +5,13 @@
 import pl from 'nodejs-polars';
 import type { TopLevelSpec } from 'vega-lite';
 import { tf } from '../backend';
-import { PreprocessMode, type Profile } from '../config';
+import { PhotoAugment, PreprocessMode, type Profile } from '../config';
 import type { GridImage } from '../display';
 import { classCountTable, imageItem } from '../data/summary';
 import { Dataset, ImageSet, imageBytes } from '../data/types';
 import { Random } from '../random';
 import { augmentImage, BatchStream, imagesToTensor, type BatchOptions } from './batches';
+import { photoAugmentBatch } from './corruptions';
 import { channelNames, preprocess } from './preprocess';
 import { ChannelStat } from './stats';
 import { TrainValSplit } from './split';
@@ -94,9 +95,10 @@ export function histogramSpec(rows: HistogramRow[], title = 'pixel values per ch
 
 /**
  * Grid items: the images at `indices`, then `rounds` augmented versions of each (one row per
- * round, so use columns = indices.length). Draws from rng as the batch pipeline does.
+ * round, so use columns = indices.length). Draws from rng as the batch pipeline does, with the
+ * profile's photo-like corruptions (train.photoAugment) when given.
  */
-export function augmentationPreview(set: ImageSet, indices: number[], rng: Random, classes?: string[], rounds = 2): GridImage[] {
+export function augmentationPreview(set: ImageSet, indices: number[], rng: Random, classes?: string[], rounds = 2, photo?: PhotoAugment): GridImage[] {
   const size = imageBytes(set);
   const caption = (i: number) => (classes ? classes[set.labels[i]] : `#${i}`);
   const items = indices.map((i) => imageItem(set, i, `${caption(i)} (original)`));
@@ -104,6 +106,7 @@ export function augmentationPreview(set: ImageSet, indices: number[], rng: Rando
     for (const i of indices) {
       const out = new Uint8Array(size);
       augmentImage(set, i, rng, out, 0);
+      if (photo) photoAugmentBatch(out, 1, set.width, set.height, photo, rng);
       items.push({ rgb: out, width: set.width, height: set.height, caption: `${caption(i)} (augmented)` });
     }
   }
@@ -121,7 +124,7 @@ export function splitTable(ds: Dataset, split: TrainValSplit): pl.DataFrame {
  * (Positional arguments: tslab cannot take a notebook variable in an object shorthand such as `{ rng }`.)
  */
 export function describeBatches(set: ImageSet, profile: Profile, mode: PreprocessMode, rng: Random, numClasses: number): string {
-  const opts: BatchOptions = { batchSize: profile.train.batchSize, shuffle: true, rng, augment: profile.train.augment, mode, numClasses };
+  const opts: BatchOptions = { batchSize: profile.train.batchSize, shuffle: true, rng, augment: profile.train.augment, photo: profile.train.photoAugment, mode, numClasses };
   const stream = new BatchStream(set, opts);
   const first = stream[Symbol.iterator]().next();
   if (first.done) return `no batches: the image set is empty`;

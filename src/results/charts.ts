@@ -5,6 +5,7 @@
  * (display.chart), in a browser and in `jupyter nbconvert` output.
  */
 import { VEGA_LITE_SCHEMA, type VegaLiteSpec } from '../display';
+import type { RobustnessSummary } from './robustness';
 
 export type { VegaLiteSpec } from '../display';
 export type { EpochRow } from '../train/history';
@@ -48,6 +49,47 @@ export function confusionMatrixSpec(matrix: number[][], classes: string[], opts:
           text: opts.normalize ? { field: 'share', type: 'quantitative', format: '.0%' } : { field: 'count', type: 'quantitative' },
           color: { condition: { test: `datum.${shown} > ${max / 2}`, value: 'white' }, value: 'black' },
         },
+      },
+    ],
+  };
+}
+
+/** Bars: accuracy on the clean test set and on each corrupted copy, the clean level as a rule. */
+export function robustnessSpec(r: RobustnessSummary, opts: { title?: string } = {}): VegaLiteSpec {
+  const values = [
+    { set: 'clean', accuracy: r.clean.accuracy, kind: 'clean' },
+    ...r.corruptions.map((c) => ({ set: c.label, accuracy: c.accuracy, kind: c.name.startsWith('jpeg') ? 'JPEG' : c.name.includes('blur') ? 'blur' : c.name.includes('noise') ? 'noise' : 'colour' })),
+  ];
+  const order = values.map((v) => v.set);
+  return {
+    $schema: VEGA_LITE_SCHEMA,
+    title: opts.title ?? `test accuracy, clean and corrupted (${r.count.toLocaleString('en-US')} images each)`,
+    width: 420,
+    height: 26 * values.length,
+    layer: [
+      {
+        data: { values },
+        mark: { type: 'bar' },
+        encoding: {
+          y: { field: 'set', type: 'nominal', sort: order, title: null, axis: { labelLimit: 280 } },
+          x: { field: 'accuracy', type: 'quantitative', scale: { domain: [0, 1] }, axis: { format: '.0%' }, title: 'accuracy' },
+          color: { field: 'kind', type: 'nominal', title: 'kind', sort: ['clean', 'JPEG', 'blur', 'noise', 'colour'] },
+          tooltip: [{ field: 'set' }, { field: 'accuracy', format: '.2%' }],
+        },
+      },
+      {
+        data: { values },
+        mark: { type: 'text', align: 'left', dx: 3, fontSize: 10 },
+        encoding: {
+          y: { field: 'set', type: 'nominal', sort: order },
+          x: { field: 'accuracy', type: 'quantitative' },
+          text: { field: 'accuracy', type: 'quantitative', format: '.1%' },
+        },
+      },
+      {
+        data: { values: [{ accuracy: r.clean.accuracy }] },
+        mark: { type: 'rule', strokeDash: [4, 3], color: '#444' },
+        encoding: { x: { field: 'accuracy', type: 'quantitative' } },
       },
     ],
   };

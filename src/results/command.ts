@@ -186,3 +186,89 @@ export async function compareCommand(argv: string[]): Promise<void> {
   }
   process.stdout.write(values.json ? `${JSON.stringify(rows)}\n` : table);
 }
+
+const ROBUSTNESS_USAGE = `usage: npm run -s cli -- robustness [--run <runDir>] [--only NAME,...] [--tta | --no-tta] [--save] [--json]
+  Scores the run's model on its test set clean and corrupted in memory (seeded, deterministic):
+  JPEG quality 90/75/50, Gaussian noise, Gaussian blur, defocus blur, contrast and brightness at
+  CIFAR-10-C's severity-3 parameters (src/preprocess/corruptions.ts), on ONNX Runtime when it loads.
+  Prints the table (clean, each corruption, their mean) and the wall time.
+  --run      the run folder or a published folder (default: the newest run with a trained model)
+  --only     a comma-separated list of corruption names (default: all)
+  --tta      also score flip test-time augmentation (default: the profile's results.tta)
+  --no-tta   do not
+  --save     write the whole evaluation, with its robustness table, to <runDir>/evaluation.json
+  --backend  cpu, wasm, node or node-gpu (default TLWB_BACKEND, else the fastest that loads)
+  --json     print the robustness table as JSON
+  -h, --help this text
+`;
+
+export async function robustnessCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    allowPositionals: false,
+    options: {
+      run: { type: 'string' },
+      only: { type: 'string' },
+      tta: { type: 'boolean' },
+      'no-tta': { type: 'boolean' },
+      save: { type: 'boolean' },
+      backend: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(ROBUSTNESS_USAGE);
+    return;
+  }
+  const { CORRUPTION_NAMES } = await import('../config');
+  type Name = (typeof CORRUPTION_NAMES)[number];
+  let names: Name[] | true = true;
+  if (values.only !== undefined) {
+    const asked = values.only.split(',').map((n) => n.trim()).filter(Boolean);
+    const unknown = asked.filter((n) => !(CORRUPTION_NAMES as readonly string[]).includes(n));
+    if (unknown.length || !asked.length) throw new Error(`--only: unknown corruption ${unknown.map((n) => `'${n}'`).join(', ') || '(none given)'}; known: ${CORRUPTION_NAMES.join(', ')}`);
+    names = asked as Name[];
+  }
+  if (values.tta && values['no-tta']) throw new Error('--tta and --no-tta: give one');
+  const runDir = chooseRun(values.run, (d) => fs.existsSync(path.join(d, 'model', 'model.json')), 'a trained model (model/model.json)');
+  const { initBackend } = await import('../backend');
+  await initBackend({ force: values.backend, quiet: true });
+  const { announceEngine } = await import('../model/engine');
+  announceEngine((line) => process.stderr.write(`${line}\n`));
+  const { readRunProfile } = await import('../session');
+  const { evaluateRun, saveEvaluation } = await import('./run');
+  const { robustnessRows } = await import('./robustness');
+  const profile = readRunProfile(runDir);
+  const tta = values.tta ? true : values['no-tta'] ? false : undefined;
+  const t0 = performance.now();
+  let last = 0;
+  const r = await evaluateRun({ profile, runDir }, {
+    tta,
+    robustness: names,
+    progress: false,
+    onProgress: (text) => {
+      const now = performance.now();
+      if (now - last > 10000) {
+        last = now;
+        process.stderr.write(`${text}\n`);
+      }
+    },
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  const table = r.summary.robustness!;
+  if (values.save) process.stderr.write(`saved ${saveEvaluation(runDir, r.summary)}\n`);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ runDir, seconds, robustness: table })}\n`);
+    return;
+  }
+  const pct = (v: number | null) => (v === null ? '-' : `${(100 * v).toFixed(2)}%`);
+  const rows = robustnessRows(table);
+  const ttaColumn = rows.some((row) => row.tta_accuracy !== null);
+  const lines = [
+    `| test set (${table.count.toLocaleString('en-US')} images each) | accuracy | drop |${ttaColumn ? ' with flip TTA |' : ''}`,
+    `| --- | --- | --- |${ttaColumn ? ' --- |' : ''}`,
+    ...rows.map((row) => `| ${row.test_set} | ${pct(row.accuracy)} | ${row.drop === null ? '-' : `${(100 * row.drop).toFixed(2)}`} |${ttaColumn ? ` ${pct(row.tta_accuracy)} |` : ''}`),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n\n${runDir}: ${seconds.toFixed(0)} s wall (evaluation and corruption, ${r.evaluation.count * (1 + table.corruptions.length) * (r.evaluation.tta ? 2 : 1)} forward passes)\n`);
+}

@@ -37,10 +37,11 @@ const pct = (v: number | null) => (v === null ? '-' : `${(100 * v).toFixed(2)}%`
 function tableHtml(rows: StudyRow[]) {
   const test = testColumn(rows);
   const tta = rows.some((r) => r.ttaAccuracy !== null);
+  const robust = rows.some((r) => r.meanCorruptionAccuracy !== null);
   return html`<table class="compare">
-<tr><th>run</th><th>profile</th><th>${test.label}</th>${tta ? html`<th>with flip TTA</th>` : ''}<th>validation</th><th>train time</th><th>backend</th><th>resolution</th><th>epochs</th><th>command</th></tr>
+<tr><th>run</th><th>profile</th><th>${test.label}</th>${tta ? html`<th>with flip TTA</th>` : ''}${robust ? html`<th>mean corruption accuracy</th>` : ''}<th>validation</th><th>train time</th><th>backend</th><th>resolution</th><th>epochs</th><th>command</th></tr>
 ${rows.map(
-  (r) => html`<tr><td>${r.run}${r.diverged ? html` <strong class="diverged">diverged</strong> (${r.diverged})` : ''}</td><td>${r.profile}</td><td>${test.cell(r)}</td>${tta ? html`<td>${pct(r.ttaAccuracy)}</td>` : ''}<td>${pct(r.valAccuracy)}</td><td>${
+  (r) => html`<tr><td>${r.run}${r.diverged ? html` <strong class="diverged">diverged</strong> (${r.diverged})` : ''}</td><td>${r.profile}</td><td>${test.cell(r)}</td>${tta ? html`<td>${pct(r.ttaAccuracy)}</td>` : ''}${robust ? html`<td>${pct(r.meanCorruptionAccuracy)}</td>` : ''}<td>${pct(r.valAccuracy)}</td><td>${
     r.trainMinutes === null ? '-' : formatDuration(r.trainMinutes * 60)
   }</td><td>${r.backend ?? '-'}</td><td>${r.resolution === null ? '-' : `${r.resolution}×${r.resolution}`}</td><td>${r.epochs}</td><td><code>${r.command}</code></td></tr>`,
 )}

@@ -9,6 +9,7 @@ import { PreprocessMode } from '../config';
 import { ImageSet } from '../data/types';
 import { preprocess } from '../preprocess';
 import { runModel } from '../model/engine';
+import type { RobustnessSummary } from './robustness';
 import { accuracy, argmaxRows, confusionMatrix, mean, mostConfused, perClassMetrics, perExampleLoss, topLossIndices, ConfusedPair, ClassMetrics } from './metrics';
 
 export interface EvaluateOptions {
@@ -170,6 +171,8 @@ export interface EvaluationSummary {
   mostConfused: ConfusedPair[];
   seconds: number;
   evaluatedAt: string;
+  /** The test set corrupted in memory, scored the same way (results.robustness); absent when not asked for. */
+  robustness?: RobustnessSummary;
 }
 
 export function summarize(e: Evaluation, classes: string[]): EvaluationSummary {

@@ -2,6 +2,7 @@
 export * from './metrics';
 export * from './charts';
 export * from './evaluate';
+export * from './robustness';
 export * from './runs';
 export * from './study';
 export * from './report';

@@ -6,9 +6,11 @@
 import * as path from 'node:path';
 import { readJson } from './runs';
 import { reproduceCommand } from './study';
-import { html, Html } from '../html';
+import { html, Html, trusted } from '../html';
+import { svgImgHtml } from '../display';
 import type { Profile } from '../config';
 import { phasePlans } from '../train/plan';
+import type { RobustnessSummary } from './robustness';
 
 const pct = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? `${(100 * v).toFixed(1)}%` : '-');
 const count = (n: unknown) => (typeof n === 'number' ? n.toLocaleString('en-US') : '?');
@@ -89,8 +91,36 @@ function trainingDataRows(summary: Record<string, unknown> | null, evaluation: R
   return rows;
 }
 
-/** The summary section as HTML (built from escaped data only), or null when the folder has no profile. */
-export function summarySection(runDir: string): Html | null {
+/** evaluation.json's robustness table when it has one with the expected shape, else null. */
+export function readRobustness(evaluation: Record<string, unknown> | null): RobustnessSummary | null {
+  const r = evaluation?.robustness as RobustnessSummary | undefined;
+  if (!r || typeof r !== 'object' || !Array.isArray(r.corruptions) || typeof r.clean?.accuracy !== 'number') return null;
+  return r;
+}
+
+/** The robustness table (clean, each corruption, the mean) and, when rendered, its chart as an <img>. */
+export function robustnessSection(r: RobustnessSummary, chartSvg?: string): Html {
+  const points = (v: number) => (100 * v).toFixed(2);
+  const pct2 = (v: number | null) => (v === null ? '-' : `${points(v)}%`);
+  const tta = r.clean.ttaAccuracy !== null && r.corruptions.every((c) => c.ttaAccuracy !== null);
+  const row = (name: string, accuracy: number, drop: number | null, ttaAccuracy: number | null, params = '') =>
+    html`<tr><td>${name}</td><td class="num">${pct2(accuracy)}</td><td class="num">${drop === null ? '-' : points(drop)}</td>${tta ? html`<td class="num">${pct2(ttaAccuracy)}</td>` : ''}<td>${params}</td></tr>`;
+  return html`<h3 id="robustness">Robustness: the test set corrupted</h3>
+<p>Each of the ${count(r.count)} test images corrupted in memory (seed ${r.seed}) and scored like the clean set. ${r.source}; codec ${r.codec}.</p>
+${chartSvg ? trusted(svgImgHtml(chartSvg, 'test accuracy, clean and corrupted')) : ''}
+<table class="phases robustness"><caption>accuracy clean and under each corruption (drop: points below clean)</caption>
+<tr><th>test set</th><th>accuracy</th><th>drop</th>${tta ? html`<th>with flip TTA</th>` : ''}<th>parameters</th></tr>
+${row('clean', r.clean.accuracy, null, r.clean.ttaAccuracy)}
+${r.corruptions.map((c) => row(c.label, c.accuracy, c.drop, c.ttaAccuracy, Object.entries(c.params).map(([k, v]) => `${k} ${v}`).join(', ')))}
+${row('mean over corruptions', r.meanAccuracy, r.clean.accuracy - r.meanAccuracy, r.meanTtaAccuracy)}
+</table>`;
+}
+
+/**
+ * The summary section as HTML (built from escaped data only), or null when the folder has no profile.
+ * `robustnessChartSvg`: the robustness chart rendered by the caller (rendering is async).
+ */
+export function summarySection(runDir: string, opts: { robustnessChartSvg?: string } = {}): Html | null {
   const profile = readJson(path.join(runDir, 'profile.json'));
   if (!profile) return null;
   const summary = readJson(path.join(runDir, 'train-summary.json'));
@@ -106,6 +136,7 @@ export function summarySection(runDir: string): Html | null {
   const valSource =
     summary?.valSource === 'test' ? 'the test set, as the article does' : `held out from the training set${summary?.valSplit === 'stratified' ? ', the same share of every class' : ''}`;
   const dataRows = trainingDataRows(summary, evaluation);
+  const robustness = readRobustness(evaluation);
   return html`<section class="summary" id="summary">
 <h2>Result</h2>
 <p class="headline"><span class="big">${pct(h.testAccuracy)}</span> test accuracy on ${count(h.testCount)} test images${
@@ -114,6 +145,7 @@ export function summarySection(runDir: string): Html | null {
 <table class="facts">
 <tr><th>validation</th><td>${pct(h.valAccuracy)} (${valSource})</td></tr>
 ${tta?.accuracy !== undefined ? html`<tr><th>with flip TTA</th><td>${pct(tta.accuracy)}</td></tr>` : ''}
+${robustness ? html`<tr><th>mean corruption accuracy</th><td>${pct(robustness.meanAccuracy)} over ${robustness.corruptions.length} corruptions (<a href="#robustness">table</a>)</td></tr>` : ''}
 ${byRecall.length ? html`<tr><th>best classes (recall)</th><td>${classes(byRecall.slice(0, 3))}</td></tr><tr><th>worst classes</th><td>${classes(byRecall.slice(-3).reverse())}</td></tr>` : ''}
 ${dataRows}
 <tr><th>backbone</th><td>${model.arch ?? '?'}, head ${model.head ?? '?'}, weights ${model.weights ?? '?'}</td></tr>
@@ -126,6 +158,7 @@ ${dataRows}
 <tr><th>phase</th><th>trains</th><th>on</th><th>optimizer</th><th>learning rate</th><th>batch</th><th>epochs</th></tr>
 ${phaseRows(profile as unknown as Profile, summary)}
 </table>
+${robustness ? robustnessSection(robustness, opts.robustnessChartSvg) : ''}
 <details><summary>resolved profile (profile.json)</summary><pre>${JSON.stringify(profile, null, 2)}</pre></details>
 </section>`;
 }
@@ -138,6 +171,7 @@ table.facts th { text-align:left; font-weight:normal; color:var(--muted); paddin
 table.facts td, table.phases td, table.phases th { padding:2px 8px; }
 table.phases { border-collapse:collapse; margin:10px 0; font-size:13px; } table.phases caption { text-align:left; color:var(--muted); }
 table.phases td, table.phases th { border:1px solid var(--line); }
+table.robustness td.num { text-align:right; font-variant-numeric:tabular-nums; }
 details > summary { cursor:pointer; color:var(--accent); }
 details.code > summary { font:12px monospace; color:var(--muted); }
 `;

@@ -17,7 +17,10 @@ import { RUN_METADATA_KEY } from '../display';
 type Markdown = InstanceType<typeof MarkdownIt>;
 import { paths } from '../config';
 import { writeFileAtomic } from '../session';
-import { headlineText, readHeadline, summarySection, SUMMARY_STYLE } from './report-summary';
+import { headlineText, readHeadline, readRobustness, summarySection, SUMMARY_STYLE } from './report-summary';
+import { robustnessSpec } from './charts';
+import { readJson } from './runs';
+import { chartSvg } from '../display';
 import { describeDivergence, readDivergence } from './divergence';
 
 // Browsers ignore ASCII whitespace and control characters inside a URL's scheme ('java\tscript:').
@@ -559,6 +562,12 @@ export function reportHtml(notebooks: RenderedNotebook[], meta: { title: string;
   return `<!DOCTYPE html>\n${el('html', { lang: 'en' }, el('head', {}, head), '\n', el('body', {}, '\n', body, '\n')).html}\n`;
 }
 
+/** The robustness chart of the run's evaluation.json as SVG, when it has a robustness table. */
+async function robustnessChart(dir: string): Promise<string | undefined> {
+  const r = readRobustness(readJson(path.join(dir, 'evaluation.json')));
+  return r ? chartSvg(robustnessSpec(r)) : undefined;
+}
+
 /**
  * Writes <runDir>/report.html from the executed notebooks in <runDir>/notebooks/ and returns its
  * path. The page embeds everything and contains no script, so it opens offline in any browser.
@@ -581,7 +590,7 @@ export async function writeReport(runDir: string, opts: ReportOptions = {}): Pro
     warning: diverged ? `${describeDivergence(diverged)}. The model and the numbers below come from a broken training run (${path.basename(diverged.file)}).` : undefined,
     title: opts.title ?? `Run ${path.basename(dir)}`,
     subtitle: `${profileName ? `${headlineText(readHeadline(dir))} · profile ${profileName} · ` : ''}${rendered.length} notebooks · written ${new Date().toISOString()}`,
-    summary: summarySection(dir)?.html,
+    summary: summarySection(dir, { robustnessChartSvg: await robustnessChart(dir) })?.html,
   });
   const out = opts.out ?? path.join(dir, 'report.html');
   assertSelfContained(html, out);

@@ -14,6 +14,8 @@ import { readTrainSummary } from '../train/index';
 import { live } from '../display';
 import { evaluate, Evaluation, EvaluationSummary, summarize } from './evaluate';
 import { runPreprocessMode } from './predict';
+import { evaluateRobustness, robustnessNames } from './robustness';
+import type { CorruptionName } from '../config';
 
 export interface RunEvaluation {
   dataset: Dataset;
@@ -31,6 +33,10 @@ export interface RunEvaluationOptions {
   batchSize?: number;
   /** Show progress (a live line in a notebook, nothing elsewhere). Default true. */
   progress?: boolean;
+  /** Also score the corrupted copies of the test set (true: every corruption); default the profile's results.robustness. */
+  robustness?: boolean | CorruptionName[];
+  /** Progress lines (e.g. the terminal's stderr) besides the notebook's live line. */
+  onProgress?: (text: string) => void;
 }
 
 /** Loads the run's data and model/ and evaluates it; the model is disposed afterwards. */
@@ -50,14 +56,27 @@ export async function evaluateRun(s: { profile: Profile; runDir: string }, opts:
   const model = await loadModel(path.join(s.runDir, 'model'));
   const mode = runPreprocessMode(s.runDir, s.profile);
   const line = opts.progress === false ? null : live({ terminalText: false });
+  const show = (text: string) => {
+    line?.text(text);
+    opts.onProgress?.(text);
+  };
+  const tta = opts.tta ?? s.profile.results?.tta ?? false;
+  const batchSize = opts.batchSize ?? s.profile.train.batchSize;
   try {
-    const evaluation = await evaluate(model, test, {
-      mode,
-      tta: opts.tta ?? s.profile.results?.tta ?? false,
-      batchSize: opts.batchSize ?? s.profile.train.batchSize,
-      onProgress: (done, total) => line?.text(`evaluated ${done} / ${total} images`),
-    });
-    return { dataset, test, testSource, mode, evaluation, summary: summarize(evaluation, dataset.classes) };
+    const evaluation = await evaluate(model, test, { mode, tta, batchSize, onProgress: (done, total) => show(`evaluated ${done} / ${total} images`) });
+    const summary = summarize(evaluation, dataset.classes);
+    const names = robustnessNames(opts.robustness ?? s.profile.results?.robustness);
+    if (names.length) {
+      summary.robustness = await evaluateRobustness(model, test, {
+        mode,
+        names,
+        tta,
+        batchSize,
+        clean: { accuracy: evaluation.accuracy, ttaAccuracy: evaluation.tta?.accuracy ?? null },
+        onProgress: (name, done, total) => show(`robustness (${name}): ${done} / ${total} images`),
+      });
+    }
+    return { dataset, test, testSource, mode, evaluation, summary };
   } finally {
     await releaseModel(model); // the ORT session exported from it, if any
     model.dispose();

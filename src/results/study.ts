@@ -39,6 +39,8 @@ export interface StudyRow {
   machine: string | null;
   /** Where and why the training diverged (its numbers come from a broken run), else null. */
   diverged: string | null;
+  /** Mean test accuracy over the corrupted copies of the test set (evaluation.json's robustness), when measured. */
+  meanCorruptionAccuracy: number | null;
 }
 
 /**
@@ -85,6 +87,7 @@ export function studyRow(runDir: string): StudyRow {
   const profile = readJsonFile<Record<string, unknown>>(file, "the run's profile (expected the JSON object written when the run was made)");
   const row = readRunRow(runDir);
   const summary = readJson(path.join(runDir, 'train-summary.json'));
+  const robustness = readJson(path.join(runDir, 'evaluation.json'))?.robustness as { meanAccuracy?: unknown } | undefined;
   const phases = (summary?.phases ?? []) as { name: string; ran: boolean; epochs: number }[];
   const threads = typeof summary?.threads === 'number' && summary.threads > 1 ? `, ${summary.threads} threads` : '';
   const features = summary?.featureEngine === 'onnx' ? ', features on ONNX Runtime' : '';
@@ -104,6 +107,7 @@ export function studyRow(runDir: string): StudyRow {
     command: reproduceCommand(profile),
     machine: summary?.machine && typeof summary.machine === 'object' ? describeMachine(summary.machine as Machine) : null,
     diverged: divergence ? describeDivergence(divergence) : null,
+    meanCorruptionAccuracy: typeof robustness?.meanAccuracy === 'number' ? robustness.meanAccuracy : null,
   };
 }
 
@@ -134,16 +138,19 @@ export function testColumn(rows: StudyRow[]): { label: string; cell: (r: StudyRo
 /**
  * The rows as a Markdown table (the command in a code span). The test column's header names the
  * test-set size the runs share; a run scored on another number of images says so in its cell. A
- * flip-TTA column appears when a run has one, and a line under the table names the machines.
+ * flip-TTA column appears when a run has one, a "mean corruption accuracy" column when a run's
+ * evaluation has a robustness table, and a line under the table names the machines.
  */
 export function studyMarkdown(rows: StudyRow[]): string {
   const test = testColumn(rows);
   const tta = rows.some((r) => r.ttaAccuracy !== null);
-  const head = ['run', test.label, ...(tta ? ['with flip TTA'] : []), 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
+  const robust = rows.some((r) => r.meanCorruptionAccuracy !== null);
+  const head = ['run', test.label, ...(tta ? ['with flip TTA'] : []), ...(robust ? ['mean corruption accuracy'] : []), 'val', 'train time', 'backend', 'resolution', 'epochs', 'command'];
   const lines = rows.map((r) => [
     r.diverged ? `${r.run} **diverged** (${r.diverged})` : r.run,
     test.cell(r),
     ...(tta ? [pct(r.ttaAccuracy)] : []),
+    ...(robust ? [pct(r.meanCorruptionAccuracy)] : []),
     pct(r.valAccuracy),
     r.trainMinutes === null ? '-' : `${r.trainMinutes.toFixed(1)} min`,
     r.backend ?? '-',

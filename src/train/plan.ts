@@ -47,7 +47,7 @@ export function phasePlan(profile: Profile, index: number): PhasePlan {
     trains: t === 'all' ? 'whole model' : t === 'head' ? 'head only (base frozen)' : `base from ${t.from}, head`,
     cached,
     ...(cutAt ? { cutAt } : {}),
-    input: cached ? 'cached features' : profile.train.augment ? 'augmented images' : 'images',
+    input: cached ? 'cached features' : profile.train.augment || profile.train.photoAugment ? 'augmented images' : 'images',
     // A frozen base (head phases) runs its BatchNormalization on moving averages, as Keras does since TF 2.
     batchNorm: p.batchNorm === 'frozen' || t === 'head' ? 'inference' : 'training',
     optimizer: `${p.optimizer}${p.momentum ? ` m=${p.momentum}` : ''}${p.weightDecay ? ` wd=${p.weightDecay}` : ''}`,

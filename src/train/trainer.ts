@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import type { Phase, Profile } from '../config';
+import type { Phase, PhotoAugment, Profile } from '../config';
 import { countPerClass, type ImageSet } from '../data/types';
 import type { BackendInfo } from '../backend';
 import { Random } from '../random';
@@ -39,7 +39,7 @@ export type { TrainableModel } from '../model/split';
 export type { Batch } from './loop';
 
 /** Yields batches of preprocessed images and one-hot labels; the caller disposes them. */
-export type ImageBatchSource = (set: ImageSet, opts: { batchSize: number; shuffle: boolean; rng: Random; augment: boolean }) => BatchStream;
+export type ImageBatchSource = (set: ImageSet, opts: { batchSize: number; shuffle: boolean; rng: Random; augment: boolean; photo?: PhotoAugment }) => BatchStream;
 
 export interface LoopDeps {
   /** Applies a phase's trainable set to the model. */
@@ -226,7 +226,7 @@ export async function preparePhase(ctx: LoopContext, p: number, rng: Random): Pr
   const { cached, cutAt } = phasePlan(profile, p);
   const split = cached ? cacheSplit(built, cutAt) : undefined;
   const features = split ? await cachedFeatures(ctx, split) : undefined;
-  if (cached && profile.train.augment) {
+  if (cached && (profile.train.augment || profile.train.photoAugment)) {
     ctx.progress.message(`phase '${phase.name}': no augmentation - it trains on cached features (the base saw each image once, unaugmented)`);
   }
   const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
@@ -247,7 +247,7 @@ export async function preparePhase(ctx: LoopContext, p: number, rng: Random): Pr
     trainBatches: () =>
       features
         ? featureBatches(features.train, batchSize, rng.permutation(features.train.count), k)
-        : ctx.deps.imageBatches(ctx.train, { batchSize, shuffle: true, rng, augment: profile.train.augment }),
+        : ctx.deps.imageBatches(ctx.train, { batchSize, shuffle: true, rng, augment: profile.train.augment, ...(profile.train.photoAugment ? { photo: profile.train.photoAugment } : {}) }),
     valBatches: () =>
       features
         ? featureBatches(features.val, batchSize, undefined, k)

@@ -28,7 +28,7 @@ test('notebook 05 is committed clean: nbformat 4, tslab kernel, no outputs, shor
   assert.equal(src(codeCells[1]).trim(), 'const s = await wb.session();');
   assert.ok(nb.cells.filter((c: { cell_type: string }) => c.cell_type === 'markdown').length >= codeCells.length - 2, 'narrative between the cells');
   const all = codeCells.map(src).join('\n');
-  for (const call of ['readHistory', 'trainingCurvesSpec', 'evaluateRun', 'saveEvaluation', 'confusionMatrixSpec', 'perClassTable', 'mostConfused', 'topLossGallery', 'runsTable']) {
+  for (const call of ['readHistory', 'trainingCurvesSpec', 'evaluateRun', 'saveEvaluation', 'confusionMatrixSpec', 'perClassTable', 'mostConfused', 'topLossGallery', 'runsTable', 'robustnessSpec', 'robustnessRows']) {
     assert.ok(all.includes(call), `uses ${call}`);
   }
 });

@@ -17,7 +17,7 @@ function write(file: string, value: unknown): void {
 /** A run folder as the pipeline leaves it: the resolved profile, the training summary, evaluation and history. */
 const EPYC = { cpus: 2, cpuModel: 'AMD EPYC 9B14', cpuFlags: ['avx', 'avx2', 'avx512bw', 'avx512f', 'fma'], memoryGiB: 24 };
 
-function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; testImages?: number; ttaAccuracy?: number; featureEngine?: string; machine?: typeof EPYC; set?: (p: Profile) => void }): void {
+function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; testImages?: number; ttaAccuracy?: number; meanCorruptionAccuracy?: number; featureEngine?: string; machine?: typeof EPYC; set?: (p: Profile) => void }): void {
   const profile = loadProfile('smoke');
   opts.set?.(profile);
   write(path.join(dir, 'profile.json'), profile);
@@ -31,7 +31,10 @@ function fakeRun(dir: string, opts: { epochs: number[]; testAccuracy?: number; t
     ],
   });
   if (opts.testAccuracy !== undefined) {
-    write(path.join(dir, 'evaluation.json'), { count: opts.testImages ?? 10000, accuracy: opts.testAccuracy, tta: opts.ttaAccuracy === undefined ? null : { accuracy: opts.ttaAccuracy, loss: 1 } });
+    write(path.join(dir, 'evaluation.json'), {
+      count: opts.testImages ?? 10000, accuracy: opts.testAccuracy, tta: opts.ttaAccuracy === undefined ? null : { accuracy: opts.ttaAccuracy, loss: 1 },
+      ...(opts.meanCorruptionAccuracy === undefined ? {} : { robustness: { meanAccuracy: opts.meanCorruptionAccuracy, corruptions: [], clean: { accuracy: opts.testAccuracy, ttaAccuracy: null } } }),
+    });
   }
   const rows = opts.epochs.length ? Array.from({ length: opts.epochs[0] }, (_, i) => `head,${i + 1},${1 - i / 10},${0.3 + i / 10},1.2,${(0.35 + i / 10).toFixed(2)},0.001,3`) : [];
   write(path.join(dir, 'history.csv'), ['phase,epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds', ...rows].join('\n') + '\n');
@@ -51,7 +54,7 @@ test('studyRow reads each run\'s own files, and the command names every field th
   assert.deepEqual(a, {
     run: 'plain', profile: 'smoke', testAccuracy: 0.5678, testImages: 10000, ttaAccuracy: null, valAccuracy: 0.5, trainMinutes: 2.5,
     backend: 'wasm, 2 threads', resolution: 64, epochs: 'head 3', command: 'npm start -- --profile smoke',
-    machine: 'AMD EPYC 9B14, 2 cores, 24 GiB, AVX-512 (avx512bw avx512f)', diverged: null,
+    machine: 'AMD EPYC 9B14, 2 cores, 24 GiB, AVX-512 (avx512bw avx512f)', diverged: null, meanCorruptionAccuracy: null,
   });
   const b = studyRow(changed);
   assert.equal(b.command, 'npm start -- --profile smoke --set model.inputSize=48 --set train.phases.0.epochs=2');
@@ -74,6 +77,14 @@ test('studyRow reads each run\'s own files, and the command names every field th
   assert.match(ttaMd[2], /^\| tta \| 70\.00% \| 71\.23% \| 50\.00% \|/);
   assert.match(ttaMd[3], /^\| plain \| 56\.78% \| - \| 50\.00% \|/);
   assert.equal(ttaMd[5], 'Trained on: AMD EPYC 9B14, 2 cores, 24 GiB, AVX-512 (avx512bw avx512f): all runs.');
+  // Robustness: a "mean corruption accuracy" column when some run's evaluation has the table.
+  const robust = path.join(root, 'robust');
+  fakeRun(robust, { epochs: [1], testAccuracy: 0.7, meanCorruptionAccuracy: 0.6543 });
+  assert.equal(studyRow(robust).meanCorruptionAccuracy, 0.6543);
+  const robustMd = studyMarkdown([studyRow(robust), a]).trim().split('\n');
+  assert.match(robustMd[0], /^\| run \| test \(10,000 images\) \| mean corruption accuracy \| val \|/);
+  assert.match(robustMd[2], /^\| robust \| 70\.00% \| 65\.43% \| 50\.00% \|/);
+  assert.match(robustMd[3], /^\| plain \| 56\.78% \| - \| 50\.00% \|/);
 
   const spec = studyCurvesSpec([plain, changed]) as { data: { values: { run: string; metric: string; value: number }[] } };
   const val = spec.data.values.filter((p) => p.metric === 'validation accuracy');

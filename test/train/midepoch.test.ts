@@ -108,3 +108,21 @@ test('restoreBestWeights across a mid-epoch resume: the best copy rides in the m
   assert.deepEqual(weights(rb), weights(ra), 'the same weights at the end (the best epoch\'s)');
   assert.deepEqual(readCheckpointState(latestCheckpoint(b.runDir)!).best, readCheckpointState(latestCheckpoint(a.runDir)!).best);
 });
+
+test('photoAugment (JPEG, blur, noise, colour jitter) resumes mid-epoch with the numbers of an uninterrupted run, and changes them', async () => {
+  const photo = {
+    colorJitter: { probability: 0.5, brightness: 0.3, contrast: 0.3, saturation: 0.3 },
+    blur: { probability: 0.3, sigma: [0.3, 1] as [number, number] },
+    noise: { probability: 0.3, std: [0.01, 0.06] as [number, number] },
+    jpeg: { probability: 0.5, quality: [40, 95] as [number, number] },
+  };
+  const a = await tempSession(testProfile(phases, { ...extra, photoAugment: photo }));
+  await train(a, opts());
+  const full = numbersOf(history(a.runDir, 'batches').toRecords());
+  assert.notDeepEqual(full, (await uninterrupted()).batches, 'the corruptions reach the training batches');
+  const b = await tempSession(testProfile(phases, { ...periodic, photoAugment: photo }));
+  await assert.rejects(train(b, { ...opts(), callbacks: [crashAfter(6)] }), /crash after batch 6/);
+  assert.equal(path.basename(latestCheckpoint(b.runDir)!), 'epoch-0001+000001');
+  await train(b, opts(99));
+  assert.deepEqual(numbersOf(history(b.runDir, 'batches').toRecords()), full);
+});
