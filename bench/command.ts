@@ -23,6 +23,7 @@ import { registerWasmTrainingKernels } from '../src/backend/wasm-kernels';
 import { initWasmThreaded } from '../src/backend/wasm/threads';
 import { measureConv, measureDepthwise, mobilenetDepthwiseShapes, resnetConvShapes, type ConvRate } from './conv-kernels';
 import { benchOnnx } from './onnx';
+import type { ProfileCase } from './profile-kernels';
 import { PRESETS, tfjsSource, type TfjsPreset } from '../src/model/presets';
 
 export type TaskName = 'inference224' | 'inference128' | 'train224' | 'train32' | 'train96' | 'train128' | 'train160';
@@ -210,6 +211,11 @@ export async function benchCommand(argv: string[]): Promise<void> {
       threads: { type: 'string', default: '1' },
       models: { type: 'string', default: 'resnet50,darknet-tiny,mobilenet-v1-0.75' },
       python: { type: 'string', default: '/usr/bin/python3' },
+      'profile-kernels': { type: 'boolean', default: false },
+      cases: { type: 'string', default: 'quick-top,cpu-best' },
+      steps: { type: 'string', default: '5' },
+      ab: { type: 'string' },
+      calls: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -227,8 +233,19 @@ export async function benchCommand(argv: string[]): Promise<void> {
         '  --no-torch  skip the PyTorch comparison\n' +
         '  --python    the Python with torch (default /usr/bin/python3)\n' +
         '  --json      print the results as JSON\n' +
+        '  --profile-kernels  instead: per-kernel time of one training step of the CPU recipes (bench/profile-kernels.ts)\n' +
+        '              --cases quick-top,cpu-best  --steps N (timed steps, default 5)  --ab key=a,b (alternate a wasmKernelOptions switch)  --calls (list the slowest calls)\n' +
         '  -h, --help  this text\n',
     );
+    return;
+  }
+  if (values['profile-kernels']) {
+    const { profileKernelsCommand, PROFILE_CASES } = await import('./profile-kernels');
+    const cases = values.cases!.split(',').filter(Boolean) as ProfileCase[];
+    for (const c of cases) if (!PROFILE_CASES.includes(c)) throw new Error(`--cases: unknown case '${c}'; expected ${PROFILE_CASES.join(', ')}`);
+    const steps = Number(values.steps);
+    if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps: expected a positive integer, got '${values.steps}'`);
+    await profileKernelsCommand({ cases, steps, ab: values.ab, json: values.json!, calls: values.calls! });
     return;
   }
   const quick = values.quick!;

@@ -117,7 +117,12 @@ function zeroUpsample(s: Scratch, x: TensorInfo, sh: number, sw: number): Tensor
 }
 
 /** Formulation overrides, for tests and measurements ('auto' picks by estimated cost). */
-export const wasmKernelOptions: { inputGrad: 'auto' | 'conv' | 'col2im'; depthwiseFilterGrad: 'auto' | 'phased' | 'direct' } = { inputGrad: 'auto', depthwiseFilterGrad: 'auto' };
+export const wasmKernelOptions: {
+  inputGrad: 'auto' | 'conv' | 'col2im';
+  depthwiseFilterGrad: 'auto' | 'phased' | 'direct';
+  /** FusedBatchNorm's gradient with moving statistics: 'lazy' computes each per-channel sum only in the derivative that needs it; 'eager' all up front. */
+  batchNormGrad: 'lazy' | 'eager';
+} = { inputGrad: 'auto', depthwiseFilterGrad: 'auto', batchNormGrad: 'lazy' };
 
 /** Largest transposed-im2col block built at once (floats); bigger problems run in offset groups. */
 const IM2COL_BLOCK_FLOATS = 16 * 1024 * 1024;
@@ -654,6 +659,16 @@ function registerRelu6Gradient(): void {
 }
 
 /**
+ * Whether `t` shares its data with a variable: the tape saves clones of a kernel's inputs, so a
+ * moving statistic arrives here as a clone of the variable (same dataId), not the variable itself.
+ */
+function holdsVariableData(t: tf.Tensor): boolean {
+  const variables = (tf.engine().state as unknown as { registeredVariables: Record<string, tf.Variable> }).registeredVariables;
+  for (const name in variables) if (variables[name].dataId === t.dataId) return true;
+  return false;
+}
+
+/**
  * FusedBatchNorm's gradient on wasm for per-channel statistics (what tfjs-layers' BatchNormalization
  * passes): the per-channel terms are reduced first, so only five full-size passes remain -
  * x - mean, dy · (x - mean), two leading-axis sums, dy · (scale / sqrt(var + eps)) - where tfjs-core's
@@ -674,6 +689,20 @@ function registerBatchNormGradient(): void {
       const g = dy as tf.Tensor;
       const epsilon = (attrs as { varianceEpsilon: number }).varianceEpsilon;
       const axes = x.shape.slice(0, -1).map((_, i) => i);
+      if (wasmKernelOptions.batchNormGrad === 'lazy' && holdsVariableData(mean) && holdsVariableData(variance)) {
+        // Inference mode (moving statistics, e.g. frozen BatchNormalization): nothing trains the
+        // statistics, so only x's, scale's and offset's derivatives can be asked for, and each needs a
+        // different per-channel sum. Computing each inside its own derivative (tfjs calls only those
+        // of inputs that lead to the trained variables) skips the two sums and their two full-size
+        // passes entirely when gamma and beta are frozen too - the same values, fewer passes.
+        return {
+          x: () => tf.mul(g, tf.mul(scale, tf.rsqrt(tf.add(variance, epsilon)))),
+          mean: () => tf.mul(tf.neg(tf.mul(scale, tf.rsqrt(tf.add(variance, epsilon)))), tf.sum(g, axes)),
+          variance: () => tf.mul(tf.mul(tf.mul(tf.pow(tf.rsqrt(tf.add(variance, epsilon)), 3), -0.5), scale), tf.sum(tf.mul(g, tf.sub(x, mean)), axes)),
+          scale: () => tf.mul(tf.sum(tf.mul(g, tf.sub(x, mean)), axes), tf.rsqrt(tf.add(variance, epsilon))),
+          offset: () => tf.sum(g, axes),
+        };
+      }
       // The per-channel terms, computed once here: tensors made inside one derivative's function are
       // disposed when it returns. Only these three [C] tensors outlive the tidy (until the backward pass ends).
       const { rsqrt, sumDy, sumDyXc } = tf.tidy(() => ({

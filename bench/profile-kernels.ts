@@ -1,0 +1,258 @@
+/**
+ * `npm run -s cli -- bench --profile-kernels [--cases quick-top,cpu-best] [--steps N] [--ab key=a,b] [--json]`
+ *
+ * Where one training step's time goes, kernel by kernel, for the two CPU recipes:
+ * - quick-top: the `quick` profile's cached phase - conv_dw_13 + conv_pw_13 (BatchNormalization
+ *   frozen) and the head trained on MobileNet v1 0.75's conv_pw_12_relu maps (5x5x768 at 160 px),
+ *   batch 64, Adam;
+ * - cpu-best: the `cpu-best` profile's whole-network phase at 128 px, batch 32, Adam, frozen batch norm.
+ * Each builds the profile's own model and phase (trainable set, optimizer, loss) and runs the loop's
+ * trainStep on random inputs on the backend training uses (wasm, one thread per core), so the kernels
+ * are the ones a real run calls. Per kernel: milliseconds per step and calls (tf.profile, which times
+ * each kernel call; kernels that run other kernels inside count once), the wall time of a whole step
+ * (median of --steps), and the time outside kernels (tape, gradient bookkeeping, JS).
+ *
+ * --ab key=a,b alternates a wasmKernelOptions switch between steps in the same process (a before/after
+ * on a shared machine: both variants see the same load), and reports the median step of each.
+ */
+import * as os from 'node:os';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/backend';
+import { machineInfo } from '../src/backend/machine';
+import { wasmKernelOptions } from '../src/backend/wasm-kernels';
+import { loadProfile } from '../src/config';
+import { cacheSplit } from '../src/model/split';
+import { setBaseTrainable } from '../src/model/freeze';
+import { Random } from '../src/random';
+import { buildTrainModel } from '../src/train/setup';
+import { applyPhaseTrainable } from '../src/train/trainer';
+import { createOptimizer } from '../src/train/optimizer';
+import { trainStep, type Batch, type StepModel } from '../src/train/loop';
+import { featureBatches, fromFloat16, toFloat16, type FeatureSet } from '../src/train/feature-cache';
+
+export type ProfileCase = 'quick-top' | 'cpu-best';
+export const PROFILE_CASES: readonly ProfileCase[] = ['quick-top', 'cpu-best'];
+
+export interface KernelRow { kernel: string; msPerStep: number; calls: number; share: number }
+export interface CaseProfile {
+  case: ProfileCase;
+  profile: string;
+  phase: string;
+  batch: number;
+  inputShape: number[];
+  /** Median wall time of a step (forward, backward, Adam, reading the step's scalars). */
+  stepMs: number;
+  stepMsAll: number[];
+  /** Sum of kernel times in the profiled step, and the rest of that step's wall time. */
+  kernelMs: number;
+  outsideKernelsMs: number;
+  kernels: KernelRow[];
+  /** The slowest single kernel calls of the profiled step, with their input shapes. */
+  slowestCalls: { kernel: string; ms: number; inputShapes: string }[];
+  /** quick-top: assembling one batch from the float16-decoded cache, and decoding one batch's float16. */
+  inputPath?: { batchAssemblyMs: number; float16DecodeMsPerBatch: number };
+  ab?: { key: string; values: Record<string, number[]>; medians: Record<string, number> };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN;
+};
+const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
+
+interface Setup { step: StepModel; batch: () => Batch; profile: string; phase: string; batchSize: number; inputShape: number[]; dispose: () => void; featureShape?: number[] }
+
+async function setupCase(name: ProfileCase): Promise<Setup> {
+  const profileName = name === 'quick-top' ? 'quick' : 'cpu-best';
+  const profile = loadProfile(profileName);
+  const phaseIndex = profile.train.phases.findIndex((p) => p.trainable !== 'head');
+  const phase = profile.train.phases[phaseIndex];
+  const batchSize = phase.batchSize ?? profile.train.batchSize;
+  const numClasses = 10;
+  const built = await buildTrainModel(profile, numClasses);
+  applyPhaseTrainable(built, phase, { setTrainable: setBaseTrainable, imageBatches: () => { throw new Error('unused'); } });
+  const cutAt = typeof phase.trainable === 'object' && phase.featureCache ? phase.trainable.from : undefined;
+  const split = cutAt ? cacheSplit(built, cutAt) : undefined;
+  let inputShape: number[];
+  let forward: StepModel['forward'];
+  let featureShape: number[] | undefined;
+  if (split) {
+    const probe = tf.tidy(() => split.extract(tf.zeros([1, ...(built.model.inputs[0].shape.slice(1) as number[])])));
+    featureShape = probe.shape.slice(1);
+    probe.dispose();
+    inputShape = [batchSize, ...featureShape];
+    forward = (x, training) => split.headApply(x, training);
+  } else {
+    inputShape = [batchSize, ...(built.model.inputs[0].shape.slice(1) as number[])];
+    const { withTraining } = await import('../src/model/training-mode');
+    forward = (x, training) => withTraining(training, () => built.model.apply(x, { training }) as tf.Tensor);
+  }
+  const vars = built.model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const step: StepModel = { forward, optimizer: createOptimizer(phase), vars, numClasses, labelSmoothing: profile.train.labelSmoothing ?? 0, clipNorm: phase.clipNorm };
+  // Inputs in the range the real ones have: ReLU6 maps in [0, 6] for the cache, standardised images otherwise.
+  const xs = tf.tidy(() => (split ? tf.randomUniform(inputShape, 0, 6, 'float32', 1) : tf.randomNormal(inputShape, 0, 1, 'float32', 1)));
+  const ys = tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from({ length: batchSize }, (_, i) => i % numClasses), 'int32'), numClasses).toFloat());
+  return {
+    step,
+    batch: () => ({ xs: tf.clone(xs), ys: tf.clone(ys) }),
+    profile: profileName,
+    phase: phase.name,
+    batchSize,
+    inputShape,
+    featureShape,
+    dispose: () => {
+      tf.dispose([xs, ys]);
+      step.optimizer.optimizer.dispose();
+      built.model.dispose();
+    },
+  };
+}
+
+async function oneStep(s: Setup, rng: Random): Promise<number> {
+  const b = s.batch();
+  const t0 = performance.now();
+  const out = trainStep(s.step, b, 1e-5, rng);
+  await Promise.all([out.loss.data(), out.correct.data(), out.outputSum.data()]);
+  const ms = performance.now() - t0;
+  tf.dispose([out.loss, out.correct, out.outputSum, b.xs, b.ys]);
+  return ms;
+}
+
+/** The quick phase's input path for one batch: float16 decode and assembly of a shuffled batch. */
+function inputPathCost(featureShape: number[], batchSize: number): CaseProfile['inputPath'] {
+  const dims = featureShape.reduce((a, d) => a * d, 1);
+  const count = batchSize * 8;
+  const raw = new Float32Array(count * dims).map((_, i) => (i % 97) / 16);
+  const half = toFloat16(raw);
+  const t0 = performance.now();
+  const decoded = fromFloat16(half);
+  const decodeMs = (performance.now() - t0) / 8;
+  const set: FeatureSet = { features: decoded, labels: new Uint8Array(count), count, dims, shape: featureShape };
+  const order = new Random(3).permutation(count);
+  const t1 = performance.now();
+  let n = 0;
+  for (const b of featureBatches(set, batchSize, order, 10)) {
+    tf.dispose([b.xs, b.ys]);
+    n++;
+  }
+  return { batchAssemblyMs: round((performance.now() - t1) / n, 2), float16DecodeMsPerBatch: round(decodeMs, 2) };
+}
+
+function parseAb(spec: string | undefined): { key: keyof typeof wasmKernelOptions; values: string[] } | undefined {
+  if (!spec) return undefined;
+  const eq = spec.indexOf('=');
+  const key = spec.slice(0, eq) as keyof typeof wasmKernelOptions;
+  const values = spec.slice(eq + 1).split(',').filter(Boolean);
+  if (eq <= 0 || !(key in wasmKernelOptions) || values.length < 2) {
+    throw new Error(`--ab: expected key=a,b with key one of ${Object.keys(wasmKernelOptions).join(', ')}, got '${spec}'`);
+  }
+  return { key, values };
+}
+
+export async function profileCase(name: ProfileCase, opts: { steps: number; ab?: string; log: (m: string) => void }): Promise<CaseProfile> {
+  const s = await setupCase(name);
+  const rng = new Random(7);
+  const ab = parseAb(opts.ab);
+  try {
+    await oneStep(s, rng); // warm-up: XNNPACK operators, optimizer slots
+    const info = await tf.profile(async () => {
+      await oneStep(s, rng);
+    });
+    const stepMsAll: number[] = [];
+    const abTimes: Record<string, number[]> = {};
+    const before = ab ? String(wasmKernelOptions[ab.key]) : '';
+    try {
+      for (let i = 0; i < opts.steps; i++) {
+        if (ab) {
+          for (const v of i % 2 ? [...ab.values].reverse() : ab.values) {
+            (wasmKernelOptions as Record<string, unknown>)[ab.key] = v;
+            (abTimes[v] ??= []).push(round(await oneStep(s, rng)));
+          }
+        } else stepMsAll.push(round(await oneStep(s, rng)));
+      }
+    } finally {
+      if (ab) (wasmKernelOptions as Record<string, unknown>)[ab.key] = before;
+    }
+    const byKernel = new Map<string, { ms: number; calls: number }>();
+    // Ops built with customGrad (e.g. fusedConv2d__op) are listed besides the kernels they run: count kernels only.
+    for (const k of info.kernels) {
+      if (k.name.endsWith('__op')) continue;
+      const e = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+      e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+      e.calls++;
+      byKernel.set(k.name, e);
+    }
+    const kernelMs = [...byKernel.values()].reduce((a, e) => a + e.ms, 0);
+    const kernels = [...byKernel.entries()]
+      .sort((a, b) => b[1].ms - a[1].ms)
+      .map(([kernel, e]) => ({ kernel, msPerStep: round(e.ms), calls: e.calls, share: round(e.ms / kernelMs, 3) }));
+    const slowestCalls = info.kernels
+      .filter((k) => !k.name.endsWith('__op'))
+      .map((k) => ({ kernel: k.name, ms: round(typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0), inputShapes: JSON.stringify(k.inputShapes) }))
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 25);
+    const stepMs = ab ? median(Object.values(abTimes).flat()) : median(stepMsAll);
+    const result: CaseProfile = {
+      case: name,
+      profile: s.profile,
+      phase: s.phase,
+      batch: s.batchSize,
+      inputShape: s.inputShape,
+      stepMs: round(stepMs),
+      stepMsAll: ab ? Object.values(abTimes).flat() : stepMsAll,
+      kernelMs: round(kernelMs),
+      outsideKernelsMs: round(Math.max(0, median(ab ? Object.values(abTimes).flat() : stepMsAll) - kernelMs)),
+      kernels,
+      slowestCalls,
+    };
+    if (s.featureShape) result.inputPath = inputPathCost(s.featureShape, s.batchSize);
+    if (ab) result.ab = { key: ab.key, values: abTimes, medians: Object.fromEntries(Object.entries(abTimes).map(([v, t]) => [v, round(median(t))])) };
+    opts.log(`${name}: step ${result.stepMs} ms (median of ${opts.steps}), kernels ${result.kernelMs} ms in the profiled step`);
+    return result;
+  } finally {
+    s.dispose();
+  }
+}
+
+/** The breakdown as a markdown table (kernels above 0.5% of kernel time; the rest summed). */
+export function kernelTable(p: CaseProfile): string {
+  const lines = [`| kernel | ms / step | calls | share |`, `|---|---|---|---|`];
+  let restMs = 0;
+  let restCalls = 0;
+  for (const k of p.kernels) {
+    if (k.share >= 0.005) lines.push(`| ${k.kernel} | ${k.msPerStep} | ${k.calls} | ${(k.share * 100).toFixed(1)}% |`);
+    else {
+      restMs += k.msPerStep;
+      restCalls += k.calls;
+    }
+  }
+  if (restCalls) lines.push(`| (others) | ${round(restMs)} | ${restCalls} | ${((restMs / p.kernelMs) * 100).toFixed(1)}% |`);
+  lines.push(`| **all kernels** | **${p.kernelMs}** | | |`);
+  lines.push(`| outside kernels (step median - kernels) | ${p.outsideKernelsMs} | | |`);
+  return lines.join('\n');
+}
+
+export async function profileKernelsCommand(opts: { cases: ProfileCase[]; steps: number; ab?: string; json: boolean; calls?: boolean }): Promise<void> {
+  const log = (m: string) => (opts.json ? process.stderr.write(`${m}\n`) : console.log(m));
+  const backend = await initBackend({ quiet: true });
+  const report = {
+    date: new Date().toISOString(),
+    backend: { choice: backend.choice, threads: backend.threads },
+    machine: { ...machineInfo(), node: process.version, loadAverageAtStart: os.loadavg().map((v) => round(v, 2)) },
+    cases: [] as CaseProfile[],
+  };
+  for (const c of opts.cases) report.cases.push(await profileCase(c, { steps: opts.steps, ab: opts.ab, log }));
+  (report.machine as Record<string, unknown>).loadAverageAtEnd = os.loadavg().map((v) => round(v, 2));
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return;
+  }
+  for (const p of report.cases) {
+    console.log(`\n${p.case} (${p.profile}, phase ${p.phase}, input ${p.inputShape.join('x')}): step ${p.stepMs} ms median of [${p.stepMsAll.join(', ')}]`);
+    if (p.inputPath) console.log(`input path per batch: assembly ${p.inputPath.batchAssemblyMs} ms, float16 decode ${p.inputPath.float16DecodeMsPerBatch} ms`);
+    if (p.ab) console.log(`A/B ${p.ab.key}: ${JSON.stringify(p.ab.medians)} ms (medians; all: ${JSON.stringify(p.ab.values)})`);
+    console.log(kernelTable(p));
+    if (opts.calls) for (const c of p.slowestCalls) console.log(`  ${c.ms} ms ${c.kernel} ${c.inputShapes}`);
+  }
+  console.log(`\nbackend ${backend.choice}, ${backend.threads} threads; load ${report.machine.loadAverageAtStart.join(' ')} -> ${(report.machine as Record<string, unknown>).loadAverageAtEnd}`);
+}
