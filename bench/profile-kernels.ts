@@ -160,12 +160,12 @@ export async function profileCase(name: ProfileCase, opts: { steps: number; ab?:
     });
     const stepMsAll: number[] = [];
     const abTimes: Record<string, number[]> = {};
-    const before = ab ? String(wasmKernelOptions[ab.key]) : '';
+    const before = ab ? wasmKernelOptions[ab.key] : undefined;
     try {
       for (let i = 0; i < opts.steps; i++) {
         if (ab) {
           for (const v of i % 2 ? [...ab.values].reverse() : ab.values) {
-            (wasmKernelOptions as Record<string, unknown>)[ab.key] = v;
+            (wasmKernelOptions as Record<string, unknown>)[ab.key] = v === 'true' ? true : v === 'false' ? false : v;
             (abTimes[v] ??= []).push(round(await oneStep(s, rng)));
           }
         } else stepMsAll.push(round(await oneStep(s, rng)));

@@ -23,6 +23,7 @@
  * for ReLU6 and FusedBatchNorm while wasm is the backend (gradients are registered for all backends).
  */
 import * as tf from '@tensorflow/tfjs';
+import { simdKernelsFor, type SimdKernels } from './wasm/simd-kernels';
 
 type TensorInfo = tf.TensorInfo;
 type Attrs = Record<string, unknown>;
@@ -122,7 +123,9 @@ export const wasmKernelOptions: {
   depthwiseFilterGrad: 'auto' | 'phased' | 'direct';
   /** FusedBatchNorm's gradient with moving statistics: 'lazy' computes each per-channel sum only in the derivative that needs it; 'eager' all up front. */
   batchNormGrad: 'lazy' | 'eager';
-} = { inputGrad: 'auto', depthwiseFilterGrad: 'auto', batchNormGrad: 'lazy' };
+  /** Transpose and the 3x3 depthwise filter gradient's dot products by the SIMD kernels (true), or tfjs-backend-wasm's Transpose and JS loops (false). */
+  simd: boolean;
+} = { inputGrad: 'auto', depthwiseFilterGrad: 'auto', batchNormGrad: 'lazy', simd: true };
 
 /** Largest transposed-im2col block built at once (floats); bigger problems run in offset groups. */
 const IM2COL_BLOCK_FLOATS = 16 * 1024 * 1024;
@@ -372,7 +375,7 @@ function depthwiseFilterGradPhased(s: Scratch, x: TensorInfo, dy: TensorInfo, in
   const dW = backend.typedArrayFromHeap(out);
   const len = n * hq * wq;
   if (kh === 3 && kw === 3 && wasmKernelOptions.depthwiseFilterGrad === 'auto') {
-    depthwiseFilterGrad3x3(X, D, dW, c, len, sh, sw, wq);
+    depthwiseFilterGrad3x3(X, D, dW, c, len, sh, sw, wq, wasmKernelOptions.simd ? simdKernelsFor(backend) : undefined);
     return out;
   }
   for (let i = 0; i < kh; i++) {
@@ -405,7 +408,7 @@ function depthwiseFilterGradPhased(s: Scratch, x: TensorInfo, dy: TensorInfo, in
  * depthwiseFilterGradPhased's dot products for 3x3 kernels, the nine taps of a channel in one pass:
  * each dY value is read once for nine multiply-adds (1.5-2x the tap-by-tap loop).
  */
-function depthwiseFilterGrad3x3(X: Float32Array, D: Float32Array, dW: Float32Array, c: number, len: number, sh: number, sw: number, wq: number): void {
+function depthwiseFilterGrad3x3(X: Float32Array, D: Float32Array, dW: Float32Array, c: number, len: number, sh: number, sw: number, wq: number, simd?: SimdKernels): void {
   const shifts: number[] = [];
   const phases: number[] = [];
   for (let i = 0; i < 3; i++) {
@@ -419,6 +422,21 @@ function depthwiseFilterGrad3x3(X: Float32Array, D: Float32Array, dW: Float32Arr
     const o = shifts.map((shift, t) => (phases[t] * c + ch) * len + shift);
     const [o0, o1, o2, o3, o4, o5, o6, o7, o8] = o;
     const dOff = ch * len;
+    // Each tap's own tail (its dot runs to len - shift; the rest of dY there is zeros).
+    const addTails = (sums: number[]): void => {
+      for (let t = 0; t < 9; t++) {
+        let tail = 0;
+        for (let k = common; k < len - shifts[t]; k++) tail += X[o[t] + k] * D[dOff + k];
+        dW[t * c + ch] = sums[t] + tail;
+      }
+    };
+    if (simd) {
+      // f32x4 products, summed in float32 over 1024 elements then in float64 (the JS loop: float64 throughout).
+      const x = X.byteOffset;
+      const sums = simd.dot9(x + 4 * o0, x + 4 * o1, x + 4 * o2, x + 4 * o3, x + 4 * o4, x + 4 * o5, x + 4 * o6, x + 4 * o7, x + 4 * o8, D.byteOffset + 4 * dOff, Math.max(0, common));
+      addTails(sums);
+      continue;
+    }
     let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, s8 = 0;
     for (let k = 0; k < common; k++) {
       const d = D[dOff + k];
@@ -432,13 +450,7 @@ function depthwiseFilterGrad3x3(X: Float32Array, D: Float32Array, dW: Float32Arr
       s7 += X[o7 + k] * d;
       s8 += X[o8 + k] * d;
     }
-    const sums = [s0, s1, s2, s3, s4, s5, s6, s7, s8];
-    // Each tap's own tail (its dot runs to len - shift; the rest of dY there is zeros).
-    for (let t = 0; t < 9; t++) {
-      let tail = 0;
-      for (let k = common; k < len - shifts[t]; k++) tail += X[o[t] + k] * D[dOff + k];
-      dW[t * c + ch] = sums[t] + tail;
-    }
+    addTails([s0, s1, s2, s3, s4, s5, s6, s7, s8]);
   }
 }
 
@@ -628,6 +640,89 @@ function reduceLeading(kernelName: 'Sum' | 'Mean', args: KernelArgs): TensorInfo
   return out;
 }
 
+/**
+ * A transpose as its simplest equivalent: size-1 axes dropped and axes that stay neighbours merged, so
+ * e.g. [N·H·W, 1, C] by [1, 2, 0] becomes the 2-D [N·H·W, C] -> [C, N·H·W].
+ */
+export function simplifyPermutation(shape: number[], perm: number[]): { shape: number[]; perm: number[] } {
+  const kept = perm.filter((a) => shape[a] !== 1);
+  const groups: number[][] = [];
+  for (const a of kept) {
+    const last = groups[groups.length - 1];
+    // Input axes a-1 and a (skipping size-1 axes between them) are adjacent in the output too: one axis.
+    let prev = a - 1;
+    while (prev >= 0 && shape[prev] === 1) prev--;
+    if (last && last[last.length - 1] === prev) last.push(a);
+    else groups.push([a]);
+  }
+  const byInput = [...groups].sort((g, h) => g[0] - h[0]);
+  return {
+    shape: byInput.map((g) => g.reduce((p, a) => p * shape[a], 1)),
+    perm: groups.map((g) => byInput.indexOf(g)),
+  };
+}
+
+/**
+ * Transpose on the heap with the SIMD kernel (4x4 register tiles). tfjs-backend-wasm's Transpose moves
+ * ~6-10 ns a float on large activations (20-30 ms for a 32768 x 96 matrix, about as long as the matmul it
+ * feeds), and the filter gradients transpose whole activations. After simplifyPermutation: an unchanged
+ * innermost axis is a copy of rows; otherwise every outer index is one 2-D transpose between the
+ * input's and the output's innermost axes. Exact copies: the same values as the shipped kernel.
+ * 32-bit types only (float32, int32); others, and heaps the SIMD kernels cannot reach, use the original.
+ */
+function transpose(args: KernelArgs): TensorInfo {
+  const backend = args.backend as WasmBackend & { makeOutput(shape: number[], dtype: string): TensorInfo; typedArrayFromHeap(info: TensorInfo): HeapArray };
+  const { x } = args.inputs as { x: TensorInfo };
+  const perm = (args.attrs?.perm as number[]) ?? [];
+  const simd = wasmKernelOptions.simd ? simdKernelsFor(backend) : undefined;
+  if (!simd || (x.dtype !== 'float32' && x.dtype !== 'int32')) return fallback('Transpose', args);
+  const outShape = perm.map((a) => x.shape[a]);
+  const out = backend.makeOutput(outShape, x.dtype);
+  const src = backend.typedArrayFromHeap(x);
+  const dst = backend.typedArrayFromHeap(out);
+  if (dst.length === 0) return out;
+  const { shape, perm: p } = simplifyPermutation(x.shape, perm);
+  const rank = shape.length;
+  if (rank <= 1) {
+    dst.set(src);
+    return out;
+  }
+  const inStrides = [...tf.util.computeStrides(shape), 1];
+  const oShape = p.map((a) => shape[a]);
+  const outStrides = [...tf.util.computeStrides(oShape), 1];
+  /** Input stride of each output axis. */
+  const inStrideOfOut = p.map((a) => inStrides[a]);
+  const last = rank - 1;
+  // Output axis that holds the input's innermost axis, and the input axis that is the output's innermost.
+  const qOut = p.indexOf(last);
+  const pIn = p[last];
+  const innerCopy = pIn === last;
+  // The outer loop runs over every output axis except the innermost (row copies), or except qOut and the innermost (2-D transposes).
+  const outer: number[] = [];
+  for (let k = 0; k < last; k++) if (innerCopy || k !== qOut) outer.push(k);
+  const counts = outer.map((k) => oShape[k]);
+  const idx = new Array<number>(outer.length).fill(0);
+  const rows = oShape[last];
+  const cols = shape[last];
+  const srcBase = src.byteOffset;
+  const dstBase = dst.byteOffset;
+  for (;;) {
+    let s = 0;
+    let d = 0;
+    for (let i = 0; i < outer.length; i++) {
+      s += idx[i] * inStrideOfOut[outer[i]];
+      d += idx[i] * outStrides[outer[i]];
+    }
+    // A [rows x cols] slice (input axis pIn by the input's innermost axis), element (i, j) from s + i·stride(pIn) + j to d + j·stride(qOut) + i.
+    if (innerCopy) dst.set(src.subarray(s, s + rows), d);
+    else simd.transpose2d(srcBase + 4 * s, inStrides[pIn], dstBase + 4 * d, outStrides[qOut], rows, cols);
+    let k = outer.length - 1;
+    while (k >= 0 && ++idx[k] === counts[k]) idx[k--] = 0;
+    if (k < 0) break;
+  }
+  return out;
+}
+
 /** Identity shares the data (reference-counted, as Reshape does) instead of copying it. */
 function identity(args: KernelArgs): TensorInfo {
   const backend = args.backend as Backend & { incRef(dataId: object): void };
@@ -728,6 +823,7 @@ const KERNELS: { kernelName: string; kernelFunc: (args: KernelArgs) => TensorInf
   { kernelName: 'DepthwiseConv2dNativeBackpropFilter', kernelFunc: depthwiseBackpropFilter },
   { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: depthwiseBackpropInput },
   { kernelName: 'Tile', kernelFunc: tile },
+  { kernelName: 'Transpose', kernelFunc: transpose },
   { kernelName: 'Identity', kernelFunc: identity },
   { kernelName: 'Sum', kernelFunc: (args) => reduceLeading('Sum', args) },
   { kernelName: 'Mean', kernelFunc: (args) => reduceLeading('Mean', args) },
@@ -754,4 +850,4 @@ export function registerWasmTrainingKernels(): void {
 }
 
 /** The formulations above as plain functions, for tests and benchmarks. */
-export const wasmTrainingKernels = { conv2DBackpropFilter, conv2DBackpropInput, depthwiseBackpropFilter, depthwiseBackpropInput, tile, identity, reduceLeading };
+export const wasmTrainingKernels = { conv2DBackpropFilter, conv2DBackpropInput, depthwiseBackpropFilter, depthwiseBackpropInput, tile, transpose, identity, reduceLeading };

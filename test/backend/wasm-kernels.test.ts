@@ -8,8 +8,9 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { registerWasmTrainingKernels, wasmKernelOptions } from '../../src/backend/wasm-kernels';
+import { registerWasmTrainingKernels, simplifyPermutation, wasmKernelOptions } from '../../src/backend/wasm-kernels';
 import { Random } from '../../src/random';
+import { simdKernelsFor } from '../../src/backend/wasm/simd-kernels';
 
 const TOLERANCE = 1e-4;
 
@@ -114,6 +115,41 @@ test('Tile on wasm matches cpu (block copies on every axis)', async () => {
   await tf.setBackend('cpu');
 });
 
+test('Transpose on wasm (SIMD kernel) gives exactly the cpu backend\'s values, for every permutation kind the kernels use', async () => {
+  const rng = new Random(11);
+  const cases: [number[], number[]][] = [
+    [[70, 45], [1, 0]], // 2-D, sizes not multiples of the 32 tile
+    [[3, 33, 65], [0, 2, 1]], // batched 2-D
+    [[5, 7, 3, 4], [1, 3, 0, 2]], // the depthwise filter gradient's phases, stride 2
+    [[6, 1, 5, 4], [1, 3, 0, 2]], // ... and stride 1 (a size-1 axis: a 2-D transpose after merging)
+    [[4, 3, 5, 2], [1, 0, 2, 3]], // innermost axes unchanged: row copies
+    [[2, 3, 4, 5], [3, 2, 1, 0]],
+    [[2, 3, 4, 5, 3], [0, 4, 2, 1, 3]],
+    [[1, 1, 7], [2, 0, 1]],
+    [[9], [0]],
+    [[2, 1, 3], [1, 0, 2]],
+  ];
+  for (const [shape, perm] of cases) {
+    const data = randomArray(rng, tf.util.sizeFromShape(shape));
+    const run = () => tf.tidy(() => tf.transpose(tf.tensor(data, shape), perm));
+    assert.deepEqual(await onBackend('wasm', run), await onBackend('cpu', run), `transpose ${JSON.stringify(shape)} by ${JSON.stringify(perm)}`);
+  }
+  await tf.setBackend('wasm');
+  assert.ok(simdKernelsFor(tf.backend()), 'the SIMD kernels load on this wasm heap (else Transpose falls back to the shipped kernel)');
+  const ints = tf.transpose(tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3], 'int32'));
+  assert.deepEqual(Array.from(await ints.data()), [1, 4, 2, 5, 3, 6]);
+  assert.equal(ints.dtype, 'int32');
+  ints.dispose();
+  await tf.setBackend('cpu');
+});
+
+test('simplifyPermutation drops size-1 axes and merges axes that stay neighbours', () => {
+  assert.deepEqual(simplifyPermutation([6, 1, 5, 4], [1, 3, 0, 2]), { shape: [30, 4], perm: [1, 0] });
+  assert.deepEqual(simplifyPermutation([4, 3, 5, 2], [1, 0, 2, 3]), { shape: [4, 3, 10], perm: [1, 0, 2] });
+  assert.deepEqual(simplifyPermutation([2, 3, 4], [0, 1, 2]), { shape: [24], perm: [0] });
+  assert.deepEqual(simplifyPermutation([5, 7, 3, 4], [1, 3, 0, 2]), { shape: [5, 7, 3, 4], perm: [1, 3, 0, 2] });
+});
+
 test('Identity on wasm shares data safely: a clone outlives its source', async () => {
   await tf.setBackend('wasm');
   const a = tf.tensor1d([1, 2, 3]);
@@ -178,13 +214,15 @@ for (const c of depthwiseCases) {
       tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy: tf.tensor(dyData, dyShape), filter: tf.tensor(wData, filterShape) }, { ...attrs, inputShape: xShape } as never) as tf.Tensor);
     const before = tf.memory().numTensors;
     const expectedFilterGrad = await onBackend('cpu', filterGrad);
-    // Every formulation: 3x3 taps in one pass, phased dot products tap by tap (multiplier 1), the direct pass (any multiplier).
-    for (const formulation of ['auto', 'phased', 'direct'] as const) {
+    // Every formulation: 3x3 taps in one pass (SIMD dot products, and the JS loop), phased dot products tap by tap (multiplier 1), the direct pass (any multiplier).
+    for (const [formulation, simd] of [['auto', true], ['auto', false], ['phased', true], ['direct', true]] as const) {
       wasmKernelOptions.depthwiseFilterGrad = formulation;
+      wasmKernelOptions.simd = simd;
       try {
-        assertClose(await onBackend('wasm', filterGrad), expectedFilterGrad, `depthwise filter gradient (${formulation}) ${label}`);
+        assertClose(await onBackend('wasm', filterGrad), expectedFilterGrad, `depthwise filter gradient (${formulation}${simd ? '' : ', JS'}) ${label}`);
       } finally {
         wasmKernelOptions.depthwiseFilterGrad = 'auto';
+        wasmKernelOptions.simd = true;
       }
     }
     assertClose(await onBackend('wasm', inputGrad), await onBackend('cpu', inputGrad), `depthwise input gradient ${label}`);
