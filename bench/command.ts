@@ -5,7 +5,8 @@
  * inference at 224 and 128, one Adam training step at 224 (batch 16) and at 32x32 (batch 64), on every
  * TensorFlow.js backend that loads ('wasm' one thread, 'wasm-mt' the threaded binary on all cores, run in
  * a child process since threads must be chosen before wasm starts); the same networks and steps in PyTorch when /usr/bin/python3 has torch
- * (channels_last, 2 threads, tcmalloc preloaded when installed). Ratios are TensorFlow.js images/s divided
+ * (one thread per core, channels_last or contiguous - the faster per task -, tcmalloc preloaded when installed;
+ * outside --quick also 1 thread and, on AVX-512 CPUs, ATEN_CPU_CAPABILITY=avx512; the best counts). Ratios are TensorFlow.js images/s divided
  * by PyTorch images/s (keys ending in "RatioVsTorch": 1 = parity, 0.1 = ten times slower).
  * MobileNet v1 0.75 (its preset's files): inference at 224 and 128, training steps at 96, 128, 160 and 224 px (batch 32; 16 at 224),
  * the projected minutes of one 45,000-image epoch at 96/128/160, and one profiled step's kernel shares (the depthwise gradients').
@@ -170,7 +171,33 @@ function runThreadedChild(argv: string[], threads: number): { results?: Record<s
   return { results: report.results.wasm, convGflops: report.convGflops?.wasm, depthwiseGflops: report.depthwiseGflops?.wasm };
 }
 
-interface TorchResult { version?: string; threads?: number; results?: Record<string, Record<string, number>>; error?: string; tcmalloc?: string | null }
+/** One configuration of the PyTorch side: threads, and optionally the ISA ATen dispatches to (ATEN_CPU_CAPABILITY). */
+export interface TorchConfig { threads: number; capability?: string }
+interface TorchResult {
+  version?: string;
+  threads?: number;
+  mkldnn?: { available: boolean; enabled: boolean; version: string | null };
+  cpuCapability?: string | null;
+  blas?: string | null;
+  results?: Record<string, Record<string, number>>;
+  configurations?: Record<string, Record<string, unknown>>;
+  error?: string;
+  tcmalloc?: string | null;
+  config?: TorchConfig;
+}
+
+/**
+ * The configurations PyTorch is timed in: all cores always (the peer must use the machine as we do);
+ * outside --quick also one thread (on a shared machine OpenMP's barriers can make it faster) and, on
+ * AVX-512 CPUs, ATen's AVX-512 kernels (Debian's build dispatches AVX2 by default).
+ */
+export function torchConfigs(quick: boolean, cores: number, flags: string[]): TorchConfig[] {
+  const all: TorchConfig[] = [{ threads: cores }];
+  if (quick) return all;
+  if (cores > 1) all.push({ threads: 1 });
+  if (flags.includes('avx512f')) all.push({ threads: cores, capability: 'avx512' });
+  return all;
+}
 
 function tcmallocPath(): string | null {
   for (const dir of ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib']) {
@@ -180,14 +207,15 @@ function tcmallocPath(): string | null {
   return null;
 }
 
-function runTorch(models: ModelName[], quick: boolean, python: string, threads: number): TorchResult | undefined {
+function runTorch(models: ModelName[], quick: boolean, python: string, config: TorchConfig): TorchResult | undefined {
+  const threads = config.threads;
   if (!fs.existsSync(python)) return undefined;
   const probe = spawnSync(python, ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
   if (probe.status !== 0) return undefined;
   const tasks: Record<string, Partial<Record<TaskName, TaskSpec>>> = {};
   for (const m of models) tasks[m] = torchTasks(m, quick);
   const tcmalloc = tcmallocPath();
-  const env = { ...process.env, OMP_NUM_THREADS: String(threads), ...(tcmalloc ? { LD_PRELOAD: tcmalloc } : {}) };
+  const env = { ...process.env, OMP_NUM_THREADS: String(threads), ...(tcmalloc ? { LD_PRELOAD: tcmalloc } : {}), ...(config.capability ? { ATEN_CPU_CAPABILITY: config.capability } : {}) };
   const args = [path.join(projectRoot, 'bench', 'torch_bench.py'), '--tasks', JSON.stringify(tasks), '--threads', String(threads), '--min-seconds', quick ? '0' : '3', '--min-reps', '1'];
   if (fs.existsSync(path.join(darknetDir, 'model.json'))) args.push('--darknet', path.join(darknetDir, 'model.json'));
   if (models.includes('mobilenet-v1-0.75')) {
@@ -195,8 +223,8 @@ function runTorch(models: ModelName[], quick: boolean, python: string, threads: 
     if (fs.existsSync(source)) args.push('--mobilenet', fs.statSync(source).isDirectory() ? path.join(source, 'model.json') : source);
   }
   const run = spawnSync(python, args, { encoding: 'utf8', env, maxBuffer: 1 << 24 });
-  if (run.status !== 0) return { error: (run.stderr || `exit ${run.status}`).trim().split('\n').slice(-3).join(' | '), tcmalloc };
-  return { ...(JSON.parse(run.stdout) as TorchResult), tcmalloc };
+  if (run.status !== 0) return { error: (run.stderr || `exit ${run.status}`).trim().split('\n').slice(-3).join(' | '), tcmalloc, config };
+  return { ...(JSON.parse(run.stdout) as TorchResult), tcmalloc, config };
 }
 
 export async function benchCommand(argv: string[]): Promise<void> {
@@ -328,28 +356,52 @@ export async function benchCommand(argv: string[]): Promise<void> {
   if (Object.keys(kernels).length) report.convGflops = kernels;
   if (Object.keys(depthwise).length) report.depthwiseGflops = depthwise;
   if (!values['no-torch']) {
-    // PyTorch with 2 threads (its best configuration on an idle machine) and, outside --quick, 1 thread:
-    // with the cores shared, OpenMP's 2 threads can be slower than 1. Ratios use the faster per task.
+    // PyTorch on every core (and, outside --quick, its other configurations); ratios use its best per task.
     const runs: TorchResult[] = [];
-    for (const t of quick ? [2] : [2, 1]) {
-      log(`pytorch: bench/torch_bench.py with ${t} thread${t > 1 ? 's' : ''} ...`);
-      const run = runTorch(models, quick, values.python!, t);
+    for (const config of torchConfigs(quick, os.cpus().length, machineInfo().cpuFlags)) {
+      log(`pytorch: bench/torch_bench.py with ${config.threads} thread${config.threads > 1 ? 's' : ''}${config.capability ? `, ATEN_CPU_CAPABILITY=${config.capability}` : ''} ...`);
+      const run = runTorch(models, quick, values.python!, config);
       if (run) runs.push(run);
     }
     const torch: TorchResult | undefined = runs.length === 0 ? undefined : { ...runs[0], results: {} };
+    /** Which configuration won each task: threads, ATen capability, memory format. */
+    const bestConfig: Record<string, Record<string, string>> = {};
     if (torch) {
       for (const run of runs) {
         for (const [model, byTask] of Object.entries(run.results ?? {})) {
           for (const [task, ips] of Object.entries(byTask)) {
             const best = (torch.results![model] ??= {});
-            if (!(best[task] >= ips)) best[task] = ips;
+            if (!(best[task] >= ips)) {
+              best[task] = ips;
+              const format = (run.configurations?.[model]?.[task] as { best?: string } | undefined)?.best;
+              (bestConfig[model] ??= {})[task] = `${run.threads} threads, ${run.cpuCapability ?? '?'}${format ? `, ${format}` : ''}`;
+            }
           }
         }
       }
     }
     if (!torch) report.torch = { available: false };
     else {
-      report.torch = { available: !torch.error, best: torch.results, byThreads: runs.map((r) => ({ threads: r.threads, results: r.results, error: r.error })), version: torch.version, tcmalloc: torch.tcmalloc };
+      // Depthwise convolutions are ~4% of MobileNet's multiply-adds (the MobileNet paper's Table 2, scaled
+      // to width 0.75): a much larger share of PyTorch's step says its depthwise kernels are weak.
+      const dwShares = runs.map((r) => r.configurations?.['mobilenet-v1-0.75']?.train128DepthwiseShare as Record<string, number> | undefined).filter(Boolean);
+      const dwShare = dwShares.length ? Math.max(...dwShares.flatMap((d) => Object.values(d!))) : undefined;
+      report.torch = {
+        available: !torch.error,
+        version: torch.version,
+        threads: torch.threads,
+        mkldnn: torch.mkldnn,
+        cpuCapability: torch.cpuCapability,
+        blas: torch.blas,
+        tcmalloc: torch.tcmalloc,
+        best: torch.results,
+        bestConfiguration: bestConfig,
+        runs: runs.map((r) => ({ config: r.config, threads: r.threads, cpuCapability: r.cpuCapability, results: r.results, configurations: r.configurations, error: r.error })),
+        ...(dwShare !== undefined
+          ? { mobilenetDepthwiseShare: dwShare, depthwiseNote: `PyTorch ${torch.version} spends up to ${Math.round(dwShare * 100)}% of its MobileNet 128 px training step in depthwise convolutions (~4% of the multiply-adds)${dwShare > 0.15 ? ': weak at depthwise, so MobileNet ratios flatter TF.js' : ''}` }
+          : {}),
+      };
+      if (dwShare !== undefined) log(`pytorch: ${(report.torch as { depthwiseNote: string }).depthwiseNote}`);
       for (const byModel of Object.values(results)) {
         for (const [model, entry] of Object.entries(byModel)) {
           for (const task of Object.keys(taskSpecs(quick)) as TaskName[]) {
