@@ -1,5 +1,5 @@
 /**
- * `npm run -s cli -- bench --profile-kernels [--cases quick-top,cpu-best] [--steps N] [--ab key=a,b] [--json]`
+ * `npm run -s cli -- bench --profile-kernels [--cases quick-top,cpu-best] [--steps N] [--ab baseline|key=a,b] [--calls] [--json]`
  *
  * Where one training step's time goes, kernel by kernel, for the two CPU recipes:
  * - quick-top: the `quick` profile's cached phase - conv_dw_13 + conv_pw_13 (BatchNormalization
@@ -8,12 +8,13 @@
  * - cpu-best: the `cpu-best` profile's whole-network phase at 128 px, batch 32, Adam, frozen batch norm.
  * Each builds the profile's own model and phase (trainable set, optimizer, loss) and runs the loop's
  * trainStep on random inputs on the backend training uses (wasm, one thread per core), so the kernels
- * are the ones a real run calls. Per kernel: milliseconds per step and calls (tf.profile, which times
- * each kernel call; kernels that run other kernels inside count once), the wall time of a whole step
- * (median of --steps), and the time outside kernels (tape, gradient bookkeeping, JS).
+ * are the ones a real run calls. Every timed step runs under tf.profile (a timer around each kernel
+ * call; kernels that run other kernels inside count once): per kernel, milliseconds and calls per step
+ * (means), the median wall time of a step, and the time outside kernels (tape, gradient bookkeeping, JS).
  *
- * --ab key=a,b alternates a wasmKernelOptions switch between steps in the same process (a before/after
- * on a shared machine: both variants see the same load), and reports the median step of each.
+ * --ab baseline alternates the current kernels with the ones before issue 21 (BASELINE_OPTIONS) step by
+ * step in the same process, so a before/after on a shared machine sees the same load on both sides;
+ * --ab key=a,b does the same for one wasmKernelOptions switch.
  */
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
@@ -43,15 +44,16 @@ export interface CaseProfile {
   /** Median wall time of a step (forward, backward, Adam, reading the step's scalars). */
   stepMs: number;
   stepMsAll: number[];
-  /** Sum of kernel times in the profiled step, and the rest of that step's wall time. */
+  /** Sum of kernel times per profiled step (their mean), and the rest of the median step's wall time. */
   kernelMs: number;
   outsideKernelsMs: number;
   kernels: KernelRow[];
-  /** The slowest single kernel calls of the profiled step, with their input shapes. */
+  /** The slowest single kernel calls of the last profiled step, with their input shapes. */
   slowestCalls: { kernel: string; ms: number; inputShapes: string }[];
   /** quick-top: assembling one batch from the float16-decoded cache, and decoding one batch's float16. */
   inputPath?: { batchAssemblyMs: number; float16DecodeMsPerBatch: number };
-  ab?: { key: string; values: Record<string, number[]>; medians: Record<string, number> };
+  /** With --ab: each variant's step times and profiled kernels (the first variant's are also the fields above). */
+  variants?: (Variant & { stepMs: number; stepMsAll: number[]; kernelMs: number; kernels: KernelRow[] })[];
 }
 
 const median = (xs: number[]): number => {
@@ -138,60 +140,80 @@ function inputPathCost(featureShape: number[], batchSize: number): CaseProfile['
   return { batchAssemblyMs: round((performance.now() - t1) / n, 2), float16DecodeMsPerBatch: round(decodeMs, 2) };
 }
 
-function parseAb(spec: string | undefined): { key: keyof typeof wasmKernelOptions; values: string[] } | undefined {
-  if (!spec) return undefined;
+/** A setting of wasmKernelOptions a step is timed under. */
+export interface Variant { name: string; options: Partial<typeof wasmKernelOptions> }
+
+/** The kernels as they were before issue 21: the shipped Transpose, JS depthwise dot products, batch norm's per-channel sums eagerly. */
+export const BASELINE_OPTIONS: Partial<typeof wasmKernelOptions> = { simd: false, batchNormGrad: 'eager' };
+
+/** --ab: `baseline` (the current kernels against BASELINE_OPTIONS) or key=a,b (one switch). */
+export function parseVariants(spec: string | undefined): Variant[] {
+  if (!spec) return [{ name: 'current', options: {} }];
+  if (spec === 'baseline') return [{ name: 'after', options: {} }, { name: 'before', options: BASELINE_OPTIONS }];
   const eq = spec.indexOf('=');
   const key = spec.slice(0, eq) as keyof typeof wasmKernelOptions;
   const values = spec.slice(eq + 1).split(',').filter(Boolean);
   if (eq <= 0 || !(key in wasmKernelOptions) || values.length < 2) {
-    throw new Error(`--ab: expected key=a,b with key one of ${Object.keys(wasmKernelOptions).join(', ')}, got '${spec}'`);
+    throw new Error(`--ab: expected 'baseline' or key=a,b with key one of ${Object.keys(wasmKernelOptions).join(', ')}, got '${spec}'`);
   }
-  return { key, values };
+  return values.map((v) => ({ name: `${key}=${v}`, options: { [key]: v === 'true' ? true : v === 'false' ? false : v } }));
+}
+
+function withOptions<T>(options: Partial<typeof wasmKernelOptions>, fn: () => Promise<T>): Promise<T> {
+  const saved = { ...wasmKernelOptions };
+  Object.assign(wasmKernelOptions, options);
+  return fn().finally(() => Object.assign(wasmKernelOptions, saved));
+}
+
+/** Kernel times per step, averaged over the profiled steps `infos`; calls per step. */
+type ProfiledStep = Pick<Awaited<ReturnType<typeof tf.profile>>, 'kernels'>;
+
+function breakdown(infos: ProfiledStep[]): { kernelMs: number; kernels: KernelRow[]; slowestCalls: CaseProfile['slowestCalls'] } {
+  const byKernel = new Map<string, { ms: number; calls: number }>();
+  // Ops built with customGrad (e.g. fusedConv2d__op) are listed besides the kernels they run: count kernels only.
+  const kernelsOnly = infos.flatMap((info) => info.kernels.filter((k) => !k.name.endsWith('__op')));
+  const steps = infos.length;
+  for (const k of kernelsOnly) {
+    const e = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+    e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    e.calls++;
+    byKernel.set(k.name, e);
+  }
+  const kernelMs = [...byKernel.values()].reduce((a, e) => a + e.ms, 0) / steps;
+  const kernels = [...byKernel.entries()]
+    .sort((a, b) => b[1].ms - a[1].ms)
+    .map(([kernel, e]) => ({ kernel, msPerStep: round(e.ms / steps), calls: e.calls / steps, share: round(e.ms / steps / kernelMs, 3) }));
+  const slowestCalls = infos[infos.length - 1].kernels.filter((k) => !k.name.endsWith('__op'))
+    .map((k) => ({ kernel: k.name, ms: round(typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0), inputShapes: JSON.stringify(k.inputShapes) }))
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 25);
+  return { kernelMs: round(kernelMs), kernels, slowestCalls };
 }
 
 export async function profileCase(name: ProfileCase, opts: { steps: number; ab?: string; log: (m: string) => void }): Promise<CaseProfile> {
   const s = await setupCase(name);
   const rng = new Random(7);
-  const ab = parseAb(opts.ab);
+  const variants = parseVariants(opts.ab);
   try {
-    await oneStep(s, rng); // warm-up: XNNPACK operators, optimizer slots
-    const info = await tf.profile(async () => {
-      await oneStep(s, rng);
-    });
-    const stepMsAll: number[] = [];
-    const abTimes: Record<string, number[]> = {};
-    const before = ab ? wasmKernelOptions[ab.key] : undefined;
-    try {
-      for (let i = 0; i < opts.steps; i++) {
-        if (ab) {
-          for (const v of i % 2 ? [...ab.values].reverse() : ab.values) {
-            (wasmKernelOptions as Record<string, unknown>)[ab.key] = v === 'true' ? true : v === 'false' ? false : v;
-            (abTimes[v] ??= []).push(round(await oneStep(s, rng)));
-          }
-        } else stepMsAll.push(round(await oneStep(s, rng)));
+    for (const v of variants) await withOptions(v.options, () => oneStep(s, rng)); // warm-up: XNNPACK operators, optimizer slots
+    // Timed and profiled steps, the variants alternating (ABBA...) so that both see the same load; each
+    // step's wall time includes tf.profile's bookkeeping (a timer per kernel call), the same for all.
+    const times: number[][] = variants.map(() => []);
+    const infos: ProfiledStep[][] = variants.map(() => []);
+    for (let i = 0; i < opts.steps; i++) {
+      const order = variants.map((_, k) => k);
+      if (i % 2) order.reverse();
+      for (const k of order) {
+        let ms = 0;
+        // tf.profile returns the engine's one profile object, refilled by every call: keep this step's kernel list.
+        const info = await withOptions(variants[k].options, () => tf.profile(async () => void (ms = await oneStep(s, rng))));
+        infos[k].push({ kernels: info.kernels });
+        times[k].push(round(ms));
       }
-    } finally {
-      if (ab) (wasmKernelOptions as Record<string, unknown>)[ab.key] = before;
     }
-    const byKernel = new Map<string, { ms: number; calls: number }>();
-    // Ops built with customGrad (e.g. fusedConv2d__op) are listed besides the kernels they run: count kernels only.
-    for (const k of info.kernels) {
-      if (k.name.endsWith('__op')) continue;
-      const e = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
-      e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
-      e.calls++;
-      byKernel.set(k.name, e);
-    }
-    const kernelMs = [...byKernel.values()].reduce((a, e) => a + e.ms, 0);
-    const kernels = [...byKernel.entries()]
-      .sort((a, b) => b[1].ms - a[1].ms)
-      .map(([kernel, e]) => ({ kernel, msPerStep: round(e.ms), calls: e.calls, share: round(e.ms / kernelMs, 3) }));
-    const slowestCalls = info.kernels
-      .filter((k) => !k.name.endsWith('__op'))
-      .map((k) => ({ kernel: k.name, ms: round(typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0), inputShapes: JSON.stringify(k.inputShapes) }))
-      .sort((a, b) => b.ms - a.ms)
-      .slice(0, 25);
-    const stepMs = ab ? median(Object.values(abTimes).flat()) : median(stepMsAll);
+    const profiled = infos.map((list) => breakdown(list));
+    const first = profiled[0];
+    const stepMs = median(times[0]);
     const result: CaseProfile = {
       case: name,
       profile: s.profile,
@@ -199,36 +221,39 @@ export async function profileCase(name: ProfileCase, opts: { steps: number; ab?:
       batch: s.batchSize,
       inputShape: s.inputShape,
       stepMs: round(stepMs),
-      stepMsAll: ab ? Object.values(abTimes).flat() : stepMsAll,
-      kernelMs: round(kernelMs),
-      outsideKernelsMs: round(Math.max(0, median(ab ? Object.values(abTimes).flat() : stepMsAll) - kernelMs)),
-      kernels,
-      slowestCalls,
+      stepMsAll: times[0],
+      kernelMs: first.kernelMs,
+      outsideKernelsMs: round(Math.max(0, stepMs - first.kernelMs)),
+      kernels: first.kernels,
+      slowestCalls: first.slowestCalls,
     };
+    if (variants.length > 1) {
+      result.variants = variants.map((v, k) => ({ ...v, stepMs: round(median(times[k])), stepMsAll: times[k], kernelMs: profiled[k].kernelMs, kernels: profiled[k].kernels }));
+    }
     if (s.featureShape) result.inputPath = inputPathCost(s.featureShape, s.batchSize);
-    if (ab) result.ab = { key: ab.key, values: abTimes, medians: Object.fromEntries(Object.entries(abTimes).map(([v, t]) => [v, round(median(t))])) };
-    opts.log(`${name}: step ${result.stepMs} ms (median of ${opts.steps}), kernels ${result.kernelMs} ms in the profiled step`);
+    opts.log(`${name}: ${variants.map((v, k) => `${v.name} step ${round(median(times[k]))} ms (median of ${opts.steps}), kernels ${profiled[k].kernelMs} ms`).join('; ')}`);
     return result;
   } finally {
     s.dispose();
   }
 }
 
-/** The breakdown as a markdown table (kernels above 0.5% of kernel time; the rest summed). */
+/** The breakdown as a markdown table (kernels above 0.5% of kernel time; the rest summed); with variants, one ms column each. */
 export function kernelTable(p: CaseProfile): string {
-  const lines = [`| kernel | ms / step | calls | share |`, `|---|---|---|---|`];
-  let restMs = 0;
-  let restCalls = 0;
-  for (const k of p.kernels) {
-    if (k.share >= 0.005) lines.push(`| ${k.kernel} | ${k.msPerStep} | ${k.calls} | ${(k.share * 100).toFixed(1)}% |`);
-    else {
-      restMs += k.msPerStep;
-      restCalls += k.calls;
-    }
-  }
-  if (restCalls) lines.push(`| (others) | ${round(restMs)} | ${restCalls} | ${((restMs / p.kernelMs) * 100).toFixed(1)}% |`);
-  lines.push(`| **all kernels** | **${p.kernelMs}** | | |`);
-  lines.push(`| outside kernels (step median - kernels) | ${p.outsideKernelsMs} | | |`);
+  const cols = p.variants ?? [{ name: 'ms / step', stepMs: p.stepMs, kernelMs: p.kernelMs, kernels: p.kernels }];
+  const msOf = (k: number, kernel: string) => cols[k].kernels.find((r) => r.kernel === kernel);
+  const head = p.variants ? cols.map((c) => `${c.name} ms (calls)`) : ['ms / step', 'calls'];
+  const lines = [`| kernel | ${head.join(' | ')} | share${p.variants ? ` (${cols[0].name})` : ''} |`, `|---|${head.map(() => '---|').join('')}---|`];
+  const names = [...new Set(cols.flatMap((c) => c.kernels.map((r) => r.kernel)))];
+  const big = names.filter((n) => cols.some((_, k) => (msOf(k, n)?.share ?? 0) >= 0.005)).sort((a, b) => (msOf(0, b)?.msPerStep ?? 0) - (msOf(0, a)?.msPerStep ?? 0));
+  const cell = (k: number, n: string) => { const r = msOf(k, n); return p.variants ? (r ? `${r.msPerStep} (${r.calls})` : '-') : r ? `${r.msPerStep} | ${r.calls}` : '- | -'; };
+  for (const n of big) lines.push(`| ${n} | ${cols.map((_, k) => cell(k, n)).join(' | ')} | ${((msOf(0, n)?.share ?? 0) * 100).toFixed(1)}% |`);
+  const rest = cols.map((c) => c.kernels.filter((r) => !big.includes(r.kernel)));
+  const restMs = rest.map((r) => round(r.reduce((a, x) => a + x.msPerStep, 0)));
+  const restCalls = rest.map((r) => r.reduce((a, x) => a + x.calls, 0));
+  lines.push(`| (others) | ${cols.map((_, k) => (p.variants ? `${restMs[k]} (${restCalls[k]})` : `${restMs[k]} | ${restCalls[k]}`)).join(' | ')} | ${((restMs[0] / cols[0].kernelMs) * 100).toFixed(1)}% |`);
+  lines.push(`| **all kernels** (mean per step) | ${cols.map((c) => (p.variants ? `**${c.kernelMs}**` : `**${c.kernelMs}** |`)).join(' | ')} | |`);
+  lines.push(`| **step, median wall time** | ${cols.map((c) => (p.variants ? `**${c.stepMs}**` : `**${c.stepMs}** |`)).join(' | ')} | |`);
   return lines.join('\n');
 }
 
@@ -250,7 +275,7 @@ export async function profileKernelsCommand(opts: { cases: ProfileCase[]; steps:
   for (const p of report.cases) {
     console.log(`\n${p.case} (${p.profile}, phase ${p.phase}, input ${p.inputShape.join('x')}): step ${p.stepMs} ms median of [${p.stepMsAll.join(', ')}]`);
     if (p.inputPath) console.log(`input path per batch: assembly ${p.inputPath.batchAssemblyMs} ms, float16 decode ${p.inputPath.float16DecodeMsPerBatch} ms`);
-    if (p.ab) console.log(`A/B ${p.ab.key}: ${JSON.stringify(p.ab.medians)} ms (medians; all: ${JSON.stringify(p.ab.values)})`);
+    for (const v of p.variants ?? []) console.log(`${v.name} (${JSON.stringify(v.options)}): step ${v.stepMs} ms median of [${v.stepMsAll.join(', ')}]`);
     console.log(kernelTable(p));
     if (opts.calls) for (const c of p.slowestCalls) console.log(`  ${c.ms} ms ${c.kernel} ${c.inputShapes}`);
   }
