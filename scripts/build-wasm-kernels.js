@@ -7,7 +7,10 @@
  *     in 4x4 register tiles (i8x16.shuffle), 16 rows at a time so that every destination cache line
  *     is written whole (the shipped Transpose kernel moves ~6-10 ns a float on large activations);
  *   dot9(x0..x8, d, n) -> 9 f64: the nine dot products of one depthwise channel's taps with dY, f32x4
- *     multiply-adds flushed into float64 sums every 1024 elements (the depthwise filter gradient).
+ *     multiply-adds flushed into float64 sums every 1024 elements (the depthwise filter gradient);
+ *   batchNorm(x, out, pixels, c, mean, variance, scale, offset, eps, nf): FusedBatchNorm over NHWC with
+ *     per-channel terms, tfjs-backend-wasm's C source's arithmetic lane by lane (nf: scratch for c floats);
+ *   relu6Grad(dy, x, out, n): dy · (step(x) - step(x - 6)) in one pass instead of five kernels.
  * Pointers are byte addresses in the heap, strides and n counts of floats. Two variants: the threaded
  * binary's memory is shared, the single-threaded one's is not, and an import must say which.
  *
@@ -112,7 +115,71 @@ ${taps.map((t) => `      (local.set $s${t} (f64.add (local.get $s${t}) (f64.add 
 ${taps.map((t) => `      (local.set $s${t} (f64.add (local.get $s${t}) (f64.promote_f32 (f32.mul (f32.load (i32.add (local.get $x${t}) (local.get $k))) (local.get $df)))))`).join('\n')}
       (local.set $k (i32.add (local.get $k) (i32.const 4)))
       (br $rLoop)))
-    ${taps.map((t) => `(local.get $s${t})`).join(' ')}))
+    ${taps.map((t) => `(local.get $s${t})`).join(' ')})
+  (func (export "batchNorm") (param $x i32) (param $out i32) (param $pixels i32) (param $c i32) (param $mean i32) (param $variance i32) (param $scale i32) (param $offset i32) (param $eps f32) (param $nf i32)
+    (local $k i32) (local $p i32) (local $c4 i32) (local $row i32) (local $rowBytes i32) (local $o i32)
+    ;; tfjs-backend-wasm's FusedBatchNorm.cc arithmetic, lane by lane: nf = sqrt(variance + eps); out = offset + (x - mean) * scale / nf.
+    (block $nDone (loop $nLoop
+      (br_if $nDone (i32.ge_u (local.get $k) (local.get $c)))
+      (f32.store (i32.add (local.get $nf) (i32.shl (local.get $k) (i32.const 2))) (f32.sqrt (f32.add (f32.load (i32.add (local.get $variance) (i32.shl (local.get $k) (i32.const 2)))) (local.get $eps))))
+      (local.set $k (i32.add (local.get $k) (i32.const 1)))
+      (br $nLoop)))
+    (local.set $c4 (i32.shl (i32.and (local.get $c) (i32.const -4)) (i32.const 2)))
+    (local.set $rowBytes (i32.shl (local.get $c) (i32.const 2)))
+    (block $pDone (loop $pLoop
+      (br_if $pDone (i32.ge_u (local.get $p) (local.get $pixels)))
+      (local.set $row (i32.mul (local.get $p) (local.get $rowBytes)))
+      (local.set $k (i32.const 0))
+      (block $vDone (loop $vLoop
+        (br_if $vDone (i32.ge_u (local.get $k) (local.get $c4)))
+        (local.set $o (i32.add (local.get $row) (local.get $k)))
+        (v128.store align=4 (i32.add (local.get $out) (local.get $o))
+          (f32x4.add (v128.load align=4 (i32.add (local.get $offset) (local.get $k)))
+            (f32x4.div (f32x4.mul (f32x4.sub (v128.load align=4 (i32.add (local.get $x) (local.get $o))) (v128.load align=4 (i32.add (local.get $mean) (local.get $k))))
+                                  (v128.load align=4 (i32.add (local.get $scale) (local.get $k))))
+                       (v128.load align=4 (i32.add (local.get $nf) (local.get $k))))))
+        (local.set $k (i32.add (local.get $k) (i32.const 16)))
+        (br $vLoop)))
+      (block $sDone (loop $sLoop
+        (br_if $sDone (i32.ge_u (local.get $k) (local.get $rowBytes)))
+        (local.set $o (i32.add (local.get $row) (local.get $k)))
+        (f32.store (i32.add (local.get $out) (local.get $o))
+          (f32.add (f32.load (i32.add (local.get $offset) (local.get $k)))
+            (f32.div (f32.mul (f32.sub (f32.load (i32.add (local.get $x) (local.get $o))) (f32.load (i32.add (local.get $mean) (local.get $k))))
+                              (f32.load (i32.add (local.get $scale) (local.get $k))))
+                     (f32.load (i32.add (local.get $nf) (local.get $k))))))
+        (local.set $k (i32.add (local.get $k) (i32.const 4)))
+        (br $sLoop)))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br $pLoop))))
+  (func (export "relu6Grad") (param $dy i32) (param $x i32) (param $out i32) (param $n i32)
+    (local $k i32) (local $end4 i32) (local $end i32) (local $v v128) (local $w v128)
+    ;; dy · (step(x) - step(x - 6)), as tfjs computes it (step: 1 above 0, else 0, NaN for NaN), in one pass.
+    (local.set $end4 (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
+    (local.set $end (i32.shl (local.get $n) (i32.const 2)))
+    (block $vDone (loop $vLoop
+      (br_if $vDone (i32.ge_u (local.get $k) (local.get $end4)))
+      (local.set $v (v128.load align=4 (i32.add (local.get $x) (local.get $k))))
+      (local.set $w (f32x4.sub (local.get $v) (v128.const f32x4 6 6 6 6)))
+      (v128.store align=4 (i32.add (local.get $out) (local.get $k))
+        (f32x4.mul (v128.load align=4 (i32.add (local.get $dy) (local.get $k)))
+          (f32x4.sub
+            (v128.bitselect (v128.const f32x4 nan nan nan nan) (v128.bitselect (v128.const f32x4 1 1 1 1) (v128.const f32x4 0 0 0 0) (f32x4.gt (local.get $v) (v128.const f32x4 0 0 0 0))) (f32x4.ne (local.get $v) (local.get $v)))
+            (v128.bitselect (v128.const f32x4 nan nan nan nan) (v128.bitselect (v128.const f32x4 1 1 1 1) (v128.const f32x4 0 0 0 0) (f32x4.gt (local.get $w) (v128.const f32x4 0 0 0 0))) (f32x4.ne (local.get $w) (local.get $w))))))
+      (local.set $k (i32.add (local.get $k) (i32.const 16)))
+      (br $vLoop)))
+    (block $sDone (loop $sLoop
+      (br_if $sDone (i32.ge_u (local.get $k) (local.get $end)))
+      (local.set $v (f32x4.splat (f32.load (i32.add (local.get $x) (local.get $k)))))
+      (local.set $w (f32x4.sub (local.get $v) (v128.const f32x4 6 6 6 6)))
+      (f32.store (i32.add (local.get $out) (local.get $k))
+        (f32.mul (f32.load (i32.add (local.get $dy) (local.get $k)))
+          (f32x4.extract_lane 0 (f32x4.sub
+            (v128.bitselect (v128.const f32x4 nan nan nan nan) (v128.bitselect (v128.const f32x4 1 1 1 1) (v128.const f32x4 0 0 0 0) (f32x4.gt (local.get $v) (v128.const f32x4 0 0 0 0))) (f32x4.ne (local.get $v) (local.get $v)))
+            (v128.bitselect (v128.const f32x4 nan nan nan nan) (v128.bitselect (v128.const f32x4 1 1 1 1) (v128.const f32x4 0 0 0 0) (f32x4.gt (local.get $w) (v128.const f32x4 0 0 0 0))) (f32x4.ne (local.get $w) (local.get $w)))))))
+      (local.set $k (i32.add (local.get $k) (i32.const 4)))
+      (br $sLoop))))
+)
 `;
 }
 

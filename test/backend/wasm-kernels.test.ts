@@ -238,3 +238,45 @@ test('depthwise gradients on wasm refuse dilation > 1 with a clear error', async
   tf.dispose([x, dy]);
   await tf.setBackend('cpu');
 });
+
+/** Runs fn on wasm with the SIMD kernels on and off: both results, to be compared bit for bit. */
+async function simdOnOff(fn: () => tf.Tensor): Promise<[Float32Array, Float32Array]> {
+  const on = await onBackend('wasm', fn);
+  wasmKernelOptions.simd = false;
+  try {
+    return [on, await onBackend('wasm', fn)];
+  } finally {
+    wasmKernelOptions.simd = true;
+  }
+}
+
+test('FusedBatchNorm on wasm (SIMD) is within a rounding of the shipped kernel, and matches cpu', async () => {
+  const rng = new Random(21);
+  for (const shape of [[2, 3, 4, 5], [3, 4, 4, 8], [1, 7, 3, 48], [6, 13]] as number[][]) {
+    const c = shape[shape.length - 1];
+    const x = randomArray(rng, tf.util.sizeFromShape(shape)).map((v) => 3 * v);
+    const [mean, offset] = [randomArray(rng, c), randomArray(rng, c)];
+    const variance = randomArray(rng, c).map((v) => v * v + 0.01);
+    const scale = randomArray(rng, c).map((v) => v + 1.5);
+    const run = () => tf.tidy(() => tf.batchNorm(tf.tensor(x, shape), tf.tensor1d(mean), tf.tensor1d(variance), tf.tensor1d(offset), tf.tensor1d(scale), 1e-3));
+    const [simd, shipped] = await simdOnOff(run);
+    // The shipped binary's rounding is not quite its C source's (offset + (x - mean)·scale / sqrt(variance + eps),
+    // which the SIMD kernel follows lane by lane): some results differ in the last bit.
+    for (let i = 0; i < simd.length; i++) {
+      assert.ok(Math.abs(simd[i] - shipped[i]) <= 2.5e-7 * Math.max(1, Math.abs(shipped[i])), `batch norm ${shape} [${i}]: SIMD ${simd[i]} vs shipped ${shipped[i]}`);
+    }
+    assertClose(simd, await onBackend('cpu', run), `batch norm ${shape} against cpu`);
+  }
+  await tf.setBackend('cpu');
+});
+
+test('ReLU6\'s gradient on wasm (one SIMD pass) gives the bits of tfjs\' dy·(step(x) - step(x - 6)), NaN and infinities included', async () => {
+  const rng = new Random(22);
+  const special = [0, -0, 6, 6.0000005, 5.9999995, 1e-30, -1e-30, Infinity, -Infinity, NaN, 3, -3, 7];
+  const x = new Float32Array(203).map((_, i) => (i < special.length ? special[i] : 8 * rng.next() - 1));
+  const dy = randomArray(rng, x.length).map((v, i) => (i === 20 ? NaN : i === 21 ? Infinity : v));
+  const grad = () => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.relu6(t))(tf.tensor(x, [7, 29]), tf.tensor(dy, [7, 29])));
+  const [simd, composed] = await simdOnOff(grad);
+  assert.deepEqual(simd, composed, 'SIMD and composed ReLU6 gradients differ');
+  await tf.setBackend('cpu');
+});
