@@ -143,8 +143,8 @@ function inputPathCost(featureShape: number[], batchSize: number): CaseProfile['
 /** A setting of wasmKernelOptions a step is timed under. */
 export interface Variant { name: string; options: Partial<typeof wasmKernelOptions> }
 
-/** The kernels as they were before issue 21: the shipped Transpose, JS depthwise dot products, batch norm's per-channel sums eagerly. */
-export const BASELINE_OPTIONS: Partial<typeof wasmKernelOptions> = { simd: false, batchNormGrad: 'eager' };
+/** The kernels as they were before issue 21: the shipped Transpose and FusedBatchNorm, JS depthwise dot products, composed ReLU6 and Mean gradients, batch norm's per-channel sums eagerly. */
+export const BASELINE_OPTIONS: Partial<typeof wasmKernelOptions> = { simd: false, batchNormGrad: 'eager', meanGrad: 'core' };
 
 /** --ab: `baseline` (the current kernels against BASELINE_OPTIONS) or key=a,b (one switch). */
 export function parseVariants(spec: string | undefined): Variant[] {

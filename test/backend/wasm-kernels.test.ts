@@ -280,3 +280,19 @@ test('ReLU6\'s gradient on wasm (one SIMD pass) gives the bits of tfjs\' dy·(st
   assert.deepEqual(simd, composed, 'SIMD and composed ReLU6 gradients differ');
   await tf.setBackend('cpu');
 });
+
+test('Mean\'s gradient on wasm (dy / size tiled) gives the bits of tfjs-core\'s broadcasting multiply, for global pooling and other axes', async () => {
+  const rng = new Random(23);
+  for (const [shape, axes] of [[[4, 5, 5, 12], [1, 2]], [[3, 7, 2], [0]], [[6, 9], [1]], [[2, 3, 4], [0, 1, 2]]] as [number[], number[]][]) {
+    const x = randomArray(rng, tf.util.sizeFromShape(shape));
+    const outShape = shape.filter((_, i) => !axes.includes(i));
+    const dy = randomArray(rng, tf.util.sizeFromShape(outShape)).map((v) => v * 3);
+    const grad = () => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.mean(t, axes))(tf.tensor(x, shape), tf.tensor(dy, outShape)));
+    const tiled = await onBackend('wasm', grad);
+    wasmKernelOptions.meanGrad = 'core';
+    const composed = await onBackend('wasm', grad).finally(() => { wasmKernelOptions.meanGrad = 'tile'; });
+    assert.deepEqual(tiled, composed, `mean gradient ${shape} over ${axes}`);
+    assertClose(tiled, await onBackend('cpu', grad), `mean gradient ${shape} over ${axes} against cpu`);
+  }
+  await tf.setBackend('cpu');
+});
