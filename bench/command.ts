@@ -5,8 +5,9 @@
  * inference at 224 and 128, one Adam training step at 224 (batch 16) and at 32x32 (batch 64), on every
  * TensorFlow.js backend that loads ('wasm' one thread, 'wasm-mt' the threaded binary on all cores, run in
  * a child process since threads must be chosen before wasm starts); the same networks and steps in PyTorch when /usr/bin/python3 has torch
- * (one thread per core, channels_last or contiguous - the faster per task -, tcmalloc preloaded when installed;
- * outside --quick also 1 thread and, on AVX-512 CPUs, ATEN_CPU_CAPABILITY=avx512; the best counts). Ratios are TensorFlow.js images/s divided
+ * (one thread per core with OpenMP's default and passive wait, channels_last or contiguous - the faster per
+ * task -, tcmalloc preloaded when installed; outside --quick also 1 thread and, on AVX-512 CPUs,
+ * ATEN_CPU_CAPABILITY=avx512; the best counts). Ratios are TensorFlow.js images/s divided
  * by PyTorch images/s (keys ending in "RatioVsTorch": 1 = parity, 0.1 = ten times slower).
  * MobileNet v1 0.75 (its preset's files): inference at 224 and 128, training steps at 96, 128, 160 and 224 px (batch 32; 16 at 224),
  * the projected minutes of one 45,000-image epoch at 96/128/160, and one profiled step's kernel shares (the depthwise gradients').
@@ -171,8 +172,8 @@ function runThreadedChild(argv: string[], threads: number): { results?: Record<s
   return { results: report.results.wasm, convGflops: report.convGflops?.wasm, depthwiseGflops: report.depthwiseGflops?.wasm };
 }
 
-/** One configuration of the PyTorch side: threads, and optionally the ISA ATen dispatches to (ATEN_CPU_CAPABILITY). */
-export interface TorchConfig { threads: number; capability?: string }
+/** One configuration of the PyTorch side: threads, OpenMP's wait policy, and optionally the ISA ATen dispatches to (ATEN_CPU_CAPABILITY). */
+export interface TorchConfig { threads: number; waitPolicy?: 'passive'; capability?: string }
 interface TorchResult {
   version?: string;
   threads?: number;
@@ -187,15 +188,18 @@ interface TorchResult {
 }
 
 /**
- * The configurations PyTorch is timed in: all cores always (the peer must use the machine as we do);
- * outside --quick also one thread (on a shared machine OpenMP's barriers can make it faster) and, on
- * AVX-512 CPUs, ATen's AVX-512 kernels (Debian's build dispatches AVX2 by default).
+ * The configurations PyTorch is timed in: all cores always (the peer must use the machine as we do),
+ * with OpenMP's default (spinning) wait and with OMP_WAIT_POLICY=passive - on a shared machine spinning
+ * threads wait for a descheduled one at every barrier (MobileNet's 128 px step: 1.7 against 14.0
+ * images/s at load 15); outside --quick also one thread and, on AVX-512 CPUs, ATen's AVX-512 kernels
+ * (Debian's build dispatches AVX2 by default).
  */
 export function torchConfigs(quick: boolean, cores: number, flags: string[]): TorchConfig[] {
   const all: TorchConfig[] = [{ threads: cores }];
+  if (cores > 1) all.push({ threads: cores, waitPolicy: 'passive' });
   if (quick) return all;
   if (cores > 1) all.push({ threads: 1 });
-  if (flags.includes('avx512f')) all.push({ threads: cores, capability: 'avx512' });
+  if (flags.includes('avx512f')) all.push({ threads: cores, waitPolicy: cores > 1 ? 'passive' : undefined, capability: 'avx512' });
   return all;
 }
 
@@ -215,7 +219,7 @@ function runTorch(models: ModelName[], quick: boolean, python: string, config: T
   const tasks: Record<string, Partial<Record<TaskName, TaskSpec>>> = {};
   for (const m of models) tasks[m] = torchTasks(m, quick);
   const tcmalloc = tcmallocPath();
-  const env = { ...process.env, OMP_NUM_THREADS: String(threads), ...(tcmalloc ? { LD_PRELOAD: tcmalloc } : {}), ...(config.capability ? { ATEN_CPU_CAPABILITY: config.capability } : {}) };
+  const env = { ...process.env, OMP_NUM_THREADS: String(threads), ...(tcmalloc ? { LD_PRELOAD: tcmalloc } : {}), ...(config.capability ? { ATEN_CPU_CAPABILITY: config.capability } : {}), ...(config.waitPolicy ? { OMP_WAIT_POLICY: config.waitPolicy } : {}) };
   const args = [path.join(projectRoot, 'bench', 'torch_bench.py'), '--tasks', JSON.stringify(tasks), '--threads', String(threads), '--min-seconds', quick ? '0' : '3', '--min-reps', '1'];
   if (fs.existsSync(path.join(darknetDir, 'model.json'))) args.push('--darknet', path.join(darknetDir, 'model.json'));
   if (models.includes('mobilenet-v1-0.75')) {
@@ -262,7 +266,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
         '  --python    the Python with torch (default /usr/bin/python3)\n' +
         '  --json      print the results as JSON\n' +
         '  --profile-kernels  instead: per-kernel time of one training step of the CPU recipes (bench/profile-kernels.ts)\n' +
-        '              --cases quick-top,cpu-best  --steps N (timed steps, default 5)  --ab key=a,b (alternate a wasmKernelOptions switch)  --calls (list the slowest calls)\n' +
+        '              --cases quick-top,cpu-best  --steps N (timed steps, default 5)  --ab baseline|key=a,b (alternate the pre-issue-21 kernels, or one wasmKernelOptions switch)  --calls (list the slowest calls)\n' +
         '  -h, --help  this text\n',
     );
     return;
@@ -359,7 +363,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     // PyTorch on every core (and, outside --quick, its other configurations); ratios use its best per task.
     const runs: TorchResult[] = [];
     for (const config of torchConfigs(quick, os.cpus().length, machineInfo().cpuFlags)) {
-      log(`pytorch: bench/torch_bench.py with ${config.threads} thread${config.threads > 1 ? 's' : ''}${config.capability ? `, ATEN_CPU_CAPABILITY=${config.capability}` : ''} ...`);
+      log(`pytorch: bench/torch_bench.py with ${config.threads} thread${config.threads > 1 ? 's' : ''}${config.waitPolicy ? `, OMP_WAIT_POLICY=${config.waitPolicy}` : ''}${config.capability ? `, ATEN_CPU_CAPABILITY=${config.capability}` : ''} ...`);
       const run = runTorch(models, quick, values.python!, config);
       if (run) runs.push(run);
     }
@@ -374,7 +378,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
             if (!(best[task] >= ips)) {
               best[task] = ips;
               const format = (run.configurations?.[model]?.[task] as { best?: string } | undefined)?.best;
-              (bestConfig[model] ??= {})[task] = `${run.threads} threads, ${run.cpuCapability ?? '?'}${format ? `, ${format}` : ''}`;
+              (bestConfig[model] ??= {})[task] = `${run.threads} threads${run.config?.waitPolicy ? `, OMP_WAIT_POLICY=${run.config.waitPolicy}` : ''}, ${run.cpuCapability ?? '?'}${format ? `, ${format}` : ''}`;
             }
           }
         }
