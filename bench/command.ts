@@ -11,7 +11,7 @@
  * by PyTorch images/s (keys ending in "RatioVsTorch": 1 = parity, 0.1 = ten times slower).
  * MobileNet v1 0.75 (its preset's files): inference at 224 and 128, training steps at 96, 128, 160 and 224 px (batch 32; 16 at 224),
  * the projected minutes of one 45,000-image epoch at 96/128/160, and one profiled step's kernel shares (the depthwise gradients').
- * `--quick` uses small batches, one timed repetition and no wasm-mt unless MobileNet is measured (about a minute on an idle machine); the cpu backend is measured on
+ * `--quick` uses small batches and one timed repetition (a few minutes on an idle machine); the cpu backend is measured on
  * Darknet-Tiny only (ResNet-50 on it takes minutes per image batch).
  */
 import * as fs from 'node:fs';
@@ -257,7 +257,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
         '                              [--models resnet50,darknet-tiny,mobilenet-v1-0.75] [--no-torch] [--python /usr/bin/python3]\n' +
         'Images/s for inference at 224 and 128 and Adam training steps (224 and 32; MobileNet at 96, 128, 160, 224), per backend,\n' +
         'against PyTorch (onnx: ONNX Runtime inference); MobileNet also gets projected seconds per 45,000-image epoch and its depthwise gradients\' share of a step.\n' +
-        '  --quick     small batches, one timed repetition, no wasm-mt unless MobileNet is among the models\n' +
+        '  --quick     small batches, one timed repetition\n' +
         '  --kernels   also time the convolution (and depthwise) gradient kernels alone\n' +
         '  --backends  comma-separated: wasm, wasm-mt (threaded), cpu, onnx (ONNX Runtime; default: all that load)\n' +
         '  --threads   PyTorch threads and wasm-mt threads (default 1)\n' +
@@ -299,10 +299,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads: expected a positive integer, got '${values.threads}'`);
   const mtThreads = Math.max(2, os.cpus().length);
   report.threads = { wasm: threads, 'wasm-mt': mtThreads };
-  // --quick leaves out the threaded child (it repeats every wasm task) unless asked for.
-  // MobileNet keeps wasm-mt even then: its training target is the threaded binary against PyTorch.
-  const quickBackends = models.includes('mobilenet-v1-0.75') ? 'wasm,wasm-mt,cpu,onnx' : 'wasm,cpu,onnx';
-  const backends = (values.backends ?? (quick ? quickBackends : 'wasm,wasm-mt,cpu,onnx')).split(',').filter(Boolean);
+  // wasm-mt (all cores, what training runs) even with --quick: the PyTorch peer uses every core too.
+  const backends = (values.backends ?? 'wasm,wasm-mt,cpu,onnx').split(',').filter(Boolean);
   for (const backend of backends) {
     if (backend === 'onnx') {
       log('onnx: the same networks exported to ONNX, in onnxruntime-node (inference only) ...');
