@@ -248,6 +248,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
       steps: { type: 'string', default: '5' },
       ab: { type: 'string' },
       calls: { type: 'boolean', default: false },
+      plain: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -266,7 +267,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
         '  --python    the Python with torch (default /usr/bin/python3)\n' +
         '  --json      print the results as JSON\n' +
         '  --profile-kernels  instead: per-kernel time of one training step of the CPU recipes (bench/profile-kernels.ts)\n' +
-        '              --cases quick-top,cpu-best  --steps N (timed steps, default 5)  --ab baseline|key=a,b (alternate the pre-issue-21 kernels, or one wasmKernelOptions switch)  --calls (list the slowest calls)\n' +
+        '              --cases quick-top,cpu-best  --steps N (timed steps, default 5)  --ab baseline|key=a,b (alternate the pre-issue-21 kernels, or one wasmKernelOptions switch)  --calls (list the slowest calls)  --plain (wall times only)\n' +
         '  -h, --help  this text\n',
     );
     return;
@@ -277,7 +278,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     for (const c of cases) if (!PROFILE_CASES.includes(c)) throw new Error(`--cases: unknown case '${c}'; expected ${PROFILE_CASES.join(', ')}`);
     const steps = Number(values.steps);
     if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps: expected a positive integer, got '${values.steps}'`);
-    await profileKernelsCommand({ cases, steps, ab: values.ab, json: values.json!, calls: values.calls! });
+    await profileKernelsCommand({ cases, steps, ab: values.ab, json: values.json!, calls: values.calls!, plain: values.plain! });
     return;
   }
   const quick = values.quick!;

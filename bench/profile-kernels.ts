@@ -1,5 +1,5 @@
 /**
- * `npm run -s cli -- bench --profile-kernels [--cases quick-top,cpu-best] [--steps N] [--ab baseline|key=a,b] [--calls] [--json]`
+ * `npm run -s cli -- bench --profile-kernels [--cases quick-top,cpu-best] [--steps N] [--ab baseline|key=a,b] [--plain] [--calls] [--json]`
  *
  * Where one training step's time goes, kernel by kernel, for the two CPU recipes:
  * - quick-top: the `quick` profile's cached phase - conv_dw_13 + conv_pw_13 (BatchNormalization
@@ -14,7 +14,8 @@
  *
  * --ab baseline alternates the current kernels with the ones before issue 21 (BASELINE_OPTIONS) step by
  * step in the same process, so a before/after on a shared machine sees the same load on both sides;
- * --ab key=a,b does the same for one wasmKernelOptions switch.
+ * --ab key=a,b does the same for one wasmKernelOptions switch. --plain times the steps without tf.profile
+ * (its per-kernel bookkeeping slows a step) and prints no kernel table.
  */
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
@@ -190,7 +191,7 @@ function breakdown(infos: ProfiledStep[]): { kernelMs: number; kernels: KernelRo
   return { kernelMs: round(kernelMs), kernels, slowestCalls };
 }
 
-export async function profileCase(name: ProfileCase, opts: { steps: number; ab?: string; log: (m: string) => void }): Promise<CaseProfile> {
+export async function profileCase(name: ProfileCase, opts: { steps: number; ab?: string; plain?: boolean; log: (m: string) => void }): Promise<CaseProfile> {
   const s = await setupCase(name);
   const rng = new Random(7);
   const variants = parseVariants(opts.ab);
@@ -206,12 +207,17 @@ export async function profileCase(name: ProfileCase, opts: { steps: number; ab?:
       for (const k of order) {
         let ms = 0;
         // tf.profile returns the engine's one profile object, refilled by every call: keep this step's kernel list.
-        const info = await withOptions(variants[k].options, () => tf.profile(async () => void (ms = await oneStep(s, rng))));
-        infos[k].push({ kernels: info.kernels });
+        if (opts.plain) {
+          ms = await withOptions(variants[k].options, () => oneStep(s, rng));
+        } else {
+          const info = await withOptions(variants[k].options, () => tf.profile(async () => void (ms = await oneStep(s, rng))));
+          infos[k].push({ kernels: info.kernels });
+        }
         times[k].push(round(ms));
       }
     }
-    const profiled = infos.map((list) => breakdown(list));
+    // --plain: wall times only (no tf.profile bookkeeping), no kernel table.
+    const profiled = infos.map((list) => (list.length ? breakdown(list) : { kernelMs: 0, kernels: [], slowestCalls: [] }));
     const first = profiled[0];
     const stepMs = median(times[0]);
     const result: CaseProfile = {
@@ -257,7 +263,7 @@ export function kernelTable(p: CaseProfile): string {
   return lines.join('\n');
 }
 
-export async function profileKernelsCommand(opts: { cases: ProfileCase[]; steps: number; ab?: string; json: boolean; calls?: boolean }): Promise<void> {
+export async function profileKernelsCommand(opts: { cases: ProfileCase[]; steps: number; ab?: string; json: boolean; calls?: boolean; plain?: boolean }): Promise<void> {
   const log = (m: string) => (opts.json ? process.stderr.write(`${m}\n`) : console.log(m));
   const backend = await initBackend({ quiet: true });
   const report = {
@@ -266,7 +272,7 @@ export async function profileKernelsCommand(opts: { cases: ProfileCase[]; steps:
     machine: { ...machineInfo(), node: process.version, loadAverageAtStart: os.loadavg().map((v) => round(v, 2)) },
     cases: [] as CaseProfile[],
   };
-  for (const c of opts.cases) report.cases.push(await profileCase(c, { steps: opts.steps, ab: opts.ab, log }));
+  for (const c of opts.cases) report.cases.push(await profileCase(c, { steps: opts.steps, ab: opts.ab, plain: opts.plain, log }));
   (report.machine as Record<string, unknown>).loadAverageAtEnd = os.loadavg().map((v) => round(v, 2));
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -276,7 +282,7 @@ export async function profileKernelsCommand(opts: { cases: ProfileCase[]; steps:
     console.log(`\n${p.case} (${p.profile}, phase ${p.phase}, input ${p.inputShape.join('x')}): step ${p.stepMs} ms median of [${p.stepMsAll.join(', ')}]`);
     if (p.inputPath) console.log(`input path per batch: assembly ${p.inputPath.batchAssemblyMs} ms, float16 decode ${p.inputPath.float16DecodeMsPerBatch} ms`);
     for (const v of p.variants ?? []) console.log(`${v.name} (${JSON.stringify(v.options)}): step ${v.stepMs} ms median of [${v.stepMsAll.join(', ')}]`);
-    console.log(kernelTable(p));
+    if (p.kernels.length) console.log(kernelTable(p));
     if (opts.calls) for (const c of p.slowestCalls) console.log(`  ${c.ms} ms ${c.kernel} ${c.inputShapes}`);
   }
   console.log(`\nbackend ${backend.choice}, ${backend.threads} threads; load ${report.machine.loadAverageAtStart.join(' ')} -> ${(report.machine as Record<string, unknown>).loadAverageAtEnd}`);
