@@ -6,11 +6,13 @@
  * inference at 224 and 128, one Adam training step at 224 (batch 16) and at 32x32 (batch 64), on every
  * TensorFlow.js backend that loads ('wasm' one thread, 'wasm-mt' the threaded binary on all cores, run in
  * a child process since threads must be chosen before wasm starts); the same networks and steps in PyTorch when /usr/bin/python3 has torch
- * (channels_last, 2 threads, tcmalloc preloaded when installed). Ratios are TensorFlow.js images/s divided
+ * (one thread per core with OpenMP's default and passive wait, channels_last or contiguous - the faster per
+ * task -, tcmalloc preloaded when installed; outside --quick also 1 thread and, on AVX-512 CPUs,
+ * ATEN_CPU_CAPABILITY=avx512; the best counts). Ratios are TensorFlow.js images/s divided
  * by PyTorch images/s (keys ending in "RatioVsTorch": 1 = parity, 0.1 = ten times slower).
  * MobileNet v1 0.75 (its preset's files): inference at 224 and 128, training steps at 96, 128, 160 and 224 px (batch 32; 16 at 224),
  * the projected minutes of one 45,000-image epoch at 96/128/160, and one profiled step's kernel shares (the depthwise gradients').
- * `--quick` uses small batches, one timed repetition and no wasm-mt unless MobileNet is measured (about a minute on an idle machine); the cpu backend is measured on
+ * `--quick` uses small batches and one timed repetition (a few minutes on an idle machine); the cpu backend is measured on
  * Darknet-Tiny only (ResNet-50 on it takes minutes per image batch).
  */
 import * as fs from 'node:fs';
@@ -24,6 +26,7 @@ import { registerWasmTrainingKernels } from '../src/backend/wasm-kernels';
 import { initWasmThreaded } from '../src/backend/wasm/threads';
 import { measureConv, measureDepthwise, mobilenetDepthwiseShapes, resnetConvShapes, type ConvRate } from './conv-kernels';
 import { benchOnnx } from './onnx';
+import type { ProfileCase } from './profile-kernels';
 import { PRESETS, tfjsSource, type TfjsPreset } from '../src/model/presets';
 
 export type TaskName = 'inference224' | 'inference128' | 'train224' | 'train32' | 'train96' | 'train128' | 'train160';
@@ -170,7 +173,36 @@ function runThreadedChild(argv: string[], threads: number): { results?: Record<s
   return { results: report.results.wasm, convGflops: report.convGflops?.wasm, depthwiseGflops: report.depthwiseGflops?.wasm };
 }
 
-interface TorchResult { version?: string; threads?: number; results?: Record<string, Record<string, number>>; error?: string; tcmalloc?: string | null }
+/** One configuration of the PyTorch side: threads, OpenMP's wait policy, and optionally the ISA ATen dispatches to (ATEN_CPU_CAPABILITY). */
+export interface TorchConfig { threads: number; waitPolicy?: 'passive'; capability?: string }
+interface TorchResult {
+  version?: string;
+  threads?: number;
+  mkldnn?: { available: boolean; enabled: boolean; version: string | null };
+  cpuCapability?: string | null;
+  blas?: string | null;
+  results?: Record<string, Record<string, number>>;
+  configurations?: Record<string, Record<string, unknown>>;
+  error?: string;
+  tcmalloc?: string | null;
+  config?: TorchConfig;
+}
+
+/**
+ * The configurations PyTorch is timed in: all cores always (the peer must use the machine as we do),
+ * with OpenMP's default (spinning) wait and with OMP_WAIT_POLICY=passive - on a shared machine spinning
+ * threads wait for a descheduled one at every barrier (MobileNet's 128 px step: 1.7 against 14.0
+ * images/s at load 15); outside --quick also one thread and, on AVX-512 CPUs, ATen's AVX-512 kernels
+ * (Debian's build dispatches AVX2 by default).
+ */
+export function torchConfigs(quick: boolean, cores: number, flags: string[]): TorchConfig[] {
+  const all: TorchConfig[] = [{ threads: cores }];
+  if (cores > 1) all.push({ threads: cores, waitPolicy: 'passive' });
+  if (quick) return all;
+  if (cores > 1) all.push({ threads: 1 });
+  if (flags.includes('avx512f')) all.push({ threads: cores, waitPolicy: cores > 1 ? 'passive' : undefined, capability: 'avx512' });
+  return all;
+}
 
 function tcmallocPath(): string | null {
   for (const dir of ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib']) {
@@ -180,14 +212,15 @@ function tcmallocPath(): string | null {
   return null;
 }
 
-function runTorch(models: ModelName[], quick: boolean, python: string, threads: number): TorchResult | undefined {
+function runTorch(models: ModelName[], quick: boolean, python: string, config: TorchConfig): TorchResult | undefined {
+  const threads = config.threads;
   if (!fs.existsSync(python)) return undefined;
   const probe = spawnSync(python, ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
   if (probe.status !== 0) return undefined;
   const tasks: Record<string, Partial<Record<TaskName, TaskSpec>>> = {};
   for (const m of models) tasks[m] = torchTasks(m, quick);
   const tcmalloc = tcmallocPath();
-  const env = { ...process.env, OMP_NUM_THREADS: String(threads), ...(tcmalloc ? { LD_PRELOAD: tcmalloc } : {}) };
+  const env = { ...process.env, OMP_NUM_THREADS: String(threads), ...(tcmalloc ? { LD_PRELOAD: tcmalloc } : {}), ...(config.capability ? { ATEN_CPU_CAPABILITY: config.capability } : {}), ...(config.waitPolicy ? { OMP_WAIT_POLICY: config.waitPolicy } : {}) };
   const args = [path.join(projectRoot, 'bench', 'torch_bench.py'), '--tasks', JSON.stringify(tasks), '--threads', String(threads), '--min-seconds', quick ? '0' : '3', '--min-reps', '1'];
   if (fs.existsSync(path.join(darknetDir, 'model.json'))) args.push('--darknet', path.join(darknetDir, 'model.json'));
   if (models.includes('mobilenet-v1-0.75')) {
@@ -195,8 +228,8 @@ function runTorch(models: ModelName[], quick: boolean, python: string, threads: 
     if (fs.existsSync(source)) args.push('--mobilenet', fs.statSync(source).isDirectory() ? path.join(source, 'model.json') : source);
   }
   const run = spawnSync(python, args, { encoding: 'utf8', env, maxBuffer: 1 << 24 });
-  if (run.status !== 0) return { error: (run.stderr || `exit ${run.status}`).trim().split('\n').slice(-3).join(' | '), tcmalloc };
-  return { ...(JSON.parse(run.stdout) as TorchResult), tcmalloc };
+  if (run.status !== 0) return { error: (run.stderr || `exit ${run.status}`).trim().split('\n').slice(-3).join(' | '), tcmalloc, config };
+  return { ...(JSON.parse(run.stdout) as TorchResult), tcmalloc, config };
 }
 
 export async function benchCommand(argv: string[]): Promise<void> {
@@ -213,6 +246,12 @@ export async function benchCommand(argv: string[]): Promise<void> {
       threads: { type: 'string', default: '1' },
       models: { type: 'string', default: 'resnet50,darknet-tiny,mobilenet-v1-0.75' },
       python: { type: 'string', default: '/usr/bin/python3' },
+      'profile-kernels': { type: 'boolean', default: false },
+      cases: { type: 'string', default: 'quick-top,cpu-best' },
+      steps: { type: 'string', default: '5' },
+      ab: { type: 'string' },
+      calls: { type: 'boolean', default: false },
+      plain: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -222,7 +261,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
         '                              [--models resnet50,darknet-tiny,mobilenet-v1-0.75] [--no-torch] [--python /usr/bin/python3]\n' +
         'Images/s for inference at 224 and 128 and Adam training steps (224 and 32; MobileNet at 96, 128, 160, 224), per backend,\n' +
         'against PyTorch (onnx: ONNX Runtime inference); MobileNet also gets projected seconds per 45,000-image epoch and its depthwise gradients\' share of a step.\n' +
-        '  --quick     small batches, one timed repetition, no wasm-mt unless MobileNet is among the models\n' +
+        '  --quick     small batches, one timed repetition\n' +
         '  --kernels   also time the convolution (and depthwise) gradient kernels alone\n' +
         '  --backends  comma-separated: wasm, wasm-mt (threaded), cpu, onnx (ONNX Runtime; default: all that load)\n' +
         '  --threads   PyTorch threads and wasm-mt threads (default 1)\n' +
@@ -230,8 +269,19 @@ export async function benchCommand(argv: string[]): Promise<void> {
         '  --no-torch  skip the PyTorch comparison\n' +
         '  --python    the Python with torch (default /usr/bin/python3)\n' +
         '  --json      print the results as JSON\n' +
+        '  --profile-kernels  instead: per-kernel time of one training step of the CPU recipes (bench/profile-kernels.ts)\n' +
+        '              --cases quick-top,cpu-best  --steps N (timed steps, default 5)  --ab baseline|key=a,b (alternate the pre-issue-21 kernels, or one wasmKernelOptions switch)  --calls (list the slowest calls)  --plain (wall times only)\n' +
         '  -h, --help  this text\n',
     );
+    return;
+  }
+  if (values['profile-kernels']) {
+    const { profileKernelsCommand, PROFILE_CASES } = await import('./profile-kernels');
+    const cases = values.cases!.split(',').filter(Boolean) as ProfileCase[];
+    for (const c of cases) if (!PROFILE_CASES.includes(c)) throw new Error(`--cases: unknown case '${c}'; expected ${PROFILE_CASES.join(', ')}`);
+    const steps = Number(values.steps);
+    if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps: expected a positive integer, got '${values.steps}'`);
+    await profileKernelsCommand({ cases, steps, ab: values.ab, json: values.json!, calls: values.calls!, plain: values.plain! });
     return;
   }
   const quick = values.quick!;
@@ -253,10 +303,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads: expected a positive integer, got '${values.threads}'`);
   const mtThreads = Math.max(2, os.cpus().length);
   report.threads = { wasm: threads, 'wasm-mt': mtThreads };
-  // --quick leaves out the threaded child (it repeats every wasm task) unless asked for.
-  // MobileNet keeps wasm-mt even then: its training target is the threaded binary against PyTorch.
-  const quickBackends = models.includes('mobilenet-v1-0.75') ? 'wasm,wasm-mt,cpu,onnx' : 'wasm,cpu,onnx';
-  const backends = (values.backends ?? (quick ? quickBackends : 'wasm,wasm-mt,cpu,onnx')).split(',').filter(Boolean);
+  // wasm-mt (all cores, what training runs) even with --quick: the PyTorch peer uses every core too.
+  const backends = (values.backends ?? 'wasm,wasm-mt,cpu,onnx').split(',').filter(Boolean);
   for (const backend of backends) {
     if (backend === 'onnx') {
       log('onnx: the same networks exported to ONNX, in onnxruntime-node (inference only) ...');
@@ -314,28 +362,52 @@ export async function benchCommand(argv: string[]): Promise<void> {
   if (Object.keys(kernels).length) report.convGflops = kernels;
   if (Object.keys(depthwise).length) report.depthwiseGflops = depthwise;
   if (!values['no-torch']) {
-    // PyTorch with 2 threads (its best configuration on an idle machine) and, outside --quick, 1 thread:
-    // with the cores shared, OpenMP's 2 threads can be slower than 1. Ratios use the faster per task.
+    // PyTorch on every core (and, outside --quick, its other configurations); ratios use its best per task.
     const runs: TorchResult[] = [];
-    for (const t of quick ? [2] : [2, 1]) {
-      log(`pytorch: bench/torch_bench.py with ${t} thread${t > 1 ? 's' : ''} ...`);
-      const run = runTorch(models, quick, values.python!, t);
+    for (const config of torchConfigs(quick, os.cpus().length, machineInfo().cpuFlags)) {
+      log(`pytorch: bench/torch_bench.py with ${config.threads} thread${config.threads > 1 ? 's' : ''}${config.waitPolicy ? `, OMP_WAIT_POLICY=${config.waitPolicy}` : ''}${config.capability ? `, ATEN_CPU_CAPABILITY=${config.capability}` : ''} ...`);
+      const run = runTorch(models, quick, values.python!, config);
       if (run) runs.push(run);
     }
     const torch: TorchResult | undefined = runs.length === 0 ? undefined : { ...runs[0], results: {} };
+    /** Which configuration won each task: threads, ATen capability, memory format. */
+    const bestConfig: Record<string, Record<string, string>> = {};
     if (torch) {
       for (const run of runs) {
         for (const [model, byTask] of Object.entries(run.results ?? {})) {
           for (const [task, ips] of Object.entries(byTask)) {
             const best = (torch.results![model] ??= {});
-            if (!(best[task] >= ips)) best[task] = ips;
+            if (!(best[task] >= ips)) {
+              best[task] = ips;
+              const format = (run.configurations?.[model]?.[task] as { best?: string } | undefined)?.best;
+              (bestConfig[model] ??= {})[task] = `${run.threads} threads${run.config?.waitPolicy ? `, OMP_WAIT_POLICY=${run.config.waitPolicy}` : ''}, ${run.cpuCapability ?? '?'}${format ? `, ${format}` : ''}`;
+            }
           }
         }
       }
     }
     if (!torch) report.torch = { available: false };
     else {
-      report.torch = { available: !torch.error, best: torch.results, byThreads: runs.map((r) => ({ threads: r.threads, results: r.results, error: r.error })), version: torch.version, tcmalloc: torch.tcmalloc };
+      // Depthwise convolutions are ~4% of MobileNet's multiply-adds (the MobileNet paper's Table 2, scaled
+      // to width 0.75): a much larger share of PyTorch's step says its depthwise kernels are weak.
+      const dwShares = runs.map((r) => r.configurations?.['mobilenet-v1-0.75']?.train128DepthwiseShare as Record<string, number> | undefined).filter(Boolean);
+      const dwShare = dwShares.length ? Math.max(...dwShares.flatMap((d) => Object.values(d!))) : undefined;
+      report.torch = {
+        available: !torch.error,
+        version: torch.version,
+        threads: torch.threads,
+        mkldnn: torch.mkldnn,
+        cpuCapability: torch.cpuCapability,
+        blas: torch.blas,
+        tcmalloc: torch.tcmalloc,
+        best: torch.results,
+        bestConfiguration: bestConfig,
+        runs: runs.map((r) => ({ config: r.config, threads: r.threads, cpuCapability: r.cpuCapability, results: r.results, configurations: r.configurations, error: r.error })),
+        ...(dwShare !== undefined
+          ? { mobilenetDepthwiseShare: dwShare, depthwiseNote: `PyTorch ${torch.version} spends up to ${Math.round(dwShare * 100)}% of its MobileNet 128 px training step in depthwise convolutions (~4% of the multiply-adds)${dwShare > 0.15 ? ': weak at depthwise, so MobileNet ratios flatter TF.js' : ''}` }
+          : {}),
+      };
+      if (dwShare !== undefined) log(`pytorch: ${(report.torch as { depthwiseNote: string }).depthwiseNote}`);
       for (const byModel of Object.values(results)) {
         for (const [model, entry] of Object.entries(byModel)) {
           for (const task of Object.keys(taskSpecs(quick)) as TaskName[]) {

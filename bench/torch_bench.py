@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """The PyTorch side of `npm run -s cli -- bench`: the same networks and steps, in PyTorch's best CPU
-configuration (channels_last, 2 threads; the caller preloads tcmalloc). Prints one JSON object.
+configuration: every core (torch.set_num_threads(nproc) unless --threads says otherwise), each task
+timed in channels_last and in the default (contiguous) layout with the faster counting, tcmalloc when
+the caller preloads it. Prints one JSON object with the results, the configuration each task won with,
+and what decides the speed: torch version, threads, oneDNN (mkldnn) on or off and its version, the CPU
+capability it dispatches to, its BLAS; for MobileNet at 128 px, the share of the training step spent in
+the depthwise convolutions (Debian's build is slow there).
 
 ResNet-50 is torchvision's (v1.5: stride on the 3x3 conv, ~4.1 GFLOPs at 224 vs Keras v1's ~3.9).
 Darknet-Tiny is rebuilt from the same model.json the TypeScript side loads (a chain of Conv2D,
@@ -10,6 +15,8 @@ dropout and the 1x1 conv to 1000 classes). Random weights: speed only.
 """
 import argparse
 import json
+import os
+import re
 import sys
 import time
 
@@ -97,14 +104,58 @@ def images_per_second(fn, batch, min_seconds, min_reps):
     return batch * reps / (time.perf_counter() - start)
 
 
+def build_info(torch):
+    """What decides PyTorch's CPU speed here: threads, oneDNN (mkldnn), the vector ISA it dispatches to, its BLAS."""
+    config = torch.__config__.show()
+    parallel = torch.__config__.parallel_info()
+
+    def grab(pattern, text):
+        m = re.search(pattern, text)
+        return m.group(1).strip() if m else None
+    return {
+        "version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "mkldnn": {"available": bool(torch.backends.mkldnn.is_available()), "enabled": bool(torch.backends.mkldnn.enabled),
+                   "version": grab(r"MKL-DNN (v[0-9.]+)", parallel) or grab(r"oneDNN (v[0-9.]+)", parallel)},
+        "cpuCapability": grab(r"CPU capability usage: (\S+)", config),
+        "blas": grab(r"BLAS_INFO=([^,]+)", config),
+        "mkl": bool(torch.backends.mkl.is_available()),
+        "parallelBackend": grab(r"ATen parallel backend: (.+)", parallel),
+    }
+
+
+def depthwise_share(torch, model, x, y, loss_fn):
+    """Share of one training step's forward + backward CPU time spent in the depthwise (grouped)
+    convolutions, from torch.profiler with shapes. Their FLOPs are ~3% of MobileNet's, so a large
+    share means PyTorch's depthwise kernels are slow (not that the network is depthwise-bound)."""
+    from torch.profiler import profile, ProfilerActivity
+    model.zero_grad(set_to_none=True)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        loss_fn(model(x), y).backward()
+    depthwise = 0.0
+    for e in prof.key_averages(group_by_input_shape=True):
+        shapes = e.input_shapes or []
+        if e.key == "aten::convolution" and len(shapes) > 1:
+            weight = shapes[1]
+        elif e.key == "aten::convolution_backward" and len(shapes) > 2:
+            weight = shapes[2]
+        else:
+            continue
+        if len(weight) == 4 and weight[1] == 1 and weight[0] > 1:  # [C, 1, kh, kw]: one input channel per group
+            depthwise += e.cpu_time_total
+    total = sum(e.cpu_time_total for e in prof.events() if e.cpu_parent is None)
+    return round(depthwise / total, 3) if total > 0 else None
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--darknet", help="Darknet-Tiny model.json")
     parser.add_argument("--mobilenet", help="MobileNet v1 0.75 model.json")
     parser.add_argument("--tasks", required=True, help="JSON: {model: {task: {size, batch, train}}}")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch.set_num_threads (default: every core)")
     parser.add_argument("--min-seconds", type=float, default=3.0)
     parser.add_argument("--min-reps", type=int, default=2)
+    parser.add_argument("--formats", default="channels_last,contiguous", help="memory formats to try; the faster per task counts")
     args = parser.parse_args()
 
     import torch
@@ -113,7 +164,10 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    out = {"version": torch.__version__, "threads": torch.get_num_threads(), "results": {}}
+    out = build_info(torch)
+    out["results"] = {}
+    out["configurations"] = {}
+    formats = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
     tasks = json.loads(args.tasks)
     for model_name, model_tasks in tasks.items():
         if model_name == "resnet50":
@@ -128,30 +182,39 @@ def main():
             model, classes = mobilenet_from_keras_json(args.mobilenet)
         else:
             continue
-        model = model.to(memory_format=torch.channels_last)
         results = out["results"].setdefault(model_name, {})
+        configs = out["configurations"].setdefault(model_name, {})
         for task, spec in model_tasks.items():
             size, batch = spec["size"], spec["batch"]
-            x = torch.randn(batch, 3, size, size).to(memory_format=torch.channels_last)
             y = torch.randint(0, classes, (batch,))
-            if spec["train"]:
-                model.train()
-                optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+            tried = {}
+            for fmt_name in args.formats.split(","):
+                fmt = formats[fmt_name]
+                model = model.to(memory_format=fmt)
+                x = torch.randn(batch, 3, size, size).to(memory_format=fmt)
                 loss_fn = nn.CrossEntropyLoss()
+                if spec["train"]:
+                    model.train()
+                    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-                def step():
-                    optimizer.zero_grad(set_to_none=True)
-                    loss_fn(model(x), y).backward()
-                    optimizer.step()
-                fn = step
-            else:
-                model.eval()
+                    def step():
+                        optimizer.zero_grad(set_to_none=True)
+                        loss_fn(model(x), y).backward()
+                        optimizer.step()
+                    fn = step
+                else:
+                    model.eval()
 
-                def infer():
-                    with torch.inference_mode():
-                        model(x)
-                fn = infer
-            results[task] = round(images_per_second(fn, batch, args.min_seconds, args.min_reps), 3)
+                    def infer():
+                        with torch.inference_mode():
+                            model(x)
+                    fn = infer
+                tried[fmt_name] = round(images_per_second(fn, batch, args.min_seconds, args.min_reps), 3)
+                if model_name == "mobilenet-v1-0.75" and task == "train128":
+                    configs.setdefault("train128DepthwiseShare", {})[fmt_name] = depthwise_share(torch, model, x, y, loss_fn)
+            best = max(tried, key=tried.get)
+            results[task] = tried[best]
+            configs[task] = {"best": best, "imagesPerSecond": tried}
     json.dump(out, sys.stdout)
 
 

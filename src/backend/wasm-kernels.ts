@@ -23,6 +23,7 @@
  * for ReLU6 and FusedBatchNorm while wasm is the backend (gradients are registered for all backends).
  */
 import * as tf from '@tensorflow/tfjs';
+import { simdKernelsFor, type SimdKernels } from './wasm/simd-kernels';
 
 type TensorInfo = tf.TensorInfo;
 type Attrs = Record<string, unknown>;
@@ -117,7 +118,16 @@ function zeroUpsample(s: Scratch, x: TensorInfo, sh: number, sw: number): Tensor
 }
 
 /** Formulation overrides, for tests and measurements ('auto' picks by estimated cost). */
-export const wasmKernelOptions: { inputGrad: 'auto' | 'conv' | 'col2im'; depthwiseFilterGrad: 'auto' | 'phased' | 'direct' } = { inputGrad: 'auto', depthwiseFilterGrad: 'auto' };
+export const wasmKernelOptions: {
+  inputGrad: 'auto' | 'conv' | 'col2im';
+  depthwiseFilterGrad: 'auto' | 'phased' | 'direct';
+  /** FusedBatchNorm's gradient with moving statistics: 'lazy' computes each per-channel sum only in the derivative that needs it; 'eager' all up front. */
+  batchNormGrad: 'lazy' | 'eager';
+  /** Mean's gradient: dy / size tiled by block copies ('tile'), or tfjs-core's broadcasting multiply by ones ('core'). */
+  meanGrad: 'tile' | 'core';
+  /** Transpose, FusedBatchNorm, ReLU6's gradient and the 3x3 depthwise filter gradient's dot products by the SIMD kernels (true), or tfjs-backend-wasm's kernels and JS loops (false). */
+  simd: boolean;
+} = { inputGrad: 'auto', depthwiseFilterGrad: 'auto', batchNormGrad: 'lazy', meanGrad: 'tile', simd: true };
 
 /** Largest transposed-im2col block built at once (floats); bigger problems run in offset groups. */
 const IM2COL_BLOCK_FLOATS = 16 * 1024 * 1024;
@@ -367,7 +377,7 @@ function depthwiseFilterGradPhased(s: Scratch, x: TensorInfo, dy: TensorInfo, in
   const dW = backend.typedArrayFromHeap(out);
   const len = n * hq * wq;
   if (kh === 3 && kw === 3 && wasmKernelOptions.depthwiseFilterGrad === 'auto') {
-    depthwiseFilterGrad3x3(X, D, dW, c, len, sh, sw, wq);
+    depthwiseFilterGrad3x3(X, D, dW, c, len, sh, sw, wq, wasmKernelOptions.simd ? simdKernelsFor(backend) : undefined);
     return out;
   }
   for (let i = 0; i < kh; i++) {
@@ -400,7 +410,7 @@ function depthwiseFilterGradPhased(s: Scratch, x: TensorInfo, dy: TensorInfo, in
  * depthwiseFilterGradPhased's dot products for 3x3 kernels, the nine taps of a channel in one pass:
  * each dY value is read once for nine multiply-adds (1.5-2x the tap-by-tap loop).
  */
-function depthwiseFilterGrad3x3(X: Float32Array, D: Float32Array, dW: Float32Array, c: number, len: number, sh: number, sw: number, wq: number): void {
+function depthwiseFilterGrad3x3(X: Float32Array, D: Float32Array, dW: Float32Array, c: number, len: number, sh: number, sw: number, wq: number, simd?: SimdKernels): void {
   const shifts: number[] = [];
   const phases: number[] = [];
   for (let i = 0; i < 3; i++) {
@@ -414,6 +424,21 @@ function depthwiseFilterGrad3x3(X: Float32Array, D: Float32Array, dW: Float32Arr
     const o = shifts.map((shift, t) => (phases[t] * c + ch) * len + shift);
     const [o0, o1, o2, o3, o4, o5, o6, o7, o8] = o;
     const dOff = ch * len;
+    // Each tap's own tail (its dot runs to len - shift; the rest of dY there is zeros).
+    const addTails = (sums: number[]): void => {
+      for (let t = 0; t < 9; t++) {
+        let tail = 0;
+        for (let k = common; k < len - shifts[t]; k++) tail += X[o[t] + k] * D[dOff + k];
+        dW[t * c + ch] = sums[t] + tail;
+      }
+    };
+    if (simd) {
+      // f32x4 products, summed in float32 over 1024 elements then in float64 (the JS loop: float64 throughout).
+      const x = X.byteOffset;
+      const sums = simd.dot9(x + 4 * o0, x + 4 * o1, x + 4 * o2, x + 4 * o3, x + 4 * o4, x + 4 * o5, x + 4 * o6, x + 4 * o7, x + 4 * o8, D.byteOffset + 4 * dOff, Math.max(0, common));
+      addTails(sums);
+      continue;
+    }
     let s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, s8 = 0;
     for (let k = 0; k < common; k++) {
       const d = D[dOff + k];
@@ -427,13 +452,7 @@ function depthwiseFilterGrad3x3(X: Float32Array, D: Float32Array, dW: Float32Arr
       s7 += X[o7 + k] * d;
       s8 += X[o8 + k] * d;
     }
-    const sums = [s0, s1, s2, s3, s4, s5, s6, s7, s8];
-    // Each tap's own tail (its dot runs to len - shift; the rest of dY there is zeros).
-    for (let t = 0; t < 9; t++) {
-      let tail = 0;
-      for (let k = common; k < len - shifts[t]; k++) tail += X[o[t] + k] * D[dOff + k];
-      dW[t * c + ch] = sums[t] + tail;
-    }
+    addTails([s0, s1, s2, s3, s4, s5, s6, s7, s8]);
   }
 }
 
@@ -623,6 +642,89 @@ function reduceLeading(kernelName: 'Sum' | 'Mean', args: KernelArgs): TensorInfo
   return out;
 }
 
+/**
+ * A transpose as its simplest equivalent: size-1 axes dropped and axes that stay neighbours merged, so
+ * e.g. [N·H·W, 1, C] by [1, 2, 0] becomes the 2-D [N·H·W, C] -> [C, N·H·W].
+ */
+export function simplifyPermutation(shape: number[], perm: number[]): { shape: number[]; perm: number[] } {
+  const kept = perm.filter((a) => shape[a] !== 1);
+  const groups: number[][] = [];
+  for (const a of kept) {
+    const last = groups[groups.length - 1];
+    // Input axes a-1 and a (skipping size-1 axes between them) are adjacent in the output too: one axis.
+    let prev = a - 1;
+    while (prev >= 0 && shape[prev] === 1) prev--;
+    if (last && last[last.length - 1] === prev) last.push(a);
+    else groups.push([a]);
+  }
+  const byInput = [...groups].sort((g, h) => g[0] - h[0]);
+  return {
+    shape: byInput.map((g) => g.reduce((p, a) => p * shape[a], 1)),
+    perm: groups.map((g) => byInput.indexOf(g)),
+  };
+}
+
+/**
+ * Transpose on the heap with the SIMD kernel (4x4 register tiles). tfjs-backend-wasm's Transpose moves
+ * ~6-10 ns a float on large activations (20-30 ms for a 32768 x 96 matrix, about as long as the matmul it
+ * feeds), and the filter gradients transpose whole activations. After simplifyPermutation: an unchanged
+ * innermost axis is a copy of rows; otherwise every outer index is one 2-D transpose between the
+ * input's and the output's innermost axes. Exact copies: the same values as the shipped kernel.
+ * 32-bit types only (float32, int32); others, and heaps the SIMD kernels cannot reach, use the original.
+ */
+function transpose(args: KernelArgs): TensorInfo {
+  const backend = args.backend as WasmBackend & { makeOutput(shape: number[], dtype: string): TensorInfo; typedArrayFromHeap(info: TensorInfo): HeapArray };
+  const { x } = args.inputs as { x: TensorInfo };
+  const perm = (args.attrs?.perm as number[]) ?? [];
+  const simd = wasmKernelOptions.simd ? simdKernelsFor(backend) : undefined;
+  if (!simd || (x.dtype !== 'float32' && x.dtype !== 'int32')) return fallback('Transpose', args);
+  const outShape = perm.map((a) => x.shape[a]);
+  const out = backend.makeOutput(outShape, x.dtype);
+  const src = backend.typedArrayFromHeap(x);
+  const dst = backend.typedArrayFromHeap(out);
+  if (dst.length === 0) return out;
+  const { shape, perm: p } = simplifyPermutation(x.shape, perm);
+  const rank = shape.length;
+  if (rank <= 1) {
+    dst.set(src);
+    return out;
+  }
+  const inStrides = [...tf.util.computeStrides(shape), 1];
+  const oShape = p.map((a) => shape[a]);
+  const outStrides = [...tf.util.computeStrides(oShape), 1];
+  /** Input stride of each output axis. */
+  const inStrideOfOut = p.map((a) => inStrides[a]);
+  const last = rank - 1;
+  // Output axis that holds the input's innermost axis, and the input axis that is the output's innermost.
+  const qOut = p.indexOf(last);
+  const pIn = p[last];
+  const innerCopy = pIn === last;
+  // The outer loop runs over every output axis except the innermost (row copies), or except qOut and the innermost (2-D transposes).
+  const outer: number[] = [];
+  for (let k = 0; k < last; k++) if (innerCopy || k !== qOut) outer.push(k);
+  const counts = outer.map((k) => oShape[k]);
+  const idx = new Array<number>(outer.length).fill(0);
+  const rows = oShape[last];
+  const cols = shape[last];
+  const srcBase = src.byteOffset;
+  const dstBase = dst.byteOffset;
+  for (;;) {
+    let s = 0;
+    let d = 0;
+    for (let i = 0; i < outer.length; i++) {
+      s += idx[i] * inStrideOfOut[outer[i]];
+      d += idx[i] * outStrides[outer[i]];
+    }
+    // A [rows x cols] slice (input axis pIn by the input's innermost axis), element (i, j) from s + i·stride(pIn) + j to d + j·stride(qOut) + i.
+    if (innerCopy) dst.set(src.subarray(s, s + rows), d);
+    else simd.transpose2d(srcBase + 4 * s, inStrides[pIn], dstBase + 4 * d, outStrides[qOut], rows, cols);
+    let k = outer.length - 1;
+    while (k >= 0 && ++idx[k] === counts[k]) idx[k--] = 0;
+    if (k < 0) break;
+  }
+  return out;
+}
+
 /** Identity shares the data (reference-counted, as Reshape does) instead of copying it. */
 function identity(args: KernelArgs): TensorInfo {
   const backend = args.backend as Backend & { incRef(dataId: object): void };
@@ -647,10 +749,90 @@ function registerRelu6Gradient(): void {
     gradFunc: (dy, saved, attrs) => {
       if (tf.getBackend() !== BACKEND) return core.gradFunc(dy, saved, attrs);
       const [x] = saved;
+      const g = dy as tf.Tensor;
+      if (wasmKernelOptions.simd && simdKernelsFor(tf.backend()) && x.dtype === 'float32' && g.dtype === 'float32') {
+        return { x: () => tf.engine().runKernel(RELU6_GRAD, { dy: g, x }) as tf.Tensor };
+      }
       return { x: () => tf.mul(dy as tf.Tensor, tf.sub(tf.step(x), tf.step(tf.sub(x, 6)))) };
     },
     [MARK]: true,
   } as tf.GradConfig);
+}
+
+/**
+ * Mean's gradient on wasm as tile(dy / size): tfjs-core multiplies the reshaped dy by a tensor of
+ * ones of the input's shape (a broadcasting Multiply, 44 ms of a 0.8 s step for the quick top block's
+ * global pooling at load 13) and then divides the whole result. Dividing the small dy first and
+ * copying it out by blocks (the Tile kernel above) gives the same bits: x·1 = x, and each element is
+ * the same division of the same value.
+ */
+function registerMeanGradient(): void {
+  const core = tf.getGradient('Mean') as (tf.GradConfig & { [MARK]?: true }) | undefined;
+  if (!core || core[MARK]) return;
+  tf.registerGradient({
+    kernelName: 'Mean',
+    inputsToSave: core.inputsToSave,
+    gradFunc: (dy, saved, attrs) => {
+      const [x] = saved;
+      if (tf.getBackend() !== BACKEND || wasmKernelOptions.meanGrad !== 'tile' || x.dtype !== 'float32') return core.gradFunc(dy, saved, attrs);
+      const axes = tf.util.parseAxisParam((attrs as { axis: number | number[] }).axis, x.shape);
+      const expanded = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+      const reps = x.shape.map((d, i) => (axes.includes(i) ? d : 1));
+      const size = axes.reduce((p, a) => p * x.shape[a], 1);
+      return { x: () => tf.tile(tf.div(tf.reshape(dy as tf.Tensor, expanded), size), reps) };
+    },
+    [MARK]: true,
+  } as tf.GradConfig);
+}
+
+/** Our kernel for ReLU6's gradient on wasm (a name of our own: tfjs has no such kernel). */
+const RELU6_GRAD = 'TlwbRelu6Grad';
+
+/** dy·(step(x) - step(x - 6)) in one SIMD pass: the same bits as the five kernels (two Steps, two Subs, a Multiply) it replaces. */
+function relu6Grad(args: KernelArgs): TensorInfo {
+  const backend = args.backend as WasmBackend;
+  const { dy, x } = args.inputs as { dy: TensorInfo; x: TensorInfo };
+  const simd = simdKernelsFor(backend);
+  if (!simd) throw new Error(`wasm training kernels: ${RELU6_GRAD} needs the SIMD kernels, which did not load on this heap`);
+  const out = backend.makeOutput(x.shape, 'float32');
+  const n = tf.util.sizeFromShape(x.shape);
+  simd.relu6Grad(backend.typedArrayFromHeap(dy).byteOffset, backend.typedArrayFromHeap(x).byteOffset, backend.typedArrayFromHeap(out).byteOffset, n);
+  return out;
+}
+
+/**
+ * FusedBatchNorm with per-channel terms (what tfjs-layers passes) by the SIMD kernel: the shipped
+ * kernel runs one scalar element at a time with a division each (8.5% of a 128 px MobileNet step).
+ * Its C source's arithmetic four lanes at a time; the shipped binary rounds some results one bit
+ * differently (tests bound it). Other shapes use the shipped kernel.
+ */
+function fusedBatchNorm(args: KernelArgs): TensorInfo {
+  const backend = args.backend as WasmBackend;
+  const { x, mean, variance, offset, scale } = args.inputs as Record<string, TensorInfo | undefined>;
+  const simd = wasmKernelOptions.simd ? simdKernelsFor(backend) : undefined;
+  const c = x?.shape[x.shape.length - 1] ?? 0;
+  const perChannel = [mean, variance, offset, scale].every((t) => t && t.dtype === 'float32' && tf.util.sizeFromShape(t.shape) === c);
+  if (!simd || !x || x.dtype !== 'float32' || !perChannel || c === 0) return fallback('FusedBatchNorm', args);
+  const out = backend.makeOutput(x.shape, 'float32');
+  const nf = backend.makeOutput([c], 'float32');
+  try {
+    const at = (t: TensorInfo) => backend.typedArrayFromHeap(t).byteOffset;
+    const eps = (args.attrs?.varianceEpsilon as number | undefined) ?? 0.001;
+    simd.batchNorm(at(x), at(out), tf.util.sizeFromShape(x.shape) / c, c, at(mean!), at(variance!), at(scale!), at(offset!), eps, at(nf));
+  } finally {
+    backend.disposeData(nf.dataId);
+  }
+  return out;
+}
+
+/**
+ * Whether `t` shares its data with a variable: the tape saves clones of a kernel's inputs, so a
+ * moving statistic arrives here as a clone of the variable (same dataId), not the variable itself.
+ */
+function holdsVariableData(t: tf.Tensor): boolean {
+  const variables = (tf.engine().state as unknown as { registeredVariables: Record<string, tf.Variable> }).registeredVariables;
+  for (const name in variables) if (variables[name].dataId === t.dataId) return true;
+  return false;
 }
 
 /**
@@ -674,6 +856,20 @@ function registerBatchNormGradient(): void {
       const g = dy as tf.Tensor;
       const epsilon = (attrs as { varianceEpsilon: number }).varianceEpsilon;
       const axes = x.shape.slice(0, -1).map((_, i) => i);
+      if (wasmKernelOptions.batchNormGrad === 'lazy' && holdsVariableData(mean) && holdsVariableData(variance)) {
+        // Inference mode (moving statistics, e.g. frozen BatchNormalization): nothing trains the
+        // statistics, so only x's, scale's and offset's derivatives can be asked for, and each needs a
+        // different per-channel sum. Computing each inside its own derivative (tfjs calls only those
+        // of inputs that lead to the trained variables) skips the two sums and their two full-size
+        // passes entirely when gamma and beta are frozen too - the same values, fewer passes.
+        return {
+          x: () => tf.mul(g, tf.mul(scale, tf.rsqrt(tf.add(variance, epsilon)))),
+          mean: () => tf.mul(tf.neg(tf.mul(scale, tf.rsqrt(tf.add(variance, epsilon)))), tf.sum(g, axes)),
+          variance: () => tf.mul(tf.mul(tf.mul(tf.pow(tf.rsqrt(tf.add(variance, epsilon)), 3), -0.5), scale), tf.sum(tf.mul(g, tf.sub(x, mean)), axes)),
+          scale: () => tf.mul(tf.sum(tf.mul(g, tf.sub(x, mean)), axes), tf.rsqrt(tf.add(variance, epsilon))),
+          offset: () => tf.sum(g, axes),
+        };
+      }
       // The per-channel terms, computed once here: tensors made inside one derivative's function are
       // disposed when it returns. Only these three [C] tensors outlive the tidy (until the backward pass ends).
       const { rsqrt, sumDy, sumDyXc } = tf.tidy(() => ({
@@ -699,6 +895,9 @@ const KERNELS: { kernelName: string; kernelFunc: (args: KernelArgs) => TensorInf
   { kernelName: 'DepthwiseConv2dNativeBackpropFilter', kernelFunc: depthwiseBackpropFilter },
   { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: depthwiseBackpropInput },
   { kernelName: 'Tile', kernelFunc: tile },
+  { kernelName: 'Transpose', kernelFunc: transpose },
+  { kernelName: 'FusedBatchNorm', kernelFunc: fusedBatchNorm },
+  { kernelName: RELU6_GRAD, kernelFunc: relu6Grad },
   { kernelName: 'Identity', kernelFunc: identity },
   { kernelName: 'Sum', kernelFunc: (args) => reduceLeading('Sum', args) },
   { kernelName: 'Mean', kernelFunc: (args) => reduceLeading('Mean', args) },
@@ -711,6 +910,7 @@ const KERNELS: { kernelName: string; kernelFunc: (args: KernelArgs) => TensorInf
 export function registerWasmTrainingKernels(): void {
   registerRelu6Gradient();
   registerBatchNormGradient();
+  registerMeanGradient();
   for (const { kernelName, kernelFunc } of KERNELS) {
     const existing = tf.getKernel(kernelName, BACKEND) as (tf.KernelConfig & { [MARK]?: true }) | undefined;
     if (existing?.[MARK]) continue;
@@ -725,4 +925,4 @@ export function registerWasmTrainingKernels(): void {
 }
 
 /** The formulations above as plain functions, for tests and benchmarks. */
-export const wasmTrainingKernels = { conv2DBackpropFilter, conv2DBackpropInput, depthwiseBackpropFilter, depthwiseBackpropInput, tile, identity, reduceLeading };
+export const wasmTrainingKernels = { conv2DBackpropFilter, conv2DBackpropInput, depthwiseBackpropFilter, depthwiseBackpropInput, tile, transpose, fusedBatchNorm, relu6Grad, identity, reduceLeading };

@@ -8,8 +8,9 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { registerWasmTrainingKernels, wasmKernelOptions } from '../../src/backend/wasm-kernels';
+import { registerWasmTrainingKernels, simplifyPermutation, wasmKernelOptions } from '../../src/backend/wasm-kernels';
 import { Random } from '../../src/random';
+import { simdKernelsFor } from '../../src/backend/wasm/simd-kernels';
 
 const TOLERANCE = 1e-4;
 
@@ -114,6 +115,41 @@ test('Tile on wasm matches cpu (block copies on every axis)', async () => {
   await tf.setBackend('cpu');
 });
 
+test('Transpose on wasm (SIMD kernel) gives exactly the cpu backend\'s values, for every permutation kind the kernels use', async () => {
+  const rng = new Random(11);
+  const cases: [number[], number[]][] = [
+    [[70, 45], [1, 0]], // 2-D, sizes not multiples of the 32 tile
+    [[3, 33, 65], [0, 2, 1]], // batched 2-D
+    [[5, 7, 3, 4], [1, 3, 0, 2]], // the depthwise filter gradient's phases, stride 2
+    [[6, 1, 5, 4], [1, 3, 0, 2]], // ... and stride 1 (a size-1 axis: a 2-D transpose after merging)
+    [[4, 3, 5, 2], [1, 0, 2, 3]], // innermost axes unchanged: row copies
+    [[2, 3, 4, 5], [3, 2, 1, 0]],
+    [[2, 3, 4, 5, 3], [0, 4, 2, 1, 3]],
+    [[1, 1, 7], [2, 0, 1]],
+    [[9], [0]],
+    [[2, 1, 3], [1, 0, 2]],
+  ];
+  for (const [shape, perm] of cases) {
+    const data = randomArray(rng, tf.util.sizeFromShape(shape));
+    const run = () => tf.tidy(() => tf.transpose(tf.tensor(data, shape), perm));
+    assert.deepEqual(await onBackend('wasm', run), await onBackend('cpu', run), `transpose ${JSON.stringify(shape)} by ${JSON.stringify(perm)}`);
+  }
+  await tf.setBackend('wasm');
+  assert.ok(simdKernelsFor(tf.backend()), 'the SIMD kernels load on this wasm heap (else Transpose falls back to the shipped kernel)');
+  const ints = tf.transpose(tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3], 'int32'));
+  assert.deepEqual(Array.from(await ints.data()), [1, 4, 2, 5, 3, 6]);
+  assert.equal(ints.dtype, 'int32');
+  ints.dispose();
+  await tf.setBackend('cpu');
+});
+
+test('simplifyPermutation drops size-1 axes and merges axes that stay neighbours', () => {
+  assert.deepEqual(simplifyPermutation([6, 1, 5, 4], [1, 3, 0, 2]), { shape: [30, 4], perm: [1, 0] });
+  assert.deepEqual(simplifyPermutation([4, 3, 5, 2], [1, 0, 2, 3]), { shape: [4, 3, 10], perm: [1, 0, 2] });
+  assert.deepEqual(simplifyPermutation([2, 3, 4], [0, 1, 2]), { shape: [24], perm: [0] });
+  assert.deepEqual(simplifyPermutation([5, 7, 3, 4], [1, 3, 0, 2]), { shape: [5, 7, 3, 4], perm: [1, 3, 0, 2] });
+});
+
 test('Identity on wasm shares data safely: a clone outlives its source', async () => {
   await tf.setBackend('wasm');
   const a = tf.tensor1d([1, 2, 3]);
@@ -178,13 +214,15 @@ for (const c of depthwiseCases) {
       tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy: tf.tensor(dyData, dyShape), filter: tf.tensor(wData, filterShape) }, { ...attrs, inputShape: xShape } as never) as tf.Tensor);
     const before = tf.memory().numTensors;
     const expectedFilterGrad = await onBackend('cpu', filterGrad);
-    // Every formulation: 3x3 taps in one pass, phased dot products tap by tap (multiplier 1), the direct pass (any multiplier).
-    for (const formulation of ['auto', 'phased', 'direct'] as const) {
+    // Every formulation: 3x3 taps in one pass (SIMD dot products, and the JS loop), phased dot products tap by tap (multiplier 1), the direct pass (any multiplier).
+    for (const [formulation, simd] of [['auto', true], ['auto', false], ['phased', true], ['direct', true]] as const) {
       wasmKernelOptions.depthwiseFilterGrad = formulation;
+      wasmKernelOptions.simd = simd;
       try {
-        assertClose(await onBackend('wasm', filterGrad), expectedFilterGrad, `depthwise filter gradient (${formulation}) ${label}`);
+        assertClose(await onBackend('wasm', filterGrad), expectedFilterGrad, `depthwise filter gradient (${formulation}${simd ? '' : ', JS'}) ${label}`);
       } finally {
         wasmKernelOptions.depthwiseFilterGrad = 'auto';
+        wasmKernelOptions.simd = true;
       }
     }
     assertClose(await onBackend('wasm', inputGrad), await onBackend('cpu', inputGrad), `depthwise input gradient ${label}`);
@@ -198,5 +236,63 @@ test('depthwise gradients on wasm refuse dilation > 1 with a clear error', async
   const dy = tf.zeros([1, 2, 2, 2]);
   assert.throws(() => tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { strides: [1, 1], pad: 'valid', dilations: [2, 2], filterShape: [3, 3, 2, 1] } as never), /depthwise gradients need dilation 1/);
   tf.dispose([x, dy]);
+  await tf.setBackend('cpu');
+});
+
+/** Runs fn on wasm with the SIMD kernels on and off: both results, to be compared bit for bit. */
+async function simdOnOff(fn: () => tf.Tensor): Promise<[Float32Array, Float32Array]> {
+  const on = await onBackend('wasm', fn);
+  wasmKernelOptions.simd = false;
+  try {
+    return [on, await onBackend('wasm', fn)];
+  } finally {
+    wasmKernelOptions.simd = true;
+  }
+}
+
+test('FusedBatchNorm on wasm (SIMD) is within a rounding of the shipped kernel, and matches cpu', async () => {
+  const rng = new Random(21);
+  for (const shape of [[2, 3, 4, 5], [3, 4, 4, 8], [1, 7, 3, 48], [6, 13]] as number[][]) {
+    const c = shape[shape.length - 1];
+    const x = randomArray(rng, tf.util.sizeFromShape(shape)).map((v) => 3 * v);
+    const [mean, offset] = [randomArray(rng, c), randomArray(rng, c)];
+    const variance = randomArray(rng, c).map((v) => v * v + 0.01);
+    const scale = randomArray(rng, c).map((v) => v + 1.5);
+    const run = () => tf.tidy(() => tf.batchNorm(tf.tensor(x, shape), tf.tensor1d(mean), tf.tensor1d(variance), tf.tensor1d(offset), tf.tensor1d(scale), 1e-3));
+    const [simd, shipped] = await simdOnOff(run);
+    // The shipped binary's rounding is not quite its C source's (offset + (x - mean)·scale / sqrt(variance + eps),
+    // which the SIMD kernel follows lane by lane): some results differ in the last bit.
+    for (let i = 0; i < simd.length; i++) {
+      assert.ok(Math.abs(simd[i] - shipped[i]) <= 2.5e-7 * Math.max(1, Math.abs(shipped[i])), `batch norm ${shape} [${i}]: SIMD ${simd[i]} vs shipped ${shipped[i]}`);
+    }
+    assertClose(simd, await onBackend('cpu', run), `batch norm ${shape} against cpu`);
+  }
+  await tf.setBackend('cpu');
+});
+
+test('ReLU6\'s gradient on wasm (one SIMD pass) gives the bits of tfjs\' dy·(step(x) - step(x - 6)), NaN and infinities included', async () => {
+  const rng = new Random(22);
+  const special = [0, -0, 6, 6.0000005, 5.9999995, 1e-30, -1e-30, Infinity, -Infinity, NaN, 3, -3, 7];
+  const x = new Float32Array(203).map((_, i) => (i < special.length ? special[i] : 8 * rng.next() - 1));
+  const dy = randomArray(rng, x.length).map((v, i) => (i === 20 ? NaN : i === 21 ? Infinity : v));
+  const grad = () => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.relu6(t))(tf.tensor(x, [7, 29]), tf.tensor(dy, [7, 29])));
+  const [simd, composed] = await simdOnOff(grad);
+  assert.deepEqual(simd, composed, 'SIMD and composed ReLU6 gradients differ');
+  await tf.setBackend('cpu');
+});
+
+test('Mean\'s gradient on wasm (dy / size tiled) gives the bits of tfjs-core\'s broadcasting multiply, for global pooling and other axes', async () => {
+  const rng = new Random(23);
+  for (const [shape, axes] of [[[4, 5, 5, 12], [1, 2]], [[3, 7, 2], [0]], [[6, 9], [1]], [[2, 3, 4], [0, 1, 2]]] as [number[], number[]][]) {
+    const x = randomArray(rng, tf.util.sizeFromShape(shape));
+    const outShape = shape.filter((_, i) => !axes.includes(i));
+    const dy = randomArray(rng, tf.util.sizeFromShape(outShape)).map((v) => v * 3);
+    const grad = () => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.mean(t, axes))(tf.tensor(x, shape), tf.tensor(dy, outShape)));
+    const tiled = await onBackend('wasm', grad);
+    wasmKernelOptions.meanGrad = 'core';
+    const composed = await onBackend('wasm', grad).finally(() => { wasmKernelOptions.meanGrad = 'tile'; });
+    assert.deepEqual(tiled, composed, `mean gradient ${shape} over ${axes}`);
+    assertClose(tiled, await onBackend('cpu', grad), `mean gradient ${shape} over ${axes} against cpu`);
+  }
   await tf.setBackend('cpu');
 });

@@ -8,7 +8,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { registerWasmTrainingKernels } from '../../src/backend/wasm-kernels';
+import { registerWasmTrainingKernels, wasmKernelOptions } from '../../src/backend/wasm-kernels';
 
 const TOLERANCE = 1e-3;
 
@@ -194,5 +194,45 @@ test('FusedBatchNorm gradients on wasm (per-channel terms reduced first) match c
     for (let i = 0; i < cpu[k].length; i++) worst = Math.max(worst, Math.abs(wasm[k][i] - cpu[k][i]));
     assert.ok(scaleOf > 0 && worst <= 1e-4 * scaleOf, `${name}: max |wasm - cpu| ${worst} of ${scaleOf}`);
   });
+  await tf.setBackend('cpu');
+});
+
+test('FusedBatchNorm gradients with moving statistics (frozen batch norm): each derivative alone, all five, match cpu; the lazy and eager forms give the same bits', async () => {
+  const shape: [number, number, number, number] = [2, 4, 3, 5];
+  const x = new Float32Array(2 * 4 * 3 * 5).map((_, i) => 1.5 * Math.sin(i * 0.43) + 0.3);
+  const stats = { mean: new Float32Array(5).map((_, i) => 0.2 - 0.1 * i), variance: new Float32Array(5).map((_, i) => 0.4 + 0.3 * i), scale: new Float32Array(5).map((_, i) => 0.9 - 0.1 * i), offset: new Float32Array(5).map((_, i) => 0.02 * i) };
+  const weights = new Float32Array(x.length).map((_, i) => Math.cos(i * 0.29));
+  const names = ['x', 'mean', 'variance', 'scale', 'offset'] as const;
+  // Moving statistics are variables (as tfjs-layers passes them in inference mode); `wanted` picks which ones are differentiated.
+  const grads = async (backend: string, wanted: readonly (typeof names)[number][]) => {
+    await tf.setBackend(backend);
+    const v = {
+      x: tf.variable(tf.tensor4d(x, shape), true, `bn-x-${backend}-${wanted.join('')}`),
+      mean: tf.variable(tf.tensor1d(stats.mean), true, `bn-mean-${backend}-${wanted.join('')}`),
+      variance: tf.variable(tf.tensor1d(stats.variance), true, `bn-var-${backend}-${wanted.join('')}`),
+      scale: tf.variable(tf.tensor1d(stats.scale), true, `bn-scale-${backend}-${wanted.join('')}`),
+      offset: tf.variable(tf.tensor1d(stats.offset), true, `bn-offset-${backend}-${wanted.join('')}`),
+    };
+    const w = tf.tensor4d(weights, shape);
+    const { value, grads: g } = tf.variableGrads(() => tf.sum(tf.mul(tf.batchNorm(v.x, v.mean, v.variance, v.offset, v.scale, 1e-3), w)) as tf.Scalar, wanted.map((n) => v[n]));
+    const out: Record<string, Float32Array> = {};
+    for (const n of wanted) out[n] = (await g[v[n].name].data()) as Float32Array;
+    tf.dispose([value, w, ...Object.values(g), ...Object.values(v)]);
+    return out;
+  };
+  for (const wanted of [['x'], ['scale'], ['offset'], names] as const) {
+    const cpu = await grads('cpu', wanted);
+    const lazy = await grads('wasm', wanted);
+    wasmKernelOptions.batchNormGrad = 'eager';
+    const eager = await grads('wasm', wanted).finally(() => { wasmKernelOptions.batchNormGrad = 'lazy'; });
+    for (const n of wanted) {
+      let scaleOf = 0;
+      let worst = 0;
+      for (const c of cpu[n]) scaleOf = Math.max(scaleOf, Math.abs(c));
+      for (let i = 0; i < cpu[n].length; i++) worst = Math.max(worst, Math.abs(lazy[n][i] - cpu[n][i]));
+      assert.ok(scaleOf > 0 && worst <= 1e-4 * scaleOf, `${n} (asked: ${wanted.join(', ')}): max |wasm - cpu| ${worst} of ${scaleOf}`);
+      assert.deepEqual(lazy[n], eager[n], `${n}: lazy and eager per-channel sums give the same values`);
+    }
+  }
   await tf.setBackend('cpu');
 });
