@@ -81,6 +81,25 @@ const jupyterPython = findJupyterPython();
 const noJupyter = !process.env.CI && jupyterPython === null && 'no Python with Jupyter (nbconvert, the Notebook server)';
 const noChromium = !findChromium() && 'no Chromium (apt-get install chromium, or set CHROMIUM_PATH)';
 
+interface CellOutput {
+  output_type: string;
+  text?: string | string[];
+  data?: Record<string, string | string[]>;
+  metadata?: { tlwb?: { run?: unknown } };
+}
+interface CodeCell {
+  source: string | string[];
+  outputs: CellOutput[];
+}
+
+/** The plain text of a stream or a text-only result (null for tables, charts and images). */
+function outputText(o: CellOutput): string | null {
+  const join = (v: string | string[]) => (Array.isArray(v) ? v.join('') : v);
+  if (o.output_type === 'stream' && o.text !== undefined) return join(o.text);
+  if (o.data && Object.keys(o.data).every((k) => k === 'text/plain')) return join(o.data['text/plain']);
+  return null;
+}
+
 test('npm start -- --profile smoke with Node alone: five notebooks executed, valid nbformat 4, the test accuracy and a report', { skip: noData }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-smoke-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -110,6 +129,17 @@ test('npm start -- --profile smoke with Node alone: five notebooks executed, val
     const nb = JSON.parse(fs.readFileSync(file, 'utf8'));
     const code = nb.cells.filter((c: { cell_type: string }) => c.cell_type === 'code');
     assert.deepEqual(code.map((c: { execution_count: number }) => c.execution_count), code.map((_: unknown, i: number) => i + 1), `${f}: every code cell ran, in order`);
+    // Issue 20: a cell ends in a table, a chart or a sentence, never in a raw object or array dump.
+    for (const [i, c] of (code as CodeCell[]).entries()) {
+      const texts = c.outputs.map(outputText);
+      if (texts.length === 1 && texts[0] !== null && /^\s*[[{]/.test(texts[0])) {
+        assert.fail(`${f}: code cell ${i + 1} ends in an object dump:\n${c.source}\n---\n${texts[0].slice(0, 400)}`);
+      }
+    }
+    // Issue 29: the session line records the run it works in, and it is this run.
+    const runs = (code as CodeCell[]).flatMap((c) => c.outputs.map((o) => o.metadata?.tlwb?.run).filter((v): v is string => typeof v === 'string'));
+    assert.ok(runs.length > 0, `${f}: no output carries the run in its metadata`);
+    assert.deepEqual([...new Set(runs)], [path.basename(runDir)], `${f}: outputs name the run they were made in`);
   }
 
   // nbclient (Jupyter's own executor, via nbconvert) on the same notebook makes outputs of the same
