@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from '../config';
-import type { ImageSet } from '../data/types';
+import type { Dataset, ImageSet } from '../data/types';
 import { preprocess } from '../preprocess/preprocess';
 import { buildModel, BuiltModel } from './build';
 import { countParams, leafLayers } from './freeze';
@@ -89,4 +89,14 @@ export async function imagenetCheck(
     ? `labels: ImageNet class names in ${order} order`
     : 'a custom backbone: classes shown as output indices';
   return { rows, note, items };
+}
+
+/**
+ * imagenetCheck on the first `n` images of a data set's test images, or of its training images when
+ * it has none (an image folder without a test/ split).
+ */
+export function imagenetCheckSample(cfg: ModelConfig, ds: Pick<Dataset, 'train' | 'test' | 'classes'>, n = 8): Promise<ImagenetCheck> {
+  const set = ds.test ?? ds.train;
+  const indices = Array.from({ length: Math.min(n, set.count) }, (_, i) => i);
+  return imagenetCheck(cfg, set, indices, { classNames: ds.classes });
 }

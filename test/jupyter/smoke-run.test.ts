@@ -218,3 +218,36 @@ test('npm start -- --profile smoke with Node alone: five notebooks executed, val
     }
   });
 });
+
+const darknet = process.env.DARKNET_TINY_DIR || path.resolve(projectRoot, '../shared/data/darknet-tiny');
+const noDarknet = !fs.existsSync(path.join(darknet, 'model.json')) && `no Darknet-Tiny model in ${darknet} (set DARKNET_TINY_DIR)`;
+
+test("the README's own-photos command: npm start on a folder of photos (sizes, formats, no test split) runs the five notebooks for its classes", { skip: noDarknet }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-photos-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const sharp = (await import('sharp')).default;
+  const colours: Record<string, [number, number, number]> = { red: [200, 30, 30], green: [30, 170, 40], blue: [30, 40, 200] };
+  const formats = ['jpeg', 'png', 'webp'] as const;
+  for (const [name, rgb] of Object.entries(colours)) {
+    fs.mkdirSync(path.join(dir, 'photos', name), { recursive: true });
+    for (let i = 0; i < 12; i++) {
+      const [w, h] = [120 + 37 * i, 300 - 11 * i];
+      const grey = 90 + 13 * i;
+      const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"><rect width="100%" height="100%" fill="rgb(${grey},${grey},${grey})"/><ellipse cx="${w / 2}" cy="${h / 2}" rx="${w / 3}" ry="${h / 3}" fill="rgb(${rgb.join(',')})"/></svg>`;
+      const format = formats[i % formats.length];
+      await sharp(Buffer.from(svg)).toFormat(format).toFile(path.join(dir, 'photos', name, `${i}.${format === 'jpeg' ? 'jpg' : format}`));
+    }
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env, TLWB_DATA_DIR: path.join(dir, 'data'), JUPYTER_DATA_DIR: path.join(dir, 'jupyter'), TLWB_PROFILE: '' };
+  const args = ['run', '--profile', 'smoke', '--set', 'data.source=folder', '--set', `data.dir=${path.join(dir, 'photos')}`, '--set', 'data.imageSize=64', '--quiet'];
+  const r = spawnSync(process.execPath, [path.join(distSrc, 'cli.js'), ...args], { encoding: 'utf8', env, timeout: 600_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^test accuracy \d+\.\d% on \d+ test images/m);
+  const runDir = /^run folder: (.+)$/m.exec(r.stdout)?.[1];
+  assert.ok(runDir, r.stdout);
+  const model = JSON.parse(fs.readFileSync(path.join(runDir, 'notebooks', '03-model.ipynb'), 'utf8'));
+  const text = model.cells.flatMap((c: CodeCell) => (c.outputs ?? []).map(outputText)).join('\n');
+  assert.match(text, /labels: /, 'the ImageNet sanity check ran on the training images (no test split)');
+  const summary = JSON.parse(fs.readFileSync(path.join(runDir, 'train-summary.json'), 'utf8'));
+  assert.deepEqual(summary.trainPerClass.length, 3, 'a three-class head');
+});
