@@ -10,12 +10,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
-import * as net from 'node:net';
-import { spawn, spawnSync, ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { projectRoot } from '../../src/config';
 import { findChromium, launchChromium } from '../../src/results/browser';
 import { ensureKernel, findJupyterPython, jupyterEnv } from '../../src/jupyter/kernel';
 import { distSrc, notebookSchemaErrors } from './helpers';
+import { freePort, stopServer, waitForServer } from '../server-helpers';
 
 const cifar = process.env.CIFAR10_DIR || path.resolve(projectRoot, '../shared/data/cifar-10-batches-bin');
 const noData = !fs.existsSync(path.join(cifar, 'data_batch_1.bin')) && `no CIFAR-10 binary batches in ${cifar} (set CIFAR10_DIR)`;
@@ -33,40 +33,6 @@ function outputKinds(file: string): string[] {
       }
       return kinds.join(' ');
     });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-async function waitForServer(url: string, child: ChildProcess, log: () => string, seconds: number): Promise<void> {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`npm run notebook exited (${child.exitCode}):\n${log()}`);
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`the notebook server did not answer ${url} within ${seconds} s:\n${log()}`);
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => (clearTimeout(kill), resolve()));
-    child.kill('SIGTERM'); // serve.js passes it on; the server shuts its kernels down
-  });
 }
 
 /** nbformat's own check, as the Notebook server makes it when it opens a notebook. */
@@ -214,7 +180,7 @@ test('npm start -- --profile smoke with Node alone: five notebooks executed, val
       await context.close();
     } finally {
       await browser.close();
-      await stop(server);
+      await stopServer(server);
     }
   });
 });

@@ -6,16 +6,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
-import { spawn, spawnSync, ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { projectRoot } from '../../src/config';
 import { findChromium, inspectPage, inspectRendered, launchChromium, reportProblems } from '../../src/results/browser';
 import { writeReport } from '../../src/results/report';
 import { makeFixtureRun, makeHostileRun, HOSTILE_CLASSES, tinyPngBase64 } from './fixtures';
 import { ensureKernel, jupyterEnv } from '../../src/jupyter/kernel';
+import { freePort, stopServer, waitForServer } from '../server-helpers';
 
 const chromium = findChromium();
 const noChromium = chromium ? false : 'no Chromium (apt-get install chromium chromium-driver, or set CHROMIUM_PATH)';
@@ -116,45 +116,6 @@ test('reportProblems names what a reader would miss', () => {
     ['the page opened 1 dialog(s) (a script ran): alert: 1', '1 element(s) could run script: <img onerror>'],
   );
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-async function waitForServer(url: string, child: ChildProcess, log: () => string, seconds: number): Promise<void> {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the notebook server exited (${child.exitCode}):\n${log()}`);
-    try {
-      const r = await fetch(url);
-      if (r.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`the notebook server did not answer ${url} within ${seconds} s:\n${log()}`);
-}
-
-function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    // SIGTERM lets the server shut its kernels down before it exits.
-    child.kill('SIGTERM');
-  });
-}
 
 const python = '/usr/bin/python3';
 const hasNotebook = fs.existsSync(python) && spawnSync(python, ['-c', 'import notebook, nbconvert'], { stdio: 'ignore' }).status === 0;
