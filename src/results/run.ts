@@ -83,6 +83,12 @@ export async function evaluateRun(s: { profile: Profile; runDir: string }, opts:
   }
 }
 
+/** One sentence for an evaluateRun result: what was scored, how, and in how long (notebook 05's cell). */
+export function describeRunEvaluation(r: Pick<RunEvaluation, 'test' | 'testSource' | 'mode' | 'evaluation'>): string {
+  const tta = r.evaluation.tta ? ', with and without flip TTA' : '';
+  return `scored ${r.test.count.toLocaleString('en-US')} images of the ${r.testSource} ('${r.mode}' preprocessing${tta}) in ${r.evaluation.seconds.toFixed(1)} s`;
+}
+
 /** Writes <runDir>/evaluation.json (atomically) and returns its path. */
 export function saveEvaluation(runDir: string, summary: EvaluationSummary): string {
   const file = path.join(runDir, 'evaluation.json');
