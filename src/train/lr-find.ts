@@ -19,7 +19,7 @@ import { VEGA_LITE_SCHEMA, type VegaLiteSpec } from '../display';
 import { Random } from '../random';
 import { snapshotWeights, stableWeights, type TrainableModel } from '../model/split';
 import { installTrainingSwitch } from '../model/training-mode';
-import { fitPhase, type BatchStream, type Callback, type FitState, type PhaseRun, type StepLogs } from './loop';
+import { FitState, fitPhase, type BatchStream, type Callback, type PhaseRun, type StepLogs } from './loop';
 import type { BatchRow } from './history';
 import { createProgress, type ProgressMode } from './progress';
 import { freshState, preparePhase, type ImageBatchSource } from './trainer';
@@ -148,7 +148,7 @@ class LrSweep implements Callback {
       if (smoothed > this.stopFactor * this.min) this.stopped = `the smoothed loss passed ${this.stopFactor} x its minimum`;
       else if (n >= this.iterations) this.stopped = `${this.iterations} batches`;
     }
-    if (this.stopped) s.stopRun = this.stopped;
+    if (this.stopped) s.stop('run', this.stopped);
   }
 }
 
@@ -202,11 +202,7 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
       lrAt: rate,
       valBatches: undefined as (() => BatchStream) | undefined,
     };
-    const state: FitState = {
-      train: { ...freshState(profile, s.backend), phaseIndex: p, rngState: rng.state },
-      rng,
-      dropRng: new Random(profile.train.seed ^ 0x5eed),
-    };
+    const state = new FitState({ ...freshState(profile, s.backend), phaseIndex: p, rngState: rng.state }, rng, new Random(profile.train.seed ^ 0x5eed));
     try {
       progress.message(`lr-find: phase '${phase.name}', lr ${minLr} to ${maxLr} over at most ${iterations} batches`);
       await fitPhase(sweepRun, state, [sweep]);

@@ -24,7 +24,7 @@ import { HISTORY_FILES, type EpochRow } from './history';
 import { findCheckpoint, removeStaleTemporaries, latestCheckpoint, type PhaseDecision, type TrainState } from './checkpoint';
 import type { Progress } from './progress';
 import { cacheKey, computeFeatures, contentHash, featureBatches, readCache, roundTrip, weightsHash, writeCache, type CachedFeatures, type FeatureDtype, type FeatureExtractor } from './feature-cache';
-import { balancedClassWeights, crossEntropy, fitPhase, type Batch, type BatchStream, type Callback, type FitState, type PhaseRun } from './loop';
+import { balancedClassWeights, crossEntropy, FitState, fitPhase, type Batch, type BatchStream, type Callback, type PhaseRun } from './loop';
 import { Checkpointing, resumeFromCheckpoint, type Resumed } from './callbacks/checkpointing';
 import { EarlyStopping } from './callbacks/early-stopping';
 import { BestWeights } from './callbacks/best-weights';
@@ -77,7 +77,7 @@ export interface LoopContext {
 export interface LoopOutcome {
   state: TrainState;
   interrupted: boolean;
-  /** What stopped the run early (a callback's s.stopRun), when something did. */
+  /** What stopped the run early (a callback's s.stop('run', reason)), when something did. */
   stopReason?: string;
   resumedFrom?: string;
   /** Checkpoints (and pointers) the resume skipped as broken, with the reason. */
@@ -304,14 +304,14 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   const { state, resumed, skipped } = openRun(ctx, stableWeights(built.model));
   let resumeOptimizer = resumed?.optimizer;
   const wallBefore = state.wallSeconds;
-  const s: FitState = { train: state, rng: new Random(state.rngState), dropRng: new Random(state.dropoutRngState) };
+  const s = new FitState(state);
   writeTrainState(runDir, 'running');
   const rb = profile.train.restoreBestWeights;
   const best = rb ? new BestWeights(rb.monitor, () => stableWeights(built.model), progress) : undefined;
   best?.restoreCopy(resumed?.best);
   const callbacks = standardCallbacks(ctx, state, best, () => wallBefore + (Date.now() - processStart) / 1000);
   try {
-    for (let p = state.phaseIndex; p < phases.length && !s.stopRun; p++) {
+    for (let p = state.phaseIndex; p < phases.length && !s.runStopped; p++) {
       const phase = phases[p];
       if (p === state.phaseIndex && state.phaseFinished) continue; // finished at the checkpoint: go on with the next
       if (state.phaseIndex !== p) Object.assign(state, { phaseIndex: p, phaseEpoch: 0, phaseFinished: false, early: { best: null, bad: 0 } });
@@ -319,7 +319,7 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
       const decision = state.decisions[p]!;
       if (!decision.run) {
         progress.message(`phase '${phase.name}' skipped: ${decision.reason}`);
-        state.phaseFinished = true;
+        s.stop('phase', `skipped: ${decision.reason}`);
         continue;
       }
       if (phase.runIf) progress.message(`phase '${phase.name}' runs: ${decision.reason}`);
@@ -331,7 +331,6 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
           tf.dispose(resumeOptimizer.map((o) => o.tensor));
           resumeOptimizer = undefined;
         }
-        s.finishPhase = undefined;
         await fitPhase(run, s, callbacks);
       } finally {
         run.step.optimizer.optimizer.dispose();
@@ -347,8 +346,9 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   state.wallSeconds = wallBefore + (Date.now() - processStart) / 1000;
   const last = phases.length - 1;
   const complete = state.phaseIndex >= last && (state.phaseFinished || phases[last].epochs === 0);
-  const stoppedAt = s.stopRun && state.partial ? { epoch: state.epoch + 1, batch: state.partial.step } : undefined;
-  const outcome = { state, interrupted: !!s.stopRun && !complete, stopReason: s.stopRun, resumedFrom: resumed?.from, skipped, stoppedAt };
-  if (outcome.interrupted) writeTrainState(runDir, 'interrupted', { epoch: state.epoch, message: s.stopRun });
+  const stopReason = s.runStopped;
+  const stoppedAt = stopReason && state.partial ? { epoch: state.epoch + 1, batch: state.partial.step } : undefined;
+  const outcome = { state, interrupted: !!stopReason && !complete, stopReason, resumedFrom: resumed?.from, skipped, stoppedAt };
+  if (outcome.interrupted) writeTrainState(runDir, 'interrupted', { epoch: state.epoch, message: stopReason });
   return outcome;
 }

@@ -53,7 +53,7 @@ export class BestWeights implements Callback {
       this.copy = snapshotWeights(this.weights());
       s.train.best = { value, epoch: row.epoch };
     }
-    const ending = s.train.phaseFinished || s.finishPhase !== undefined;
+    const ending = s.train.phaseFinished;
     if (ending && this.copy && s.train.best && s.train.best.epoch !== row.epoch) {
       this.copy.restore();
       this.progress.message(`phase '${run.phase.name}': restored the weights of epoch ${s.train.best.epoch} (best ${this.monitor} ${s.train.best.value})`);

@@ -34,7 +34,7 @@ export class Checkpointing implements Callback {
   onBatchEnd(run: PhaseRun, s: FitState, row: BatchRow): void {
     // Not after the epoch's last batch: its end-of-epoch checkpoint follows.
     const due = this.everyMinutes !== undefined && Date.now() - this.lastSave >= this.everyMinutes * 60_000;
-    if (due && row.step < run.stepsPerEpoch) s.saveEpoch = `every ${this.everyMinutes} minutes`;
+    if (due && row.step < run.stepsPerEpoch) s.pauseRequested = `every ${this.everyMinutes} minutes`;
   }
 
   onEpochPause(run: PhaseRun, s: FitState): Promise<void> {

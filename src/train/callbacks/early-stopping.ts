@@ -29,9 +29,9 @@ export class EarlyStopping implements Callback {
     if (improves(this.monitor, value, early.best)) s.train.early = { best: value, bad: 0 };
     else early.bad++;
     if (s.train.early.bad >= this.patience && !s.train.phaseFinished) {
-      s.finishPhase = `early stopping in phase '${run.phase.name}': ${this.monitor} did not improve for ${this.patience} epochs (best ${s.train.early.best})`;
-      s.train.phaseFinished = true;
-      this.progress.message(s.finishPhase);
+      const reason = `early stopping in phase '${run.phase.name}': ${this.monitor} did not improve for ${this.patience} epochs (best ${s.train.early.best})`;
+      s.stop('phase', reason);
+      this.progress.message(reason);
     }
   }
 }
