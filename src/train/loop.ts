@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Phase } from '../config';
 import { Random } from '../random';
 import type { BatchRow, EpochRow } from './history';
-import type { PhaseOptimizer } from './optimizer';
+import type { NamedTensor, PhaseOptimizer } from './optimizer';
 import type { PartialEpoch, TrainState } from './checkpoint';
 import { withSeededMathRandom } from './seeded';
 
@@ -161,8 +161,8 @@ export type StopScope = 'phase' | 'run';
 /** The mutable state of a run that callbacks read and update; the checkpoint stores its `train`. */
 export class FitState {
   /** Data order and augmentation; dropout. */
-  readonly rng: Random;
-  readonly dropRng: Random;
+  rng: Random;
+  dropRng: Random;
   /** Why and how far the run stops, once a callback called stop(). */
   stopped?: { scope: StopScope; reason: string };
   /** Set by a callback: pause after this batch for a mid-epoch checkpoint (periodic saves); not a stop. */
@@ -171,12 +171,19 @@ export class FitState {
   epochInProgress?: EpochProgress;
 
   constructor(
-    readonly train: TrainState,
+    public train: TrainState,
     rng?: Random,
     dropRng?: Random,
   ) {
     this.rng = rng ?? new Random(train.rngState);
     this.dropRng = dropRng ?? new Random(train.dropoutRngState);
+  }
+
+  /** Goes on from `train` (a resumed checkpoint's state), with its random states. */
+  startFrom(train: TrainState): void {
+    this.train = train;
+    this.rng = new Random(train.rngState);
+    this.dropRng = new Random(train.dropoutRngState);
   }
 
   /**
@@ -201,7 +208,26 @@ export interface EpochProgress extends Omit<PartialEpoch, 'seconds'> {
   rngStart: number;
 }
 
+/**
+ * What a callback keeps across a resume (Keras' BackupAndRestore collects it the same way): JSON,
+ * stored in the checkpoint's state under the callback's stateKey, and tensors, stored in <stateKey>.bin.
+ */
+export interface CallbackState {
+  json: unknown;
+  tensors?: NamedTensor[];
+}
+
 export interface Callback {
+  /** The key of this callback's state in a checkpoint; with state() and restore(), the checkpoint callback saves and restores it. */
+  readonly stateKey?: string;
+  /** This callback's state now, for a checkpoint. */
+  state?(): CallbackState;
+  /** Takes back a checkpoint's state (undefined: none stored); the tensors pass to this callback, which disposes them. */
+  restore?(json: unknown, tensors: tf.Tensor[] | undefined): void;
+  /** Before the first phase: the checkpoint callback resumes here (s.startFrom). */
+  onRunBegin?(s: FitState): void | Promise<void>;
+  /** After the last phase, a stop or an error: release what the callback holds. */
+  onRunEnd?(s: FitState): void | Promise<void>;
   onPhaseBegin?(run: PhaseRun, s: FitState): void | Promise<void>;
   onEpochBegin?(run: PhaseRun, s: FitState, epoch: number): void | Promise<void>;
   onBatchBegin?(run: PhaseRun, s: FitState, step: number): void | Promise<void>;
@@ -218,9 +244,9 @@ export interface Callback {
   onPhaseEnd?(run: PhaseRun, s: FitState): void | Promise<void>;
 }
 
-type Hook = 'onPhaseBegin' | 'onEpochBegin' | 'onBatchBegin' | 'onBatchEnd' | 'onValBatchEnd' | 'onEpochPause' | 'onEpochEnd' | 'onPhaseEnd';
+type Hook = 'onRunBegin' | 'onRunEnd' | 'onPhaseBegin' | 'onEpochBegin' | 'onBatchBegin' | 'onBatchEnd' | 'onValBatchEnd' | 'onEpochPause' | 'onEpochEnd' | 'onPhaseEnd';
 
-async function emit<H extends Hook>(callbacks: Callback[], hook: H, ...args: Parameters<NonNullable<Callback[H]>>): Promise<void> {
+export async function emit<H extends Hook>(callbacks: Callback[], hook: H, ...args: Parameters<NonNullable<Callback[H]>>): Promise<void> {
   for (const cb of callbacks) await (cb[hook] as ((...a: unknown[]) => unknown) | undefined)?.call(cb, ...args);
 }
 

@@ -24,7 +24,6 @@ import type { BatchRow } from './history';
 import { createProgress, type ProgressMode } from './progress';
 import { freshState, preparePhase, type ImageBatchSource } from './trainer';
 import { resumeFromCheckpoint } from './callbacks/checkpointing';
-import { latestCheckpoint, readCheckpointState } from './checkpoint';
 import { lockRunFolder } from './run-state';
 import { buildTrainModel, loadTrainData, loopContext, type TrainData } from './setup';
 
@@ -180,17 +179,22 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
     installTrainingSwitch(built.model);
     const weights = stableWeights(built.model);
     // The weights the phase starts from: the run's checkpoint up to that point; for phase 0 of a run
-    // past its start, the model as built (seeded, as the run began).
-    const last = latestCheckpoint(runDir);
-    const st = last ? readCheckpointState(last) : undefined;
-    const atStart = st && (st.phaseIndex < p || (st.phaseIndex === p && st.phaseEpoch === 0 && !st.partial) || (st.phaseIndex === p - 1 && st.phaseFinished));
-    if (st && (atStart || p > 0)) {
-      const resumed = resumeFromCheckpoint(runDir, weights);
-      if (resumed) {
-        tf.dispose([...(resumed.optimizer ?? []).map((o) => o.tensor), ...(resumed.best ?? [])]);
+    // past its start, the model as built (seeded, as the run began). The checkpoint is read (and its
+    // checksums verified) once.
+    const asBuilt = snapshotWeights(weights);
+    const resumed = resumeFromCheckpoint(runDir, weights);
+    if (resumed) {
+      tf.dispose([...(resumed.optimizer ?? []).map((o) => o.tensor), ...Object.values(resumed.tensors).flat()]);
+      const st = resumed.state;
+      const atStart = st.phaseIndex < p || (st.phaseIndex === p && st.phaseEpoch === 0 && !st.partial) || (st.phaseIndex === p - 1 && st.phaseFinished);
+      if (atStart || p > 0) {
         progress.message(`lr-find: starting from the weights of ${resumed.from}${atStart ? '' : ` (the run is past the start of phase ${p}: its latest weights)`}`);
+      } else {
+        asBuilt.restore();
+        progress.message(`lr-find: the run is past the start of phase 0: sweeping from the initial weights`);
       }
-    } else if (st) progress.message(`lr-find: the run is past the start of phase 0: sweeping from the initial weights`);
+    }
+    asBuilt.dispose();
     const saved = snapshotWeights(weights);
     const rng = new Random(profile.train.seed);
     const run = await preparePhase(loopContext(s, data, built, progress, { imageBatches: opts.imageBatches }), p, rng);
