@@ -46,7 +46,6 @@ export interface TrainState {
   batchRows: BatchRow[];
   /** Training seconds spent before this checkpoint, over all processes. */
   wallSeconds: number;
-  done: boolean;
   backend: string;
   /**
    * Set in a mid-epoch checkpoint: the epoch after `epoch` stopped after partial.step batches.
@@ -248,7 +247,7 @@ export async function saveCheckpoint(
   }
   fs.rmSync(finalDir, { recursive: true, force: true });
   fs.renameSync(tmpDir, finalDir);
-  writeJsonAtomic(path.join(root, 'latest.json'), { checkpoint: name, epoch: state.epoch, ...(state.partial ? { step: state.partial.step } : {}), done: state.done });
+  writeJsonAtomic(path.join(root, 'latest.json'), { checkpoint: name, epoch: state.epoch, ...(state.partial ? { step: state.partial.step } : {}) });
   pruneCheckpoints(root, name, keep);
   return finalDir;
 }
@@ -304,7 +303,7 @@ export function latestCheckpoint(runDir: string): string | undefined {
   return findCheckpoint(runDir).dir;
 }
 
-/** The state only (no tensors): enough to tell whether a run is finished. */
+/** The state only (no tensors): where the run is (phase, epoch, history) and the callbacks' states. */
 export function readCheckpointState(dir: string): CheckpointState {
   const file = path.join(dir, 'state.json');
   try {

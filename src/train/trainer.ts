@@ -150,7 +150,6 @@ export function freshState(profile: Profile, backend: BackendInfo): TrainState {
     epochRows: [],
     batchRows: [],
     wallSeconds: 0,
-    done: false,
     backend: backend.choice,
   };
 }
