@@ -264,18 +264,19 @@ function standardCallbacks(ctx: LoopContext, s: FitState, wallSeconds: () => num
   const diverged = (at: DivergedAt, message: string, checkpoint: string | undefined) =>
     writeTrainState(runDir, 'diverged', { message, checkpoint: checkpoint ?? null, diverged: at, epoch: s.train.epoch });
   const stateful: Callback[] = [...(es ? [new EarlyStopping(es.monitor, es.patience, progress)] : []), ...(rb ? [new BestWeights(rb.monitor, weights, progress)] : [])];
-  const checkpointing = new Checkpointing({
+  const checkpointing: Checkpointing = new Checkpointing({
     runDir,
     weights,
     keep: profile.train.checkpointsKept ?? 2,
     wallSeconds,
-    stateful,
+    // Every callback with a stateKey, state() and restore(): the built-in ones and the caller's.
+    stateful: () => callbacks.filter((cb) => cb.stateKey !== undefined && cb.state && cb.restore),
     everyMinutes: profile.train.checkpointEveryMinutes,
     resume: ctx.resume,
     progress,
     phaseNames: profile.train.phases.map((p) => p.name),
   });
-  const callbacks = [
+  const callbacks: Callback[] = [
     ...stateful,
     new DivergenceGuard(weights, () => latestCheckpoint(runDir), diverged),
     checkpointing,

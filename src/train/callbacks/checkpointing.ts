@@ -26,7 +26,7 @@ export interface CheckpointingOptions {
   /** Training seconds over all processes so far. */
   wallSeconds: () => number;
   /** The callbacks whose state() rides in the checkpoint and restore() takes it back. */
-  stateful: Callback[];
+  stateful: () => Callback[];
   /** Also save inside an epoch every this many minutes (train.checkpointEveryMinutes). */
   everyMinutes?: number;
   /** Continue from the newest intact checkpoint (default true); false: start over. */
@@ -64,7 +64,7 @@ export class Checkpointing implements Callback {
     progress.message(`resuming ${runDir} from ${path.basename(resumed.from)} (phase '${this.o.phaseNames[phaseIndex]}', ${epoch} epochs done${within})`);
     this.resumedFrom = resumed.from;
     this.resumeOptimizer = resumed.optimizer;
-    s.startFrom(restoreCallbacks(resumed.state, resumed.tensors, this.o.stateful));
+    s.startFrom(restoreCallbacks(resumed.state, resumed.tensors, this.o.stateful()));
   }
 
   async onPhaseBegin(run: PhaseRun): Promise<void> {
@@ -102,7 +102,7 @@ export class Checkpointing implements Callback {
   checkpointState(train: TrainState): { state: CheckpointState; tensors: Record<string, NamedTensor[]> } {
     const state: CheckpointState = { ...train };
     const tensors: Record<string, NamedTensor[]> = {};
-    for (const cb of this.o.stateful) {
+    for (const cb of this.o.stateful()) {
       const key = cb.stateKey!;
       const st = cb.state!();
       if (st.json !== undefined) state[key] = st.json;
