@@ -1,7 +1,9 @@
 /**
  * Epoch checkpoints in <runDir>/checkpoints/epoch-NNNN/: state.json (phase, epoch, random states,
- * early-stopping counters, history so far), weights.bin + optimizer.bin (+ best.bin, the best weights
- * so far when the phase restores them) in tf.io.encodeWeights layout with their specs in state.json,
+ * history so far, and each stateful callback's state under its key: `early` for early stopping's
+ * counters, `best` for the best epoch so far), weights.bin + optimizer.bin (+ <key>.bin for a
+ * callback's tensors: best.bin, the best weights so far) in tf.io.encodeWeights layout with their
+ * specs in state.json,
  * and checksums.json (size and sha256 of each file), written last. Each folder is written under a
  * temporary name and renamed, then latest.json is replaced atomically, so a kill at any moment
  * leaves the previous checkpoint whole. A resume verifies the checksums and falls back to the newest
@@ -38,16 +40,12 @@ export interface TrainState {
   /** Random.state of the data stream (shuffles, augmentation) and of Math.random-seeded ops (dropout). */
   rngState: number;
   dropoutRngState: number;
-  early: { best: number | null; bad: number };
-  /** The best monitored value of the phase so far and its epoch, when the phase restores best weights. */
-  best?: { value: number | null; epoch: number };
   decisions: (PhaseDecision | null)[];
   trainableByPhase: Record<string, number>;
   epochRows: EpochRow[];
   batchRows: BatchRow[];
   /** Training seconds spent before this checkpoint, over all processes. */
   wallSeconds: number;
-  done: boolean;
   backend: string;
   /**
    * Set in a mid-epoch checkpoint: the epoch after `epoch` stopped after partial.step batches.
@@ -69,23 +67,38 @@ export interface PartialEpoch {
   batchRows: BatchRow[];
 }
 
+/**
+ * A checkpoint's train state with the stateful callbacks' states beside its fields, each under the
+ * callback's stateKey (`early`, `best`): the layout checkpoints had when TrainState held them.
+ */
+export type CheckpointState = TrainState & { [stateKey: string]: unknown };
+
+interface TensorSpecs {
+  names: string[];
+  specs: tf.io.WeightsManifestEntry[];
+}
+
 interface StoredCheckpoint {
   /** 1: at an epoch's end; 2: inside an epoch (state.partial). */
   version: 1 | 2;
-  state: TrainState;
-  weights: { names: string[]; specs: tf.io.WeightsManifestEntry[] };
-  optimizer: { names: string[]; specs: tf.io.WeightsManifestEntry[] };
-  best?: { names: string[]; specs: tf.io.WeightsManifestEntry[] };
+  state: CheckpointState;
+  weights: TensorSpecs;
+  optimizer: TensorSpecs;
+  /** A callback's tensors under its stateKey (`best`: best.bin). */
+  [stateKey: string]: unknown;
 }
+
+/** Keys of state.json that are not a callback's tensors. */
+const STORED_FIELDS = new Set(['version', 'state', 'weights', 'optimizer']);
 
 export interface LoadedCheckpoint {
   dir: string;
-  state: TrainState;
+  state: CheckpointState;
   /** Model weights in model.weights order; the caller disposes. */
   weights: tf.Tensor[];
   optimizer: NamedTensor[];
-  /** The phase's best weights so far (stable order), when stored. */
-  best?: tf.Tensor[];
+  /** Callbacks' tensors by stateKey (`best`: the phase's best weights so far, stable order); the caller disposes. */
+  tensors: Record<string, tf.Tensor[]>;
 }
 
 export function checkpointsDir(runDir: string): string {
@@ -186,14 +199,18 @@ export function removeStaleTemporaries(runDir: string): string[] {
   return stale;
 }
 
+/** Saves a checkpoint; `tensors` holds callbacks' tensors by stateKey, each written to <key>.bin. */
 export async function saveCheckpoint(
   runDir: string,
-  state: TrainState,
+  state: CheckpointState,
   weights: NamedTensor[],
   optimizer: NamedTensor[],
   keep = 2,
-  best?: NamedTensor[],
+  tensors: Record<string, NamedTensor[]> = {},
 ): Promise<string> {
+  for (const key of Object.keys(tensors)) {
+    if (STORED_FIELDS.has(key) || !/^[a-z][a-zA-Z0-9-]*$/.test(key)) throw new Error(`checkpoint: '${key}' cannot name a callback's tensors (reserved or not a plain name)`);
+  }
   const root = checkpointsDir(runDir);
   fs.mkdirSync(root, { recursive: true });
   const name = checkpointName(state);
@@ -213,11 +230,11 @@ export async function saveCheckpoint(
       optimizer: { names: optimizer.map((t) => t.name), specs: o.specs },
     };
     const files = ['weights.bin', 'optimizer.bin', 'state.json'];
-    if (best) {
-      const b = await encode(best);
-      fs.writeFileSync(path.join(tmpDir, 'best.bin'), new Uint8Array(b.data));
-      stored.best = { names: best.map((t) => t.name), specs: b.specs };
-      files.push('best.bin');
+    for (const [key, named] of Object.entries(tensors)) {
+      const t = await encode(named);
+      fs.writeFileSync(path.join(tmpDir, `${key}.bin`), new Uint8Array(t.data));
+      stored[key] = { names: named.map((n) => n.name), specs: t.specs } satisfies TensorSpecs;
+      files.push(`${key}.bin`);
     }
     fs.writeFileSync(path.join(tmpDir, 'state.json'), JSON.stringify(stored));
     // Last: a folder with checksums.json has every file complete.
@@ -230,7 +247,7 @@ export async function saveCheckpoint(
   }
   fs.rmSync(finalDir, { recursive: true, force: true });
   fs.renameSync(tmpDir, finalDir);
-  writeJsonAtomic(path.join(root, 'latest.json'), { checkpoint: name, epoch: state.epoch, ...(state.partial ? { step: state.partial.step } : {}), done: state.done });
+  writeJsonAtomic(path.join(root, 'latest.json'), { checkpoint: name, epoch: state.epoch, ...(state.partial ? { step: state.partial.step } : {}) });
   pruneCheckpoints(root, name, keep);
   return finalDir;
 }
@@ -286,8 +303,8 @@ export function latestCheckpoint(runDir: string): string | undefined {
   return findCheckpoint(runDir).dir;
 }
 
-/** The state only (no tensors): enough to tell whether a run is finished. */
-export function readCheckpointState(dir: string): TrainState {
+/** The state only (no tensors): where the run is (phase, epoch, history) and the callbacks' states. */
+export function readCheckpointState(dir: string): CheckpointState {
   const file = path.join(dir, 'state.json');
   try {
     return (JSON.parse(fs.readFileSync(file, 'utf8')) as StoredCheckpoint).state;
@@ -301,18 +318,22 @@ export function loadCheckpoint(dir: string): LoadedCheckpoint {
   const stored = readJsonFile<StoredCheckpoint>(file, 'the checkpoint state');
   if (stored.version !== 1 && stored.version !== 2) throw new Error(`${file}: checkpoint version ${stored.version}, expected 1 or 2`);
   const weights = decode(path.join(dir, 'weights.bin'), stored.weights.specs);
+  const tensors: Record<string, tf.Tensor[]> = {};
+  let opt: tf.Tensor[] = [];
   try {
-    const opt = decode(path.join(dir, 'optimizer.bin'), stored.optimizer.specs);
-    const best = stored.best ? decode(path.join(dir, 'best.bin'), stored.best.specs) : undefined;
+    opt = decode(path.join(dir, 'optimizer.bin'), stored.optimizer.specs);
+    for (const [key, value] of Object.entries(stored)) {
+      if (!STORED_FIELDS.has(key)) tensors[key] = decode(path.join(dir, `${key}.bin`), (value as TensorSpecs).specs);
+    }
     return {
       dir,
       state: stored.state,
       weights,
       optimizer: opt.map((tensor, i) => ({ name: stored.optimizer.names[i], tensor })),
-      best,
+      tensors,
     };
   } catch (e) {
-    tf.dispose(weights);
+    tf.dispose([...weights, ...opt, ...Object.values(tensors).flat()]);
     throw e;
   }
 }

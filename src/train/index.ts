@@ -24,7 +24,7 @@ import { ImageBatchSource, LoopDeps, runPhases } from './trainer';
 import { balancedClassWeights, type Callback } from './loop';
 import { countPerClass, type SkippedFile } from '../data/types';
 import { TrainingDivergedError } from './callbacks/divergence';
-import { lockRunFolder, writeTrainState, type DivergedAt } from './run-state';
+import { lockRunFolder, readTrainState, writeTrainState, type DivergedAt } from './run-state';
 import { buildTrainModel, loadTrainData, loopContext, type TrainData } from './setup';
 import { stopOnInterrupt, TrainingInterruptedError } from './interrupt';
 import { inferenceEngine } from '../model/engine';
@@ -225,9 +225,11 @@ function summaryOf(s: Session, data: TrainData, state: TrainState, diverged?: Di
 async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult> {
   const { profile, runDir } = s;
   const files = { history: path.join(runDir, HISTORY_FILES.epochsCsv), historyParquet: path.join(runDir, HISTORY_FILES.epochsParquet) };
-  const last = opts.resume === false ? undefined : latestCheckpoint(runDir);
-  const finished = readTrainSummary(runDir);
-  if (last && finished && finished.status !== 'diverged' && readCheckpointState(last).done) {
+  // Whether the run finished is train-state.json's to say (run-state owns the status); a run from
+  // before that file has only its summary. No checkpoint is read (or hashed) here: the resume does that once.
+  const status = opts.resume === false ? undefined : (readTrainState(runDir)?.status ?? readTrainSummary(runDir)?.status);
+  const finished = status === 'finished' ? readTrainSummary(runDir) : undefined;
+  if (finished) {
     const progress = createProgress(opts.progress ?? 'auto', finished.epochs);
     progress.message(
       `run ${runDir} already finished (${finished.epochs} epochs, val accuracy ${finished.finalValAccuracy?.toFixed(4)}); ` +
@@ -305,7 +307,7 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
   const summary = summaryOf(s, data, state);
   writeHistory(runDir, state.epochRows, state.batchRows);
   writeJsonAtomic(path.join(runDir, SUMMARY_FILE), summary);
-  state.done = true;
+  // The final weights (best ones restored) as the last checkpoint; "finished" itself is train-state.json's.
   await saveCheckpoint(
     runDir,
     state,

@@ -7,9 +7,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Phase } from '../config';
-import type { Random } from '../random';
+import { Random } from '../random';
 import type { BatchRow, EpochRow } from './history';
-import type { PhaseOptimizer } from './optimizer';
+import type { NamedTensor, PhaseOptimizer } from './optimizer';
 import type { PartialEpoch, TrainState } from './checkpoint';
 import { withSeededMathRandom } from './seeded';
 
@@ -150,23 +150,56 @@ export interface PhaseRun {
   valBatches?: () => BatchStream;
 }
 
-/** The mutable state of a run that callbacks read and update; the checkpoint stores it. */
-export interface FitState {
-  train: TrainState;
+/**
+ * How a run stops early, the one way callbacks stop it: 'phase' ends the phase after this epoch
+ * (early stopping, a skipped phase), 'run' stops now (interruption, stop-after, the LR finder). A
+ * run stopped inside an epoch is first paused (onEpochPause, s.train.partial set): the checkpoint
+ * callback saves it and a resume goes on from there.
+ */
+export type StopScope = 'phase' | 'run';
+
+/** The mutable state of a run that callbacks read and update; the checkpoint stores its `train`. */
+export class FitState {
   /** Data order and augmentation; dropout. */
   rng: Random;
   dropRng: Random;
-  /** Set by a callback: the phase ends after this epoch (early stopping). */
-  finishPhase?: string;
-  /**
-   * Set by a callback: the run stops now (interruption, stop-after, LR finder). Inside an epoch, the
-   * loop first pauses it (onEpochPause) with s.train.partial set: the checkpoint callback saves it.
-   */
-  stopRun?: string;
-  /** Set by a callback: pause after this batch for a mid-epoch checkpoint (periodic saves). */
-  saveEpoch?: string;
+  /** Why and how far the run stops, once a callback called stop(). */
+  stopped?: { scope: StopScope; reason: string };
+  /** Set by a callback: pause after this batch for a mid-epoch checkpoint (periodic saves); not a stop. */
+  pauseRequested?: string;
   /** The epoch in progress (batches trained so far), while one is. */
   epochInProgress?: EpochProgress;
+
+  constructor(
+    public train: TrainState,
+    rng?: Random,
+    dropRng?: Random,
+  ) {
+    this.rng = rng ?? new Random(train.rngState);
+    this.dropRng = dropRng ?? new Random(train.dropoutRngState);
+  }
+
+  /** Goes on from `train` (a resumed checkpoint's state), with its random states. */
+  startFrom(train: TrainState): void {
+    this.train = train;
+    this.rng = new Random(train.rngState);
+    this.dropRng = new Random(train.dropoutRngState);
+  }
+
+  /**
+   * Stops the phase after this epoch, or the run now (see StopScope). A phase stop marks the phase
+   * finished at once, so the callbacks after the caller at this epoch's end (best weights, the
+   * checkpoint) see it; a run stop outranks a phase stop.
+   */
+  stop(scope: StopScope, reason: string): void {
+    if (scope === 'phase') this.train.phaseFinished = true;
+    if (this.stopped?.scope !== 'run') this.stopped = { scope, reason };
+  }
+
+  /** The reason the run stopped, when a callback stopped it (not just its phase). */
+  get runStopped(): string | undefined {
+    return this.stopped?.scope === 'run' ? this.stopped.reason : undefined;
+  }
 }
 
 /** The epoch in progress: TrainState.partial plus the wall-clock start and the data random state at the start. */
@@ -175,7 +208,26 @@ export interface EpochProgress extends Omit<PartialEpoch, 'seconds'> {
   rngStart: number;
 }
 
+/**
+ * What a callback keeps across a resume (Keras' BackupAndRestore collects it the same way): JSON,
+ * stored in the checkpoint's state under the callback's stateKey, and tensors, stored in <stateKey>.bin.
+ */
+export interface CallbackState {
+  json: unknown;
+  tensors?: NamedTensor[];
+}
+
 export interface Callback {
+  /** The key of this callback's state in a checkpoint; with state() and restore(), the checkpoint callback saves and restores it. */
+  readonly stateKey?: string;
+  /** This callback's state now, for a checkpoint. */
+  state?(): CallbackState;
+  /** Takes back a checkpoint's state (undefined: none stored); the tensors pass to this callback, which disposes them. */
+  restore?(json: unknown, tensors: tf.Tensor[] | undefined): void;
+  /** Before the first phase: the checkpoint callback resumes here (s.startFrom). */
+  onRunBegin?(s: FitState): void | Promise<void>;
+  /** After the last phase, a stop or an error: release what the callback holds. */
+  onRunEnd?(s: FitState): void | Promise<void>;
   onPhaseBegin?(run: PhaseRun, s: FitState): void | Promise<void>;
   onEpochBegin?(run: PhaseRun, s: FitState, epoch: number): void | Promise<void>;
   onBatchBegin?(run: PhaseRun, s: FitState, step: number): void | Promise<void>;
@@ -184,7 +236,7 @@ export interface Callback {
   onValBatchEnd?(run: PhaseRun, s: FitState): void | Promise<void>;
   /**
    * The run pauses inside an epoch, s.train.partial set (its rngState is the epoch's start): it stops
-   * (s.stopRun) or a callback asked for a mid-epoch checkpoint (s.saveEpoch).
+   * (s.stop('run')) or a callback asked for a mid-epoch checkpoint (s.pauseRequested).
    */
   onEpochPause?(run: PhaseRun, s: FitState): void | Promise<void>;
   /** After validation and the train state's update; `row` is in s.train.epochRows. */
@@ -192,9 +244,9 @@ export interface Callback {
   onPhaseEnd?(run: PhaseRun, s: FitState): void | Promise<void>;
 }
 
-type Hook = 'onPhaseBegin' | 'onEpochBegin' | 'onBatchBegin' | 'onBatchEnd' | 'onValBatchEnd' | 'onEpochPause' | 'onEpochEnd' | 'onPhaseEnd';
+type Hook = 'onRunBegin' | 'onRunEnd' | 'onPhaseBegin' | 'onEpochBegin' | 'onBatchBegin' | 'onBatchEnd' | 'onValBatchEnd' | 'onEpochPause' | 'onEpochEnd' | 'onPhaseEnd';
 
-async function emit<H extends Hook>(callbacks: Callback[], hook: H, ...args: Parameters<NonNullable<Callback[H]>>): Promise<void> {
+export async function emit<H extends Hook>(callbacks: Callback[], hook: H, ...args: Parameters<NonNullable<Callback[H]>>): Promise<void> {
   for (const cb of callbacks) await (cb[hook] as ((...a: unknown[]) => unknown) | undefined)?.call(cb, ...args);
 }
 
@@ -252,20 +304,21 @@ async function pauseEpoch(run: PhaseRun, s: FitState, ep: EpochProgress, callbac
   s.train.partial = { ...sofar, batchRows: [...sofar.batchRows], seconds: (Date.now() - started) / 1000 };
   s.train.rngState = rngStart;
   s.train.dropoutRngState = s.dropRng.state;
-  s.saveEpoch = undefined;
+  s.pauseRequested = undefined;
   await emit(callbacks, 'onEpochPause', run, s);
 }
 
 /**
  * Runs the remaining epochs of one phase (from s.train.phaseEpoch on). Returns when the phase is
- * done, a callback finished it early, or a callback stopped the run (s.stopRun).
+ * done, a callback finished it early (s.stop('phase')), or a callback stopped the run (s.stop('run')).
  */
 export async function fitPhase(run: PhaseRun, s: FitState, callbacks: Callback[]): Promise<void> {
   const st = s.train;
+  if (s.stopped?.scope === 'phase') s.stopped = undefined; // the previous phase's
   await emit(callbacks, 'onPhaseBegin', run, s);
-  for (let e = st.phaseEpoch; e < run.phase.epochs && !s.stopRun; e++) {
+  for (let e = st.phaseEpoch; e < run.phase.epochs && !s.runStopped; e++) {
     await emit(callbacks, 'onEpochBegin', run, s, e);
-    if (s.stopRun) break;
+    if (s.runStopped) break;
     const ep = (s.epochInProgress = beginEpoch(st, s.rng));
     // A resumed epoch draws its batches again from the epoch-start random state and skips the trained ones.
     let lr = ep.step > 0 ? run.lrAt(e, ep.step - 1) : run.phase.lr;
@@ -275,11 +328,11 @@ export async function fitPhase(run: PhaseRun, s: FitState, callbacks: Callback[]
       const logs = await read(trainStep(run.step, b, lr, s.dropRng), b.xs.shape[0]);
       tf.dispose([b.xs, b.ys]);
       await emit(callbacks, 'onBatchEnd', run, s, addBatch(ep, run, st, logs, lr), logs);
-      if (s.stopRun) break;
-      if (s.saveEpoch) await pauseEpoch(run, s, ep, callbacks);
+      if (s.runStopped) break;
+      if (s.pauseRequested) await pauseEpoch(run, s, ep, callbacks);
     }
-    const valStopped = async () => (await emit(callbacks, 'onValBatchEnd', run, s), !!s.stopRun);
-    const val = s.stopRun ? undefined : run.valBatches ? await evaluate(run.step, run.valBatches(), valStopped) : { loss: null, accuracy: null };
+    const valStopped = async () => (await emit(callbacks, 'onValBatchEnd', run, s), !!s.runStopped);
+    const val = s.runStopped ? undefined : run.valBatches ? await evaluate(run.step, run.valBatches(), valStopped) : { loss: null, accuracy: null };
     if (!val) {
       await pauseEpoch(run, s, ep, callbacks); // stopped inside the epoch: a resume goes on from here
       break;
@@ -307,10 +360,7 @@ export async function fitPhase(run: PhaseRun, s: FitState, callbacks: Callback[]
     st.dropoutRngState = s.dropRng.state;
     if (st.phaseEpoch >= run.phase.epochs) st.phaseFinished = true;
     await emit(callbacks, 'onEpochEnd', run, s, row);
-    if (s.finishPhase) {
-      st.phaseFinished = true;
-      break;
-    }
+    if (s.stopped) break;
   }
-  if (!s.stopRun) await emit(callbacks, 'onPhaseEnd', run, s);
+  if (!s.runStopped) await emit(callbacks, 'onPhaseEnd', run, s);
 }

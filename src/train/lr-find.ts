@@ -19,12 +19,11 @@ import { VEGA_LITE_SCHEMA, type VegaLiteSpec } from '../display';
 import { Random } from '../random';
 import { snapshotWeights, stableWeights, type TrainableModel } from '../model/split';
 import { installTrainingSwitch } from '../model/training-mode';
-import { fitPhase, type BatchStream, type Callback, type FitState, type PhaseRun, type StepLogs } from './loop';
+import { FitState, fitPhase, type BatchStream, type Callback, type PhaseRun, type StepLogs } from './loop';
 import type { BatchRow } from './history';
 import { createProgress, type ProgressMode } from './progress';
 import { freshState, preparePhase, type ImageBatchSource } from './trainer';
 import { resumeFromCheckpoint } from './callbacks/checkpointing';
-import { latestCheckpoint, readCheckpointState } from './checkpoint';
 import { lockRunFolder } from './run-state';
 import { buildTrainModel, loadTrainData, loopContext, type TrainData } from './setup';
 
@@ -148,7 +147,7 @@ class LrSweep implements Callback {
       if (smoothed > this.stopFactor * this.min) this.stopped = `the smoothed loss passed ${this.stopFactor} x its minimum`;
       else if (n >= this.iterations) this.stopped = `${this.iterations} batches`;
     }
-    if (this.stopped) s.stopRun = this.stopped;
+    if (this.stopped) s.stop('run', this.stopped);
   }
 }
 
@@ -180,17 +179,22 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
     installTrainingSwitch(built.model);
     const weights = stableWeights(built.model);
     // The weights the phase starts from: the run's checkpoint up to that point; for phase 0 of a run
-    // past its start, the model as built (seeded, as the run began).
-    const last = latestCheckpoint(runDir);
-    const st = last ? readCheckpointState(last) : undefined;
-    const atStart = st && (st.phaseIndex < p || (st.phaseIndex === p && st.phaseEpoch === 0 && !st.partial) || (st.phaseIndex === p - 1 && st.phaseFinished));
-    if (st && (atStart || p > 0)) {
-      const resumed = resumeFromCheckpoint(runDir, weights);
-      if (resumed) {
-        tf.dispose([...(resumed.optimizer ?? []).map((o) => o.tensor), ...(resumed.best ?? [])]);
+    // past its start, the model as built (seeded, as the run began). The checkpoint is read (and its
+    // checksums verified) once.
+    const asBuilt = snapshotWeights(weights);
+    const resumed = resumeFromCheckpoint(runDir, weights);
+    if (resumed) {
+      tf.dispose([...(resumed.optimizer ?? []).map((o) => o.tensor), ...Object.values(resumed.tensors).flat()]);
+      const st = resumed.state;
+      const atStart = st.phaseIndex < p || (st.phaseIndex === p && st.phaseEpoch === 0 && !st.partial) || (st.phaseIndex === p - 1 && st.phaseFinished);
+      if (atStart || p > 0) {
         progress.message(`lr-find: starting from the weights of ${resumed.from}${atStart ? '' : ` (the run is past the start of phase ${p}: its latest weights)`}`);
+      } else {
+        asBuilt.restore();
+        progress.message(`lr-find: the run is past the start of phase 0: sweeping from the initial weights`);
       }
-    } else if (st) progress.message(`lr-find: the run is past the start of phase 0: sweeping from the initial weights`);
+    }
+    asBuilt.dispose();
     const saved = snapshotWeights(weights);
     const rng = new Random(profile.train.seed);
     const run = await preparePhase(loopContext(s, data, built, progress, { imageBatches: opts.imageBatches }), p, rng);
@@ -202,11 +206,7 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
       lrAt: rate,
       valBatches: undefined as (() => BatchStream) | undefined,
     };
-    const state: FitState = {
-      train: { ...freshState(profile, s.backend), phaseIndex: p, rngState: rng.state },
-      rng,
-      dropRng: new Random(profile.train.seed ^ 0x5eed),
-    };
+    const state = new FitState({ ...freshState(profile, s.backend), phaseIndex: p, rngState: rng.state }, rng, new Random(profile.train.seed ^ 0x5eed));
     try {
       progress.message(`lr-find: phase '${phase.name}', lr ${minLr} to ${maxLr} over at most ${iterations} batches`);
       await fitPhase(sweepRun, state, [sweep]);

@@ -1,7 +1,9 @@
 /**
  * The run folder's training status and its owner.
  *
- * train-state.json says running | interrupted | diverged | finished (with the pid of a running
+ * train-state.json is the one record of whether a run finished (train() reads it to report a
+ * finished run instead of training it again; checkpoints no longer carry a `done` flag). It says
+ * running | interrupted | diverged | finished (with the pid of a running
  * trainer); readTrainState reads a "running" whose process is gone as interrupted (a crash or a
  * kill leaves no chance to write it). train.lock makes one trainer per run folder: two trainers in
  * one folder would overwrite each other's checkpoints and history.

@@ -2,13 +2,11 @@
  * Training by phases. Not model.fit: we own the steps, so that checkpoints carry the optimizer state
  * and the random state, and a resumed run repeats the uninterrupted one exactly.
  *
- * runPhases resumes from the newest intact checkpoint, then per phase: decides whether it runs
+ * runPhases resumes from the newest intact checkpoint (the checkpoint callback's run-begin hook), then per phase: decides whether it runs
  * (runIf), applies its trainable set (Keras frozen-BN semantics), computes or reads the cached
  * features of the frozen part, and hands the epochs to the loop core (loop.ts fitPhase) with the
  * callbacks of src/train/callbacks/.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Phase, PhotoAugment, Profile } from '../config';
 import { countPerClass, type ImageSet } from '../data/types';
@@ -19,13 +17,13 @@ import { cacheSplit, snapshotWeights, stableWeights, type CacheSplit, type Train
 import { installTrainingSwitch, withTraining } from '../model/training-mode';
 import { announceEngine, inferenceEngine, runModel } from '../model/engine';
 import { learningRateAt } from './schedule';
-import { createOptimizer, restoreOptimizerState } from './optimizer';
-import { HISTORY_FILES, type EpochRow } from './history';
-import { findCheckpoint, removeStaleTemporaries, latestCheckpoint, type PhaseDecision, type TrainState } from './checkpoint';
+import { createOptimizer } from './optimizer';
+import type { EpochRow } from './history';
+import { latestCheckpoint, type CheckpointState, type PhaseDecision, type TrainState } from './checkpoint';
 import type { Progress } from './progress';
 import { cacheKey, computeFeatures, contentHash, featureBatches, readCache, roundTrip, weightsHash, writeCache, type CachedFeatures, type FeatureDtype, type FeatureExtractor } from './feature-cache';
-import { balancedClassWeights, crossEntropy, fitPhase, type Batch, type BatchStream, type Callback, type FitState, type PhaseRun } from './loop';
-import { Checkpointing, resumeFromCheckpoint, type Resumed } from './callbacks/checkpointing';
+import { balancedClassWeights, crossEntropy, emit, FitState, fitPhase, type Batch, type BatchStream, type Callback, type PhaseRun } from './loop';
+import { Checkpointing } from './callbacks/checkpointing';
 import { EarlyStopping } from './callbacks/early-stopping';
 import { BestWeights } from './callbacks/best-weights';
 import { DivergenceGuard, TrainingDivergedError } from './callbacks/divergence';
@@ -75,9 +73,10 @@ export interface LoopContext {
 }
 
 export interface LoopOutcome {
-  state: TrainState;
+  /** The train state with the stateful callbacks' states beside it (what a checkpoint of it stores). */
+  state: CheckpointState;
   interrupted: boolean;
-  /** What stopped the run early (a callback's s.stopRun), when something did. */
+  /** What stopped the run early (a callback's s.stop('run', reason)), when something did. */
   stopReason?: string;
   resumedFrom?: string;
   /** Checkpoints (and pointers) the resume skipped as broken, with the reason. */
@@ -146,13 +145,11 @@ export function freshState(profile: Profile, backend: BackendInfo): TrainState {
     phaseFinished: false,
     rngState: new Random(seed).state,
     dropoutRngState: new Random(seed ^ 0x5eed).state,
-    early: { best: null, bad: 0 },
     decisions: profile.train.phases.map(() => null),
     trainableByPhase: {},
     epochRows: [],
     batchRows: [],
     wallSeconds: 0,
-    done: false,
     backend: backend.choice,
   };
 }
@@ -255,37 +252,34 @@ export async function preparePhase(ctx: LoopContext, p: number, rng: Random): Pr
   };
 }
 
-/** Opens the run: stale temporaries removed, the newest intact checkpoint loaded, or a fresh state. */
-function openRun(ctx: LoopContext, weights: tf.LayerVariable[]): { state: TrainState; resumed?: Resumed; skipped: Resumed['skipped'] } {
-  const { runDir, progress } = ctx;
-  for (const t of removeStaleTemporaries(runDir)) progress.message(`removed ${path.join(runDir, 'checkpoints', t)}: left by a checkpoint write that did not finish`);
-  const resumed = ctx.resume === false ? undefined : resumeFromCheckpoint(runDir, weights);
-  const skipped = resumed?.skipped ?? (ctx.resume === false ? [] : findCheckpoint(runDir).skipped);
-  for (const s of skipped) progress.message(`skipped ${s.path}: ${s.why}`);
-  if (resumed) {
-    const { epoch, partial } = resumed.state;
-    const within = partial ? `, and ${partial.step} batches of epoch ${epoch + 1}` : '';
-    progress.message(`resuming ${runDir} from ${path.basename(resumed.from)} (phase '${ctx.profile.train.phases[resumed.state.phaseIndex]?.name}', ${epoch} epochs done${within})`);
-    return { state: resumed.state, resumed, skipped };
-  }
-  if (skipped.length) progress.message(`no intact checkpoint in ${runDir}: training starts over`);
-  // A run started over drops the history of an earlier attempt.
-  for (const f of Object.values(HISTORY_FILES)) fs.rmSync(path.join(runDir, f), { force: true });
-  return { state: freshState(ctx.profile, ctx.backend), skipped };
-}
-
-/** The standard callbacks, in the order they must run at an epoch's end (checkpoint after the checks). */
-function standardCallbacks(ctx: LoopContext, state: TrainState, best: BestWeights | undefined, wallSeconds: () => number): Callback[] {
+/**
+ * The standard callbacks, in the order they must run at an epoch's end (checkpoint after the
+ * checks), and the checkpoint callback among them (the resume, the run's checkpoint state).
+ */
+function standardCallbacks(ctx: LoopContext, s: FitState, wallSeconds: () => number): { callbacks: Callback[]; checkpointing: Checkpointing } {
   const { profile, runDir, built, progress } = ctx;
   const weights = () => stableWeights(built.model);
   const es = profile.train.earlyStopping;
+  const rb = profile.train.restoreBestWeights;
   const diverged = (at: DivergedAt, message: string, checkpoint: string | undefined) =>
-    writeTrainState(runDir, 'diverged', { message, checkpoint: checkpoint ?? null, diverged: at, epoch: state.epoch });
-  return [
-    ...(es ? [new EarlyStopping(es.monitor, es.patience, progress)] : []),
-    ...(best ? [best] : []),
+    writeTrainState(runDir, 'diverged', { message, checkpoint: checkpoint ?? null, diverged: at, epoch: s.train.epoch });
+  const stateful: Callback[] = [...(es ? [new EarlyStopping(es.monitor, es.patience, progress)] : []), ...(rb ? [new BestWeights(rb.monitor, weights, progress)] : [])];
+  const checkpointing: Checkpointing = new Checkpointing({
+    runDir,
+    weights,
+    keep: profile.train.checkpointsKept ?? 2,
+    wallSeconds,
+    // Every callback with a stateKey, state() and restore(): the built-in ones and the caller's.
+    stateful: () => callbacks.filter((cb) => cb.stateKey !== undefined && cb.state && cb.restore),
+    everyMinutes: profile.train.checkpointEveryMinutes,
+    resume: ctx.resume,
+    progress,
+    phaseNames: profile.train.phases.map((p) => p.name),
+  });
+  const callbacks: Callback[] = [
+    ...stateful,
     new DivergenceGuard(weights, () => latestCheckpoint(runDir), diverged),
-    new Checkpointing(runDir, weights, profile.train.checkpointsKept ?? 2, wallSeconds, () => best?.tensors(), profile.train.checkpointEveryMinutes),
+    checkpointing,
     new HistoryWriter(runDir),
     new ProgressCallback(progress, profile.train.phases.length),
     ...(ctx.onEpoch ? [new OnEpoch(ctx.onEpoch)] : []),
@@ -293,6 +287,7 @@ function standardCallbacks(ctx: LoopContext, state: TrainState, best: BestWeight
     ...(ctx.signal ? [new StopOnAbort(ctx.signal)] : []),
     ...(ctx.callbacks ?? []),
   ];
+  return { callbacks, checkpointing };
 }
 
 /** Runs (or continues) the phases of ctx.profile. */
@@ -301,54 +296,48 @@ export async function runPhases(ctx: LoopContext): Promise<LoopOutcome> {
   const phases = profile.train.phases;
   const processStart = Date.now();
   installTrainingSwitch(built.model);
-  const { state, resumed, skipped } = openRun(ctx, stableWeights(built.model));
-  let resumeOptimizer = resumed?.optimizer;
-  const wallBefore = state.wallSeconds;
-  const s: FitState = { train: state, rng: new Random(state.rngState), dropRng: new Random(state.dropoutRngState) };
-  writeTrainState(runDir, 'running');
-  const rb = profile.train.restoreBestWeights;
-  const best = rb ? new BestWeights(rb.monitor, () => stableWeights(built.model), progress) : undefined;
-  best?.restoreCopy(resumed?.best);
-  const callbacks = standardCallbacks(ctx, state, best, () => wallBefore + (Date.now() - processStart) / 1000);
+  const s = new FitState(freshState(profile, ctx.backend));
+  let wallBefore = 0;
+  const { callbacks, checkpointing } = standardCallbacks(ctx, s, () => wallBefore + (Date.now() - processStart) / 1000);
   try {
-    for (let p = state.phaseIndex; p < phases.length && !s.stopRun; p++) {
+    await emit(callbacks, 'onRunBegin', s);
+    const state = s.train;
+    wallBefore = state.wallSeconds;
+    writeTrainState(runDir, 'running');
+    for (let p = state.phaseIndex; p < phases.length && !s.runStopped; p++) {
       const phase = phases[p];
       if (p === state.phaseIndex && state.phaseFinished) continue; // finished at the checkpoint: go on with the next
-      if (state.phaseIndex !== p) Object.assign(state, { phaseIndex: p, phaseEpoch: 0, phaseFinished: false, early: { best: null, bad: 0 } });
+      if (state.phaseIndex !== p) Object.assign(state, { phaseIndex: p, phaseEpoch: 0, phaseFinished: false });
       state.decisions[p] ??= await decidePhase(ctx, phase, phase.batchSize ?? profile.train.batchSize);
       const decision = state.decisions[p]!;
       if (!decision.run) {
         progress.message(`phase '${phase.name}' skipped: ${decision.reason}`);
-        state.phaseFinished = true;
+        s.stop('phase', `skipped: ${decision.reason}`);
         continue;
       }
       if (phase.runIf) progress.message(`phase '${phase.name}' runs: ${decision.reason}`);
       const run = await preparePhase(ctx, p, s.rng);
       state.trainableByPhase[phase.name] = countParams(built.model).trainableParams;
       try {
-        if (resumeOptimizer) {
-          await restoreOptimizerState(run.step.optimizer, resumeOptimizer);
-          tf.dispose(resumeOptimizer.map((o) => o.tensor));
-          resumeOptimizer = undefined;
-        }
-        s.finishPhase = undefined;
         await fitPhase(run, s, callbacks);
       } finally {
         run.step.optimizer.optimizer.dispose();
       }
     }
   } catch (e) {
-    if (e instanceof TrainingDivergedError) e.state = state;
+    if (e instanceof TrainingDivergedError) e.state = checkpointing.checkpointState(s.train).state;
     throw e;
   } finally {
-    best?.dispose();
-    if (resumeOptimizer) tf.dispose(resumeOptimizer.map((o) => o.tensor));
+    await emit(callbacks, 'onRunEnd', s);
   }
+  // With the callbacks' states (early stopping, best epoch), as a checkpoint of this state stores them.
+  const state = checkpointing.checkpointState(s.train).state;
   state.wallSeconds = wallBefore + (Date.now() - processStart) / 1000;
   const last = phases.length - 1;
   const complete = state.phaseIndex >= last && (state.phaseFinished || phases[last].epochs === 0);
-  const stoppedAt = s.stopRun && state.partial ? { epoch: state.epoch + 1, batch: state.partial.step } : undefined;
-  const outcome = { state, interrupted: !!s.stopRun && !complete, stopReason: s.stopRun, resumedFrom: resumed?.from, skipped, stoppedAt };
-  if (outcome.interrupted) writeTrainState(runDir, 'interrupted', { epoch: state.epoch, message: s.stopRun });
+  const stopReason = s.runStopped;
+  const stoppedAt = stopReason && state.partial ? { epoch: state.epoch + 1, batch: state.partial.step } : undefined;
+  const outcome = { state, interrupted: !!stopReason && !complete, stopReason, resumedFrom: checkpointing.resumedFrom, skipped: checkpointing.skipped, stoppedAt };
+  if (outcome.interrupted) writeTrainState(runDir, 'interrupted', { epoch: state.epoch, message: stopReason });
   return outcome;
 }

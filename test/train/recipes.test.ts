@@ -66,7 +66,7 @@ test('restoreBestWeights: the phase ends with the weights of its best epoch, als
   assert.notEqual(bestIndex, losses.length - 1, `the last epoch should not be the best here: ${losses.join(', ')}`);
   const final = stableWeights(built.head).map((w) => Array.from(w.read().dataSync()));
   assert.deepEqual(final, snapshots[bestIndex], `restored epoch ${bestIndex + 1}`);
-  assert.equal(readCheckpointState(latestCheckpoint(a.runDir)!).best?.epoch, bestIndex + 1);
+  assert.equal((readCheckpointState(latestCheckpoint(a.runDir)!).best as { epoch: number } | undefined)?.epoch, bestIndex + 1);
 
   // Interrupted before the end: the best copy rides in the checkpoint, the result is the same.
   const b = await tempSession(testProfile(phases, extra));

@@ -1,5 +1,8 @@
-/** Early stopping within a phase (Keras EarlyStopping): the phase ends when `monitor` stops improving for `patience` epochs. */
-import type { Callback, FitState, PhaseRun } from '../loop';
+/**
+ * Early stopping within a phase (Keras EarlyStopping): the phase ends when `monitor` stops improving
+ * for `patience` epochs. Its counters ride in the checkpoint under `early`.
+ */
+import type { Callback, CallbackState, FitState, PhaseRun } from '../loop';
 import type { EpochRow } from '../history';
 import type { Progress } from '../progress';
 
@@ -11,27 +14,42 @@ export function improves(monitor: Monitor, value: number | null, best: number | 
   return best === null || (monitor === 'val_loss' ? value < best : value > best);
 }
 
+export interface EarlyState {
+  best: number | null;
+  bad: number;
+}
+
 export class EarlyStopping implements Callback {
+  readonly stateKey = 'early';
+  private early: EarlyState = { best: null, bad: 0 };
+
   constructor(
     private readonly monitor: Monitor,
     private readonly patience: number,
     private readonly progress: Progress,
   ) {}
 
+  state(): CallbackState {
+    return { json: { ...this.early } };
+  }
+
+  restore(json: unknown): void {
+    this.early = json ? { ...(json as EarlyState) } : { best: null, bad: 0 };
+  }
+
   onPhaseBegin(_run: PhaseRun, s: FitState): void {
     // A phase starts its own count; a resumed phase keeps the checkpoint's.
-    if (s.train.phaseEpoch === 0) s.train.early = { best: null, bad: 0 };
+    if (s.train.phaseEpoch === 0) this.early = { best: null, bad: 0 };
   }
 
   onEpochEnd(run: PhaseRun, s: FitState, row: EpochRow): void {
-    const early = s.train.early;
     const value = row[this.monitor];
-    if (improves(this.monitor, value, early.best)) s.train.early = { best: value, bad: 0 };
-    else early.bad++;
-    if (s.train.early.bad >= this.patience && !s.train.phaseFinished) {
-      s.finishPhase = `early stopping in phase '${run.phase.name}': ${this.monitor} did not improve for ${this.patience} epochs (best ${s.train.early.best})`;
-      s.train.phaseFinished = true;
-      this.progress.message(s.finishPhase);
+    if (improves(this.monitor, value, this.early.best)) this.early = { best: value, bad: 0 };
+    else this.early.bad++;
+    if (this.early.bad >= this.patience && !s.train.phaseFinished) {
+      const reason = `early stopping in phase '${run.phase.name}': ${this.monitor} did not improve for ${this.patience} epochs (best ${this.early.best})`;
+      s.stop('phase', reason);
+      this.progress.message(reason);
     }
   }
 }

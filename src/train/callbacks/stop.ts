@@ -12,7 +12,7 @@ export class StopAfterEpochs implements Callback {
   private done = 0;
   constructor(private readonly epochs: number) {}
   onEpochEnd(_run: PhaseRun, s: FitState): void {
-    if (++this.done >= this.epochs) s.stopRun = `stopped after ${this.done} epochs, as asked`;
+    if (++this.done >= this.epochs) s.stop('run', `stopped after ${this.done} epochs, as asked`);
   }
 }
 
@@ -24,14 +24,14 @@ export class StopAfterEpochs implements Callback {
 export class StopOnAbort implements Callback {
   constructor(private readonly signal: AbortSignal) {}
   onEpochBegin(_run: PhaseRun, s: FitState): void {
-    if (this.signal.aborted) s.stopRun = `interrupted at epoch ${s.train.epoch + 1}, batch ${s.train.partial?.step ?? 0}`;
+    if (this.signal.aborted) s.stop('run', `interrupted at epoch ${s.train.epoch + 1}, batch ${s.train.partial?.step ?? 0}`);
   }
   async onBatchEnd(_run: PhaseRun, s: FitState, row: BatchRow): Promise<void> {
     await yieldToEventLoop();
-    if (this.signal.aborted) s.stopRun = `interrupted at epoch ${row.epoch}, batch ${row.step}`;
+    if (this.signal.aborted) s.stop('run', `interrupted at epoch ${row.epoch}, batch ${row.step}`);
   }
   async onValBatchEnd(_run: PhaseRun, s: FitState): Promise<void> {
     await yieldToEventLoop();
-    if (this.signal.aborted) s.stopRun = `interrupted at epoch ${s.train.epoch + 1}, batch ${s.epochInProgress?.step ?? 0}`;
+    if (this.signal.aborted) s.stop('run', `interrupted at epoch ${s.train.epoch + 1}, batch ${s.epochInProgress?.step ?? 0}`);
   }
 }
