@@ -12,14 +12,13 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { tf } from '../backend';
 import { readRunProfile, writeJsonAtomic } from '../session';
-import { assertOutTarget, checksumsOf, replaceFolderAtomic } from '../fsutil';
+import { assertOutTarget, checksumsOf, readJsonObjectIfExists, replaceFolderAtomic } from '../fsutil';
 import { loadModel, readModelMetadata, saveModel } from '../model/io';
 import { preprocess } from '../preprocess';
 import { Random } from '../random';
 import { describeDivergence, readDivergence } from './divergence';
 import { exportRun } from './export';
 import { runPreprocessMode } from './predict';
-import { readJson } from './runs';
 
 /** Files of a run copied as they are when present (profile.json and train-summary.json must be). */
 const COPIED = ['profile.json', 'train-summary.json', 'evaluation.json', 'history.csv', 'report.html'];
@@ -126,7 +125,7 @@ export async function publishRun(runDir: string, outDir: string, opts: PublishOp
     if (opts.evaluate) {
       const { evaluateRun } = await import('./run');
       const r = await evaluateRun({ profile, runDir: tmp }, { robustness: false }); // a check of the copy: the clean score says it
-      const recorded = readJson(path.join(from, 'evaluation.json'));
+      const recorded = readJsonObjectIfExists(path.join(from, 'evaluation.json'));
       test = {
         images: r.evaluation.count,
         accuracy: r.evaluation.accuracy,
