@@ -23,6 +23,8 @@ export type CliOptions = Record<string, CliOption>;
 export interface CliCommand<O extends CliOptions = CliOptions> {
   /** The subcommand, as typed after `npm run -s cli --`. */
   name: string;
+  /** How it is started, for the hint after an unknown option (default `npm run -s cli -- <name>`). */
+  invocation?: string;
   /** The synopsis lines after "usage: ". */
   usage: string[];
   /** What the command does, printed between the synopsis and the options (lines as written). */
@@ -139,7 +141,7 @@ export function unknownOptionMessage(command: CliCommand, option: string): strin
   const lines = [`${command.name}: unknown option --${bare}`];
   if (close) lines.push(`did you mean --${close}?`);
   else if (PROFILE_FIELDS[bare] && known.includes('set')) lines.push(`it is a profile field: --set ${PROFILE_FIELDS[bare]}`);
-  lines.push(`options of ${command.name}: ${known.map((o) => `--${o}`).join(' ')} (npm run -s cli -- ${command.name} --help)`);
+  lines.push(`options of ${command.name}: ${known.map((o) => `--${o}`).join(' ')} (${command.invocation ?? `npm run -s cli -- ${command.name}`} --help)`);
   return lines.join('\n');
 }
 

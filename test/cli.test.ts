@@ -50,12 +50,13 @@ async function declaredCommands(): Promise<CliCommand[]> {
     (await import('../src/results/publish')).PUBLISH_COMMAND,
     (await import('../bench/command')).BENCH_COMMAND,
     (await import('../bench/decode')).BENCH_DECODE_COMMAND,
+    (await import('../bench/onnx-import')).ONNX_IMPORT_BENCH,
   ] as CliCommand[];
 }
 
 test('issue 20: every option a command parses is described in its --help, both made from one declaration', async () => {
   const commands = await declaredCommands();
-  assert.equal(commands.length, 14);
+  assert.equal(commands.length, 15);
   // npm run notebook passes other options on to Jupyter (no did-you-mean), but its help is made the same way
   const { NOTEBOOK_COMMAND, notebookUsage } = await import('../src/jupyter/serve');
   assert.ok(notebookUsage().startsWith(helpText(NOTEBOOK_COMMAND).split('  -h, --help')[0]));
