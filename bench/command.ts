@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { parseArgs } from 'node:util';
+import { defineCommand, parseCommand } from '../src/cli-options';
 import * as tf from '@tensorflow/tfjs';
 import { machineInfo } from '../src/backend/machine';
 import { registerWasmTrainingKernels } from '../src/backend/wasm-kernels';
@@ -232,49 +232,41 @@ function runTorch(models: ModelName[], quick: boolean, python: string, config: T
   return { ...(JSON.parse(run.stdout) as TorchResult), tcmalloc, config };
 }
 
+export const BENCH_COMMAND = defineCommand({
+  name: 'bench',
+  usage: [
+    'npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu,onnx] [--threads N]',
+    '                        [--models resnet50,darknet-tiny,mobilenet-v1-0.75] [--no-torch] [--python /usr/bin/python3]',
+    'npm run -s cli -- bench --profile-kernels [--cases quick-top,cpu-best] [--steps N] [--ab SWITCH] [--calls] [--plain]',
+    'npm run -s cli -- bench decode [...]   (photos decoded and resized: bench/decode.ts)',
+  ],
+  about:
+    'Images/s for inference at 224 and 128 and Adam training steps (224 and 32; MobileNet at 96, 128, 160, 224), per backend,\n' +
+    "against PyTorch (onnx: ONNX Runtime inference); MobileNet also gets projected seconds per 45,000-image epoch and its depthwise gradients' share of a step.",
+  options: {
+    json: { type: 'boolean', default: false, help: 'print the results as JSON' },
+    quick: { type: 'boolean', default: false, help: 'small batches, one timed repetition' },
+    kernels: { type: 'boolean', default: false, help: 'also time the convolution (and depthwise) gradient kernels alone' },
+    'no-torch': { type: 'boolean', default: false, help: 'skip the PyTorch comparison' },
+    backends: { type: 'string', value: 'LIST', help: 'comma-separated: wasm, wasm-mt (threaded), cpu, onnx (ONNX Runtime; default: all that load)' },
+    threads: { type: 'string', value: 'N', default: '1', help: 'PyTorch threads and wasm-mt threads' },
+    models: { type: 'string', value: 'LIST', default: 'resnet50,darknet-tiny,mobilenet-v1-0.75', help: 'comma-separated: resnet50, darknet-tiny, mobilenet-v1-0.75' },
+    python: { type: 'string', value: 'PATH', default: '/usr/bin/python3', help: 'the Python with torch' },
+    'profile-kernels': { type: 'boolean', default: false, help: 'instead: per-kernel time of one training step of the CPU recipes (bench/profile-kernels.ts)' },
+    cases: { type: 'string', value: 'LIST', default: 'quick-top,cpu-best', help: 'with --profile-kernels: the recipes to profile' },
+    steps: { type: 'string', value: 'N', default: '5', help: 'with --profile-kernels: timed steps' },
+    ab: { type: 'string', value: 'SWITCH', help: 'with --profile-kernels: baseline|key=a,b (alternate the pre-issue-21 kernels, or one wasmKernelOptions switch)' },
+    calls: { type: 'boolean', default: false, help: 'with --profile-kernels: list the slowest calls' },
+    plain: { type: 'boolean', default: false, help: 'with --profile-kernels: wall times only' },
+  },
+});
+
 export async function benchCommand(argv: string[]): Promise<void> {
   // `bench decode`: users' photos decoded and resized (sharp, jpeg-js, PIL); see bench/decode.ts.
   if (argv[0] === 'decode') return (await import('./decode')).benchDecodeCommand(argv.slice(1));
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      json: { type: 'boolean', default: false },
-      quick: { type: 'boolean', default: false },
-      kernels: { type: 'boolean', default: false },
-      'no-torch': { type: 'boolean', default: false },
-      backends: { type: 'string' },
-      threads: { type: 'string', default: '1' },
-      models: { type: 'string', default: 'resnet50,darknet-tiny,mobilenet-v1-0.75' },
-      python: { type: 'string', default: '/usr/bin/python3' },
-      'profile-kernels': { type: 'boolean', default: false },
-      cases: { type: 'string', default: 'quick-top,cpu-best' },
-      steps: { type: 'string', default: '5' },
-      ab: { type: 'string' },
-      calls: { type: 'boolean', default: false },
-      plain: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(
-      'usage: npm run -s cli -- bench [--json] [--quick] [--kernels] [--backends wasm,wasm-mt,cpu,onnx] [--threads N]\n' +
-        '                              [--models resnet50,darknet-tiny,mobilenet-v1-0.75] [--no-torch] [--python /usr/bin/python3]\n' +
-        'Images/s for inference at 224 and 128 and Adam training steps (224 and 32; MobileNet at 96, 128, 160, 224), per backend,\n' +
-        'against PyTorch (onnx: ONNX Runtime inference); MobileNet also gets projected seconds per 45,000-image epoch and its depthwise gradients\' share of a step.\n' +
-        '  --quick     small batches, one timed repetition\n' +
-        '  --kernels   also time the convolution (and depthwise) gradient kernels alone\n' +
-        '  --backends  comma-separated: wasm, wasm-mt (threaded), cpu, onnx (ONNX Runtime; default: all that load)\n' +
-        '  --threads   PyTorch threads and wasm-mt threads (default 1)\n' +
-        '  --models    comma-separated: resnet50, darknet-tiny, mobilenet-v1-0.75\n' +
-        '  --no-torch  skip the PyTorch comparison\n' +
-        '  --python    the Python with torch (default /usr/bin/python3)\n' +
-        '  --json      print the results as JSON\n' +
-        '  --profile-kernels  instead: per-kernel time of one training step of the CPU recipes (bench/profile-kernels.ts)\n' +
-        '              --cases quick-top,cpu-best  --steps N (timed steps, default 5)  --ab baseline|key=a,b (alternate the pre-issue-21 kernels, or one wasmKernelOptions switch)  --calls (list the slowest calls)  --plain (wall times only)\n' +
-        '  -h, --help  this text\n',
-    );
-    return;
-  }
+  const parsed = parseCommand(BENCH_COMMAND, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   if (values['profile-kernels']) {
     const { profileKernelsCommand, PROFILE_CASES } = await import('./profile-kernels');
     const cases = values.cases!.split(',').filter(Boolean) as ProfileCase[];

@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { parseArgs } from 'node:util';
+import { defineCommand, parseCommand } from '../src/cli-options';
 import sharp from 'sharp';
 import { describeMachine, machineInfo } from '../src/backend/machine';
 
@@ -168,20 +168,26 @@ function benchPil(dir: string, count: number, size: number, work: string, draft:
   return measured(`PIL ${version}${draft ? ' with draft() (DCT scaling)' : ' (Keras load_img: full decode, bilinear)'}`, count, r);
 }
 
+export const BENCH_DECODE_COMMAND = defineCommand({
+  name: 'bench decode',
+  usage: ['npm run -s cli -- bench decode [--count 300] [--width 3000] [--height 2000] [--size 160] [--jpeg-js-count N] [--no-jpeg-js] [--json] [--keep]'],
+  about: '  Decode + resize of a folder of synthetic photos to the working size: sharp (as `data --images` runs), jpeg-js\n  and PIL when /usr/bin/python3 has Pillow, side by side on the same files (images/s and peak RSS each).',
+  options: {
+    count: { type: 'string', value: 'N', default: '300', help: 'photos to write and decode' },
+    width: { type: 'string', value: 'PX', default: '3000', help: "the photos' width" },
+    height: { type: 'string', value: 'PX', default: '2000', help: "the photos' height" },
+    size: { type: 'string', value: 'PX', default: '160', help: 'the side they are resized to' },
+    json: { type: 'boolean', default: false, help: 'print the results as JSON' },
+    keep: { type: 'boolean', default: false, help: 'keep the temporary folder of photos' },
+    'no-jpeg-js': { type: 'boolean', default: false, help: 'skip jpeg-js (slow)' },
+    'jpeg-js-count': { type: 'string', value: 'N', help: 'decode only the first N files with jpeg-js (default: all)' },
+  },
+});
+
 export async function benchDecodeCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      count: { type: 'string', default: '300' },
-      width: { type: 'string', default: '3000' },
-      height: { type: 'string', default: '2000' },
-      size: { type: 'string', default: '160' },
-      json: { type: 'boolean', default: false },
-      keep: { type: 'boolean', default: false },
-      'no-jpeg-js': { type: 'boolean', default: false },
-      'jpeg-js-count': { type: 'string' },
-    },
-  });
+  const parsed = parseCommand(BENCH_DECODE_COMMAND, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   const [count, width, height, size] = [values.count, values.width, values.height, values.size].map(Number);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-bench-decode-'));
   const dir = path.join(work, 'photos');

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeIssues, Profile, ProfileFileSchema, ProfileSchema, profileJsonSchema } from './profile-schema';
+import { readJsonFile } from './fsutil';
 
 /** The folder holding package.json, found from this file whether it runs from src/ or dist/src/. */
 export const projectRoot: string = (() => {
@@ -144,12 +145,7 @@ function readProfileChain(file: string, chain: string[]): Record<string, unknown
   if (chain.includes(file)) {
     throw new Error(`profile cycle: ${[...chain, file].map((f) => path.relative(process.cwd(), f) || f).join(' extends ')}`);
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`, { cause: e });
-  }
+  const raw = readJsonFile<unknown>(file, 'a profile (JSON)');
   if (!isObject(raw)) throw new Error(`${file}: expected a JSON object`);
   for (const k of Object.keys(raw)) checkKey(k, file);
   const checked = ProfileFileSchema.safeParse(raw);

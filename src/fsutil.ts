@@ -79,6 +79,25 @@ export function readJsonFile<T>(file: string, what = 'JSON'): T {
   }
 }
 
+/**
+ * Parses a JSON file that may not exist yet (a run stopped before writing it): null when it is
+ * absent, and otherwise what readJsonFile gives - a file that is there but unreadable or not valid
+ * JSON is an error naming it, never silently taken for absent (writes are atomic, so such a file is
+ * damaged, not half-written).
+ */
+export function readJsonIfExists<T>(file: string, what = 'JSON'): T | null {
+  if (!fs.existsSync(file)) return null;
+  return readJsonFile<T>(file, what);
+}
+
+/** A JSON file's top-level object, or null when the file is absent; an array or scalar is an error naming the file. */
+export function readJsonObjectIfExists(file: string, what = 'JSON object'): Record<string, unknown> | null {
+  const j = readJsonIfExists<unknown>(file, what);
+  if (j === null) return null;
+  if (typeof j !== 'object' || Array.isArray(j)) throw new Error(`${file}: expected ${what}, got ${Array.isArray(j) ? 'an array' : typeof j}`);
+  return j as Record<string, unknown>;
+}
+
 /** size and sha256 of a file: what a checksums file records, and what a reader compares. */
 export function fileChecksum(file: string): { bytes: number; sha256: string } {
   const data = fs.readFileSync(file);
@@ -127,7 +146,7 @@ export function markRunFolder(dir: string): void {
 
 function holdsResolvedProfile(dir: string): boolean {
   try {
-    const p = JSON.parse(fs.readFileSync(path.join(dir, 'profile.json'), 'utf8')) as Record<string, unknown>;
+    const p = readJsonFile<Record<string, unknown>>(path.join(dir, 'profile.json'));
     const obj = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
     return obj(p) && typeof p.name === 'string' && obj(p.data) && obj(p.model) && obj(p.train);
   } catch {

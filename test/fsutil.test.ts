@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { assertOutTarget, assertRunFolderTarget, enclosingRunFolder, isRunFolder, replaceFileAtomic, RUN_MARKER, verifyChecksums, checksumsOf } from '../src/fsutil';
+import { assertOutTarget, assertRunFolderTarget, enclosingRunFolder, isRunFolder, readJsonFile, readJsonIfExists, readJsonObjectIfExists, replaceFileAtomic, RUN_MARKER, verifyChecksums, checksumsOf } from '../src/fsutil';
 import { createRun } from '../src/session';
 import { loadProfile, projectRoot } from '../src/config';
 
@@ -177,4 +177,25 @@ test('verifyChecksums names the file that changed since it was saved', (t) => {
   assert.throws(() => verifyChecksums(root, sums, 'checksums.json'), /weights\.bin: weights\.bin changed since it was saved \(sha256 .*as recorded in checksums\.json\)/);
   fs.rmSync(path.join(root, 'weights.bin'));
   assert.throws(() => verifyChecksums(root, sums, 'checksums.json'), /weights\.bin: missing/);
+});
+
+test('the one JSON reader: an absent optional file is null; a damaged one is an error naming it and what was expected', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-json-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const good = path.join(dir, 'good.json');
+  const broken = path.join(dir, 'broken.json');
+  const list = path.join(dir, 'list.json');
+  const absent = path.join(dir, 'absent.json');
+  fs.writeFileSync(good, '{"a": 1}');
+  fs.writeFileSync(broken, '{ "a": ');
+  fs.writeFileSync(list, '[1, 2]');
+  assert.deepEqual(readJsonFile(good), { a: 1 });
+  assert.throws(() => readJsonFile(absent, 'the run summary'), new RegExp(`^Error: ${absent}: cannot read the run summary \\(ENOENT\\)`));
+  assert.throws(() => readJsonFile(broken, 'the run summary'), new RegExp(`^Error: ${broken}: the run summary is not valid JSON \\(`));
+  assert.equal(readJsonIfExists(absent), null);
+  assert.deepEqual(readJsonIfExists(list), [1, 2]);
+  assert.throws(() => readJsonIfExists(broken, 'evaluation'), new RegExp(`^Error: ${broken}: evaluation is not valid JSON`), 'present but damaged is not taken for absent');
+  assert.deepEqual(readJsonObjectIfExists(good), { a: 1 });
+  assert.equal(readJsonObjectIfExists(absent), null);
+  assert.throws(() => readJsonObjectIfExists(list, 'an evaluation object'), new RegExp(`^Error: ${list}: expected an evaluation object, got an array`));
 });

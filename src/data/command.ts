@@ -3,48 +3,34 @@
  * Describes a data set: class names, images per split and per class, the first labels, the source.
  * Without --profile the whole data set is described (no limits); with it, the profile's data section.
  */
-import { parseArgs } from 'node:util';
+import { defineCommand, parseCommand } from '../cli-options';
 import { loadProfile, DataConfig } from '../config';
 import { loadDataset } from './dataset';
 import { describeDataset, formatDescription } from './summary';
 
-const HELP = `usage: npm run -s cli -- data [options]
-  --json              print one JSON object {classes, train, test, source[, skipped][, warnings]}
-  --images <folder>   an image folder (one subfolder per class; train/ and test/ if split)
-  --size <n>          side the folder's images are resized to (default 32)
-  --skip-unreadable   leave out image files that cannot be read (listed) instead of refusing the folder
-  --max-image-pixels <n>
-                      refuse images above n pixels, from their header (default 178956970)
-  --dir <folder>      a local extracted cifar-10-batches-bin (default CIFAR10_DIR, else download)
-  --profile <name>    describe that profile's data (with its limits)
-  --set <a.b=v>       profile override (repeatable)
-  --quiet             no download or decoding progress
-  -h, --help          this text
-`;
+export const DATA_COMMAND = defineCommand({
+  name: 'data',
+  usage: ['npm run -s cli -- data [options]'],
+  options: {
+    json: { type: 'boolean', default: false, help: 'print one JSON object {classes, train, test, source[, skipped][, warnings]}' },
+    images: { type: 'string', value: '<folder>', help: 'an image folder (one subfolder per class; train/ and test/ if split)' },
+    size: { type: 'string', value: '<n>', help: "side the folder's images are resized to (default 32)" },
+    'skip-unreadable': { type: 'boolean', default: false, help: 'leave out image files that cannot be read (listed) instead of refusing the folder' },
+    'max-image-pixels': { type: 'string', value: '<n>', help: 'refuse images above n pixels, from their header (default 178956970)' },
+    dir: { type: 'string', value: '<folder>', help: 'a local extracted cifar-10-batches-bin (default CIFAR10_DIR, else download)' },
+    profile: { type: 'string', value: '<name>', help: "describe that profile's data (with its limits)" },
+    set: { type: 'string', value: '<a.b=v>', multiple: true, help: 'profile override (repeatable)' },
+    quiet: { type: 'boolean', default: false, help: 'no download or decoding progress' },
+  },
+});
 
 /** The largest side --size stores images at (a 1024 x 1024 x 3 image is 3 MB; networks here see at most 224). */
 const MAX_STORED_SIZE = 1024;
 
 export async function dataCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      json: { type: 'boolean', default: false },
-      images: { type: 'string' },
-      size: { type: 'string' },
-      'skip-unreadable': { type: 'boolean', default: false },
-      'max-image-pixels': { type: 'string' },
-      dir: { type: 'string' },
-      profile: { type: 'string' },
-      set: { type: 'string', multiple: true },
-      quiet: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return;
-  }
+  const parsed = parseCommand(DATA_COMMAND, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   let cfg: DataConfig = values.profile
     ? loadProfile(values.profile, values.set ?? []).data
     : { source: 'cifar10', valFraction: 0, imageSize: 32 };

@@ -4,7 +4,7 @@
  * `cli kernel`: registers the tslab kernel in <root>/.jupyter (idempotent).
  */
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { defineCommand, parseCommand } from '../cli-options';
 import { initBackend } from '../backend';
 import { loadProfile, paths } from '../config';
 import { createRun, defaultProfileFor, readRunProfile } from '../session';
@@ -16,25 +16,37 @@ import { assertRunFolderFree } from '../train/run-state';
 import { isRunFolder, RUN_MARKER } from '../fsutil';
 import { cellTimeout, listNotebooks, NotebookResult, RunnerEvent, runNotebooks } from './runner';
 
-const RUN_USAGE = `usage: npm run -s cli -- run [--profile NAME] [--set key.path=value ...] [--resume RUN_DIR] [--timeout SECONDS]
-                        [--notebooks DIR] [--quiet] [--json] [--skip-report]
-  Executes notebooks/NN-*.ipynb in order in a new run folder data/runs/<id>-<profile>/,
-  writes the executed copies to <run>/notebooks/ and then the report (when available).
-  --profile   profile name (default: TLWB_PROFILE, else quick on CPU, seed with a CUDA GPU)
-  --set       profile override, repeatable (also TLWB_SET="a.b=1;c.d=x")
-  --resume    run the notebooks again in an existing run folder with the profile it started with:
-              training continues from its last checkpoint (or reports itself finished), then
-              the results and the report are made afresh
-  --timeout   seconds per cell, 0 = none (default: TLWB_CELL_TIMEOUT, else 21600)
-  --notebooks folder of notebooks to run (default: notebooks/)
-  --quiet     do not relay what the cells print
-  --json      print {"runDir", "notebooks", "report"} as JSON at the end
-  --skip-report  run the notebooks only
-  -h, --help  this text
-  While a notebook runs, what its cells print and the training log (phases, epochs, ETA) are relayed
-  here; at the end: the test accuracy, the run folder and the report. To open the run's notebooks
-  in Jupyter afterwards: npm run notebook -- --run <run folder>.
-`;
+export const RUN_COMMAND = defineCommand({
+  name: 'run',
+  usage: [
+    'npm run -s cli -- run [--profile NAME] [--set key.path=value ...] [--resume RUN_DIR] [--timeout SECONDS]',
+    '                      [--notebooks DIR] [--quiet] [--json] [--skip-report]',
+  ],
+  about:
+    '  Executes notebooks/NN-*.ipynb in order in a new run folder data/runs/<id>-<profile>/,\n' +
+    '  writes the executed copies to <run>/notebooks/ and then the report (when available).',
+  options: {
+    profile: { type: 'string', value: 'NAME', help: 'profile name (default: TLWB_PROFILE, else quick on CPU, seed with a CUDA GPU)' },
+    set: { type: 'string', value: 'key.path=value', multiple: true, help: 'profile override, repeatable (also TLWB_SET="a.b=1;c.d=x")' },
+    resume: {
+      type: 'string',
+      value: 'RUN_DIR',
+      help:
+        'run the notebooks again in an existing run folder with the profile it started with:\n' +
+        'training continues from its last checkpoint (or reports itself finished), then\n' +
+        'the results and the report are made afresh',
+    },
+    timeout: { type: 'string', value: 'SECONDS', help: 'seconds per cell, 0 = none (default: TLWB_CELL_TIMEOUT, else 21600)' },
+    notebooks: { type: 'string', value: 'DIR', help: 'folder of notebooks to run (default: notebooks/)' },
+    quiet: { type: 'boolean', help: 'do not relay what the cells print' },
+    json: { type: 'boolean', help: 'print {"runDir", "notebooks", "report"} as JSON at the end' },
+    'skip-report': { type: 'boolean', help: 'run the notebooks only' },
+  },
+  notes:
+    '  While a notebook runs, what its cells print and the training log (phases, epochs, ETA) are relayed\n' +
+    "  here; at the end: the test accuracy, the run folder and the report. To open the run's notebooks\n" +
+    '  in Jupyter afterwards: npm run notebook -- --run <run folder>.',
+});
 
 /**
  * Signs the notebooks the run executed for the user's Jupyter when a Python with Jupyter is there
@@ -75,24 +87,9 @@ function progress(log: (s: string) => void): (e: RunnerEvent) => void {
 }
 
 export async function runCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      profile: { type: 'string' },
-      set: { type: 'string', multiple: true },
-      resume: { type: 'string' },
-      timeout: { type: 'string' },
-      notebooks: { type: 'string' },
-      quiet: { type: 'boolean' },
-      json: { type: 'boolean' },
-      'skip-report': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(RUN_USAGE);
-    return;
-  }
+  const parsed = parseCommand(RUN_COMMAND, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const timeout = cellTimeout(values.timeout);
   const dir = path.resolve(values.notebooks ?? paths().notebooks);
@@ -149,23 +146,22 @@ export async function runCommand(argv: string[]): Promise<void> {
   }
 }
 
-const KERNEL_USAGE = `usage: npm run -s cli -- kernel [--force] [--json]
-  Registers the tslab kernel in <project>/.jupyter for a Python that has Jupyter
-  (TLWB_PYTHON, /usr/bin/python3, then python3 on PATH). Quick when already done.
-  --force     register again even when it is in place
-  --json      print {python, jupyterPath, kernelJson, installed, JUPYTER_PATH} as JSON
-  -h, --help  this text
-`;
+export const KERNEL_COMMAND = defineCommand({
+  name: 'kernel',
+  usage: ['npm run -s cli -- kernel [--force] [--json]'],
+  about:
+    '  Registers the tslab kernel in <project>/.jupyter for a Python that has Jupyter\n' +
+    '  (TLWB_PYTHON, /usr/bin/python3, then python3 on PATH). Quick when already done.',
+  options: {
+    force: { type: 'boolean', help: 'register again even when it is in place' },
+    json: { type: 'boolean', help: 'print {python, jupyterPath, kernelJson, installed, JUPYTER_PATH} as JSON' },
+  },
+});
 
 export async function kernelCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { force: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help) {
-    process.stdout.write(KERNEL_USAGE);
-    return;
-  }
+  const parsed = parseCommand(KERNEL_COMMAND, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   const info = ensureKernel({ force: values.force, quiet: !!values.json });
   const env = jupyterEnv();
   if (values.json) {

@@ -3,8 +3,8 @@
  * messages (nbformat.v4.output_from_msg), and the file written as nbformat.write does (keys
  * sorted, one-space indent, multi-line strings split into lines, a final newline).
  */
-import * as fs from 'node:fs';
 import type { KernelMessage } from './kernel-client';
+import { readJsonFile } from '../fsutil';
 
 export type MimeBundle = Record<string, unknown>;
 
@@ -33,12 +33,7 @@ export interface Notebook {
 
 /** A notebook file, read as nbformat.read does for version 4 (names the file and what is wrong). */
 export function readNotebook(file: string): Notebook {
-  let nb: Notebook;
-  try {
-    nb = JSON.parse(fs.readFileSync(file, 'utf8')) as Notebook;
-  } catch (e) {
-    throw new Error(`${file}: not a readable notebook (${(e as Error).message})`, { cause: e });
-  }
+  const nb = readJsonFile<Notebook>(file, 'a notebook (.ipynb)');
   if (!nb || typeof nb !== 'object' || nb.nbformat !== 4) throw new Error(`${file}: expected an nbformat 4 notebook, got nbformat ${JSON.stringify(nb?.nbformat)}`);
   if (!Array.isArray(nb.cells)) throw new Error(`${file}: "cells" must be a list`);
   nb.metadata ??= {};

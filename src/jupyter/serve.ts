@@ -12,6 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
+import { defineCommand, helpText } from '../cli-options';
 import { loadProfile, paths, projectRoot, type Profile } from '../config';
 import { CIFAR10_ENV } from '../data/cifar10';
 import { IMAGENET_LABEL_SOURCES } from '../model/imagenet';
@@ -45,19 +46,36 @@ function profileEnvNames(profile: Profile): string[] {
   return [...(profile.data.source === 'cifar10' ? ['CIFAR10_DIR'] : []), ...(preset ? presetEnv(preset) : [])];
 }
 
+/**
+ * `npm run notebook`'s own options. Everything else goes to the Jupyter server, so unknown options
+ * are passed on rather than refused; the usage text is still made from this declaration.
+ */
+export const NOTEBOOK_COMMAND = defineCommand({
+  name: 'notebook',
+  usage: ['npm run notebook [-- --run data/runs/<id> | --profile NAME] [server options]'],
+  about:
+    "  Opens a run's notebooks (<run>/notebooks/) in JupyterLab or the classic Notebook server, with the\n" +
+    '  tslab kernel and TLWB_RUN_DIR=<run> for every kernel: reruns and saves stay in the run, and\n' +
+    '  `npm run -s cli -- report --run <run>` exports what you see.',
+  options: {
+    run: { type: 'string', value: 'RUN_DIR', help: 'the run folder to open' },
+    profile: {
+      type: 'string',
+      value: 'NAME',
+      help: 'the newest run of this profile (a new run when it has none); with neither option, the newest\nrun of any profile (a new run of TLWB_PROFILE or quick when there is none)',
+    },
+  },
+});
+
 export function notebookUsage(): string {
-  return `usage: npm run notebook [-- --run data/runs/<id> | --profile NAME] [server options]
-  Opens a run's notebooks (<run>/notebooks/) in JupyterLab or the classic Notebook server, with the
-  tslab kernel and TLWB_RUN_DIR=<run> for every kernel: reruns and saves stay in the run, and
-  \`npm run -s cli -- report --run <run>\` exports what you see.
-  --run      the run folder to open
-  --profile  the newest run of this profile (a new run when it has none)
-  (neither)  the newest run of any profile (a new run of TLWB_PROFILE or quick when there is none)
-  Other options go to the server, e.g. --no-browser --port 8899.
-  The kernels inherit this shell's environment; set before starting any of:
-${wrap(kernelEnvNames().join(' '), 4, 100)}
-  (CIFAR10_DIR: a local CIFAR-10, no download; *_DIR and *_WEIGHTS: local backbone weights.)
-`;
+  return helpText({
+    ...NOTEBOOK_COMMAND,
+    notes:
+      '  Other options go to the server, e.g. --no-browser --port 8899.\n' +
+      "  The kernels inherit this shell's environment; set before starting any of:\n" +
+      `${wrap(kernelEnvNames().join(' '), 4, 100)}\n` +
+      '  (CIFAR10_DIR: a local CIFAR-10, no download; *_DIR and *_WEIGHTS: local backbone weights.)',
+  });
 }
 
 /** Words wrapped at `width`, each line indented by `indent` spaces. */
@@ -115,8 +133,9 @@ function takeFlag(args: string[], name: string): string | undefined {
  */
 export function planNotebookServer(argv: string[]): NotebookPlan {
   const args = [...argv];
-  const runFlag = takeFlag(args, 'run');
-  const profileFlag = takeFlag(args, 'profile');
+  // The declared options are taken out; the rest are the server's.
+  const runFlag = takeFlag(args, 'run' satisfies keyof typeof NOTEBOOK_COMMAND.options);
+  const profileFlag = takeFlag(args, 'profile' satisfies keyof typeof NOTEBOOK_COMMAND.options);
   if (runFlag && profileFlag) throw new Error('--run and --profile: give one (a run keeps the profile it started with)');
   let runDir: string;
   let why: string;

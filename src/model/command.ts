@@ -5,7 +5,7 @@
  * `model --onnx FILE [--input-size N] [--json]` imports an ONNX classifier instead and prints its graph
  * summary: nodes, cut candidates, parameters, and the largest difference against ONNX Runtime.
  */
-import { parseArgs } from 'node:util';
+import { defineCommand, parseCommand } from '../cli-options';
 import type { HeadKind, ModelConfig } from '../config';
 import { loadProfile } from '../config';
 import { initBackend } from '../backend';
@@ -14,48 +14,40 @@ import { countParams, leafLayers } from './freeze';
 import { onnxImportSummary } from './onnx/import-check';
 import { layerRows } from './summary';
 
-export async function modelCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      arch: { type: 'string' },
-      head: { type: 'string' },
-      'input-size': { type: 'string' },
-      weights: { type: 'string' },
-      classes: { type: 'string', default: '10' },
-      'stored-size': { type: 'string' },
-      dropout: { type: 'string' },
-      profile: { type: 'string' },
-      onnx: { type: 'string' },
-      table: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
+export const MODEL_COMMAND = defineCommand({
+  name: 'model',
+  usage: [
+    'npm run -s cli -- model [--arch NAME] [--head seed|gap|none] [--input-size N] [--weights none|imagenet|FILE]',
+    '                        [--classes 10] [--stored-size 32] [--dropout R] [--profile NAME] [--table] [--json]',
+    'npm run -s cli -- model --onnx FILE [--input-size N] [--json]',
+  ],
+  about: '  Builds a model (backbone + head) and prints its parameter counts (total, trainable, per part).',
+  options: {
+    arch: { type: 'string', value: 'NAME', help: 'resnet50, resnet101, resnet152, darknet-tiny, mobilenet-v1-{0.25,0.50,0.75,1.0},\nor a TF.js model.json folder or URL' },
+    head: { type: 'string', value: 'KIND', help: "seed (the article's: backbone top + Dense), gap (pooling, dropout, Dense) or none (MobileNet: Keras include_top=False)" },
+    'input-size': { type: 'string', value: 'N', help: 'side in pixels the backbone sees (the model resizes its input to it)' },
+    weights: { type: 'string', value: 'SOURCE', help: "imagenet (the preset's), none (random) or a weights file" },
+    classes: { type: 'string', value: 'N', default: '10', help: 'classes of the new head' },
+    'stored-size': { type: 'string', value: 'N', help: 'side of the stored images the model takes (default 32, CIFAR-10)' },
+    dropout: { type: 'string', value: 'R', help: "dropout rate before the gap head's Dense layer" },
+    profile: { type: 'string', value: 'NAME', help: "start from a profile's model section (the other options override it)" },
+    onnx: {
+      type: 'string',
+      value: 'FILE',
+      help:
+        'import an ONNX classifier (e.g. torch.onnx.export of a torchvision model) and print its graph:\n' +
+        "nodes per op, cut candidates (last spatial feature maps), trainable parameters (PyTorch's\n" +
+        'sum(p.numel()) when exported with its BatchNorm kept), largest difference against ONNX Runtime',
     },
-  });
-  if (values.help) {
-    process.stdout.write(
-      'usage: npm run -s cli -- model [--arch NAME] [--head seed|gap|none] [--input-size N] [--weights none|imagenet|FILE]\n' +
-        '                              [--classes 10] [--stored-size 32] [--dropout R] [--profile NAME] [--table] [--json]\n' +
-        '       npm run -s cli -- model --onnx FILE [--input-size N] [--json]\n' +
-        '  Builds a model (backbone + head) and prints its parameter counts (total, trainable, per part).\n' +
-        '  --profile      start from a profile\'s model section (the other options override it)\n' +
-        '  --arch         resnet50, resnet101, resnet152, darknet-tiny, mobilenet-v1-{0.25,0.50,0.75,1.0},\n' +
-        '                 or a TF.js model.json folder or URL\n' +
-        '  --head         seed (the article\'s: backbone top + Dense), gap (pooling, dropout, Dense) or none (MobileNet: Keras include_top=False)\n' +
-        '  --input-size   side in pixels the backbone sees (the model resizes its input to it)\n' +
-        '  --weights      imagenet (the preset\'s), none (random) or a weights file\n' +
-        '  --classes      classes of the new head (default 10)\n' +
-        '  --stored-size  side of the stored images the model takes (default 32, CIFAR-10)\n' +
-        '  --dropout      dropout rate before the gap head\'s Dense layer\n' +
-        '  --onnx FILE    import an ONNX classifier (e.g. torch.onnx.export of a torchvision model) and print its graph:\n' +
-        '                 nodes per op, cut candidates (last spatial feature maps), trainable parameters (PyTorch\'s\n' +
-        '                 sum(p.numel()) when exported with its BatchNorm kept), largest difference against ONNX Runtime\n' +
-        '  --table        also print one row per layer\n' +
-        '  --json         print the counts as JSON\n' +
-        '  -h, --help     this text\n',
-    );
-    return;
-  }
+    table: { type: 'boolean', default: false, help: 'also print one row per layer' },
+    json: { type: 'boolean', default: false, help: 'print the counts as JSON' },
+  },
+});
+
+export async function modelCommand(argv: string[]): Promise<void> {
+  const parsed = parseCommand(MODEL_COMMAND, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   const int = (v: string | undefined, flag: string): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);

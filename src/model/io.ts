@@ -77,7 +77,7 @@ export async function saveModel(model: tf.LayersModel, dir: string, metadata?: R
     await model.save(folderWriter(tmp, opts), { includeOptimizer: false });
     if (metadata) {
       const file = path.join(tmp, 'model.json');
-      const json = JSON.parse(fs.readFileSync(file, 'utf8'));
+      const json = readJsonFile<{ userDefinedMetadata?: Record<string, unknown> }>(file, 'the model.json TF.js just wrote');
       json.userDefinedMetadata = { ...(json.userDefinedMetadata ?? {}), ...metadata };
       fs.writeFileSync(file, JSON.stringify(json));
     }
@@ -129,7 +129,7 @@ export async function loadModel(dir: string): Promise<tf.LayersModel> {
 export function readModelMetadata(dir: string): Record<string, unknown> {
   const file = path.join(path.resolve(dir), 'model.json');
   if (!fs.existsSync(file)) throw new Error(`${dir}: no model.json`);
-  return (JSON.parse(fs.readFileSync(file, 'utf8')).userDefinedMetadata ?? {}) as Record<string, unknown>;
+  return (readJsonFile<{ userDefinedMetadata?: Record<string, unknown> }>(file, 'a TF.js model.json').userDefinedMetadata ?? {});
 }
 
 /** sha256 of a model folder's weights.bin: an exported file names the weights it was made from. */

@@ -5,35 +5,49 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { defineCommand, helpText, parseCommand } from '../cli-options';
 import { listRuns, readRunProfile } from '../session';
 import { paths } from '../config';
 
-const REPORT_USAGE = `usage: npm run -s cli -- report [--run <runDir>] [--check] [--json]
-       npm run -s cli -- report --compare <runDir> <runDir>... [--out FILE] [--json]
-  Writes <runDir>/report.html: the result first (test accuracy, setup, the command that makes the
-  run again), then the run's executed notebooks (<runDir>/notebooks/, where \`npm run notebook\`
-  saves your reruns) in one self-contained page (charts and images embedded, nothing fetched).
-  Default run: the newest in data/runs. Prints the path of the report.
-  --run      the run folder
-  --check    also open it in headless Chromium, save <runDir>/report.png and fail if a chart
-             or image did not render, the page requested anything, opened a dialog, or holds a
-             script element, an event-handler attribute or a javascript: URL
-  --compare  several runs on one page: the comparison table, their curves overlaid and the profile
-             fields they differ in; written to --out (default data/reports/compare-<time>.html)
-  --out      the comparison page's file
-  --json     print {"runDir", "report"} (or {"runs", "report"}) as JSON
-  -h, --help this text
-`;
+export const REPORT_COMMAND = defineCommand({
+  name: 'report',
+  usage: ['npm run -s cli -- report [--run <runDir>] [--check] [--json]', 'npm run -s cli -- report --compare <runDir> <runDir>... [--out FILE] [--json]'],
+  about:
+    "  Writes <runDir>/report.html: the result first (test accuracy, setup, the command that makes the\n" +
+    "  run again), then the run's executed notebooks (<runDir>/notebooks/, where `npm run notebook`\n" +
+    '  saves your reruns) in one self-contained page (charts and images embedded, nothing fetched).\n' +
+    '  Default run: the newest in data/runs. Prints the path of the report.',
+  positionals: true,
+  options: {
+    run: { type: 'string', value: '<runDir>', help: 'the run folder' },
+    check: {
+      type: 'boolean',
+      help:
+        'also open it in headless Chromium, save <runDir>/report.png and fail if a chart\n' +
+        'or image did not render, the page requested anything, opened a dialog, or holds a\n' +
+        'script element, an event-handler attribute or a javascript: URL',
+    },
+    json: { type: 'boolean', help: 'print {"runDir", "report"} (or {"runs", "report"}) as JSON' },
+    compare: {
+      type: 'boolean',
+      help: 'several runs on one page: the comparison table, their curves overlaid and the profile\nfields they differ in; written to --out (default data/reports/compare-<time>.html)',
+    },
+    out: { type: 'string', value: 'FILE', help: "the comparison page's file" },
+  },
+});
 
-const PREDICT_USAGE = `usage: npm run -s cli -- predict [--run <runDir>] [--top 3] [--backend NAME] [--json] <image>...
-  Top classes with probabilities for PNG/JPEG files of any size, using <runDir>/model.
-  --run      the run whose model predicts (default: the newest in data/runs that has a trained model)
-  --top      how many classes per image (default 3)
-  --backend  cpu, wasm, node or node-gpu (default TLWB_BACKEND, else the fastest that loads)
-  --json     one JSON line per image
-  -h, --help this text
-`;
+export const PREDICT_COMMAND = defineCommand({
+  name: 'predict',
+  usage: ['npm run -s cli -- predict [--run <runDir>] [--top 3] [--backend NAME] [--json] <image>...'],
+  about: '  Top classes with probabilities for PNG/JPEG files of any size, using <runDir>/model.',
+  positionals: true,
+  options: {
+    run: { type: 'string', value: '<runDir>', help: 'the run whose model predicts (default: the newest in data/runs that has a trained model)' },
+    top: { type: 'string', value: 'N', default: '3', help: 'how many classes per image' },
+    json: { type: 'boolean', help: 'one JSON line per image' },
+    backend: { type: 'string', value: 'NAME', help: 'cpu, wasm, node or node-gpu (default TLWB_BACKEND, else the fastest that loads)' },
+  },
+});
 
 /** The run folder named by --run (checked), else the newest run that passes `want`. */
 export function chooseRun(option: string | undefined, want: (dir: string) => boolean, what: string): string {
@@ -48,22 +62,9 @@ export function chooseRun(option: string | undefined, want: (dir: string) => boo
 }
 
 export async function reportCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      run: { type: 'string' },
-      check: { type: 'boolean' },
-      json: { type: 'boolean' },
-      compare: { type: 'boolean' },
-      out: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(REPORT_USAGE);
-    return;
-  }
+  const parsed = parseCommand(REPORT_COMMAND, argv);
+  if (!parsed) return;
+  const { values, positionals } = parsed;
   if (values.compare) {
     const runs = positionals.map((p) => path.resolve(p));
     const { writeComparePage } = await import('./compare-page');
@@ -98,22 +99,10 @@ export async function reportCommand(argv: string[]): Promise<void> {
 }
 
 export async function predictCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      run: { type: 'string' },
-      top: { type: 'string', default: '3' },
-      json: { type: 'boolean' },
-      backend: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(PREDICT_USAGE);
-    return;
-  }
-  if (positionals.length === 0) throw new Error(`predict: no image files given\n${PREDICT_USAGE}`);
+  const parsed = parseCommand(PREDICT_COMMAND, argv);
+  if (!parsed) return;
+  const { values, positionals } = parsed;
+  if (positionals.length === 0) throw new Error(`predict: no image files given\n${helpText(PREDICT_COMMAND)}`);
   const top = Number(values.top);
   if (!(Number.isInteger(top) && top >= 1)) throw new Error(`--top: expected a positive integer, got '${values.top}'`);
   const runDir = chooseRun(values.run, (d) => fs.existsSync(path.join(d, 'model', 'model.json')), 'a trained model (model/model.json)');
@@ -150,29 +139,26 @@ export async function predictCommand(argv: string[]): Promise<void> {
   if (failed) process.exitCode = 1;
 }
 
-const COMPARE_USAGE = `usage: npm run -s cli -- compare <runDir>... [--out DIR] [--json]
-  One row per run - test accuracy (on all test images; the header says how many), validation
-  accuracy, training time, backend, resolution, epochs per phase, and the command that makes the run
-  again - printed as a Markdown table.
-  --out       also write DIR/table.md and DIR/curves.svg (validation accuracy and training loss per
-              epoch, one line per run)
-  --json      print the rows as JSON instead
-  -h, --help  this text
-  One self-contained HTML page with the table, the curves and the profile differences:
-  npm run -s cli -- report --compare <runDir>...
-`;
+export const COMPARE_COMMAND = defineCommand({
+  name: 'compare',
+  usage: ['npm run -s cli -- compare <runDir>... [--out DIR] [--json]'],
+  about:
+    '  One row per run - test accuracy (on all test images; the header says how many), validation\n' +
+    '  accuracy, training time, backend, resolution, epochs per phase, and the command that makes the run\n' +
+    '  again - printed as a Markdown table.',
+  positionals: true,
+  options: {
+    out: { type: 'string', value: 'DIR', help: 'also write DIR/table.md and DIR/curves.svg (validation accuracy and training loss per\nepoch, one line per run)' },
+    json: { type: 'boolean', help: 'print the rows as JSON instead' },
+  },
+  notes: '  One self-contained HTML page with the table, the curves and the profile differences:\n  npm run -s cli -- report --compare <runDir>...',
+});
 
 export async function compareCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { out: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-  });
-  if (values.help) {
-    process.stdout.write(COMPARE_USAGE);
-    return;
-  }
-  if (positionals.length === 0) throw new Error(`compare: no run folders given\n${COMPARE_USAGE}`);
+  const parsed = parseCommand(COMPARE_COMMAND, argv);
+  if (!parsed) return;
+  const { values, positionals } = parsed;
+  if (positionals.length === 0) throw new Error(`compare: no run folders given\n${helpText(COMPARE_COMMAND)}`);
   const { assertOutTarget, writeFileAtomic } = await import('../fsutil');
   // table.md and curves.svg go beside what the folder holds (e.g. docs/results), never into a run.
   if (values.out) assertOutTarget(values.out, { kind: 'folder', addsFiles: true });
@@ -187,40 +173,29 @@ export async function compareCommand(argv: string[]): Promise<void> {
   process.stdout.write(values.json ? `${JSON.stringify(rows)}\n` : table);
 }
 
-const ROBUSTNESS_USAGE = `usage: npm run -s cli -- robustness [--run <runDir>] [--only NAME,...] [--tta | --no-tta] [--save] [--json]
-  Scores the run's model on its test set clean and corrupted in memory (seeded, deterministic):
-  JPEG quality 90/75/50, Gaussian noise, Gaussian blur, defocus blur, contrast and brightness at
-  CIFAR-10-C's severity-3 parameters (src/preprocess/corruptions.ts), on ONNX Runtime when it loads.
-  Prints the table (clean, each corruption, their mean) and the wall time.
-  --run      the run folder or a published folder (default: the newest run with a trained model)
-  --only     a comma-separated list of corruption names (default: all)
-  --tta      also score flip test-time augmentation (default: the profile's results.tta)
-  --no-tta   do not
-  --save     write the whole evaluation, with its robustness table, to <runDir>/evaluation.json
-  --backend  cpu, wasm, node or node-gpu (default TLWB_BACKEND, else the fastest that loads)
-  --json     print the robustness table as JSON
-  -h, --help this text
-`;
+export const ROBUSTNESS_COMMAND = defineCommand({
+  name: 'robustness',
+  usage: ['npm run -s cli -- robustness [--run <runDir>] [--only NAME,...] [--tta | --no-tta] [--save] [--json]'],
+  about:
+    "  Scores the run's model on its test set clean and corrupted in memory (seeded, deterministic):\n" +
+    '  JPEG quality 90/75/50, Gaussian noise, Gaussian blur, defocus blur, contrast and brightness at\n' +
+    "  CIFAR-10-C's severity-3 parameters (src/preprocess/corruptions.ts), on ONNX Runtime when it loads.\n" +
+    '  Prints the table (clean, each corruption, their mean) and the wall time.',
+  options: {
+    run: { type: 'string', value: '<runDir>', help: 'the run folder or a published folder (default: the newest run with a trained model)' },
+    only: { type: 'string', value: 'NAME,...', help: 'a comma-separated list of corruption names (default: all)' },
+    tta: { type: 'boolean', help: "also score flip test-time augmentation (default: the profile's results.tta)" },
+    'no-tta': { type: 'boolean', help: 'do not' },
+    save: { type: 'boolean', help: 'write the whole evaluation, with its robustness table, to <runDir>/evaluation.json' },
+    backend: { type: 'string', value: 'NAME', help: 'cpu, wasm, node or node-gpu (default TLWB_BACKEND, else the fastest that loads)' },
+    json: { type: 'boolean', help: 'print the robustness table as JSON' },
+  },
+});
 
 export async function robustnessCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    allowPositionals: false,
-    options: {
-      run: { type: 'string' },
-      only: { type: 'string' },
-      tta: { type: 'boolean' },
-      'no-tta': { type: 'boolean' },
-      save: { type: 'boolean' },
-      backend: { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(ROBUSTNESS_USAGE);
-    return;
-  }
+  const parsed = parseCommand(ROBUSTNESS_COMMAND, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   const { CORRUPTION_NAMES } = await import('../config');
   type Name = (typeof CORRUPTION_NAMES)[number];
   let names: Name[] | true = true;

@@ -6,9 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chartSvg } from '../display';
-import { writeFileAtomic } from '../fsutil';
+import { readJsonObjectIfExists, writeFileAtomic } from '../fsutil';
 import { assertSelfContained } from './report';
-import { readJson } from './runs';
 import { machinesLine, studyCurvesSpec, studyRow, testColumn, type StudyRow } from './study';
 import { html, Html, trustedSvg } from '../html';
 import { SUMMARY_STYLE, formatDuration } from './report-summary';
@@ -60,7 +59,7 @@ th { background:var(--code); } code { font-size:12px; } .chart svg { max-width:1
 export async function comparePageHtml(runDirs: string[]): Promise<string> {
   if (runDirs.length < 2) throw new Error(`report --compare: give two or more run folders (got ${runDirs.length})`);
   const rows = runDirs.map((d) => studyRow(d));
-  const profiles = runDirs.map((d) => readJson(path.join(d, 'profile.json')));
+  const profiles = runDirs.map((d) => readJsonObjectIfExists(path.join(d, 'profile.json')));
   const diffs = profileDifferences(profiles);
   const curves = trustedSvg(await chartSvg(studyCurvesSpec(runDirs) as never));
   const title = `Comparing ${rows.length} runs`;

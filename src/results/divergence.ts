@@ -4,8 +4,8 @@
  * and <run>/train-state.json; predict and the report read it here so that they say so instead of
  * showing the numbers of a broken model.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readJsonObjectIfExists } from '../fsutil';
 
 export interface Divergence {
   phase?: string;
@@ -16,20 +16,11 @@ export interface Divergence {
   file: string;
 }
 
-function readJson(file: string): Record<string, unknown> | null {
-  try {
-    const j = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
-    return j && typeof j === 'object' && !Array.isArray(j) ? (j as Record<string, unknown>) : null;
-  } catch {
-    return null;
-  }
-}
-
 /** The run's divergence, from train-summary.json, else train-state.json; null when neither records one. */
 export function readDivergence(runDir: string): Divergence | null {
   for (const name of ['train-summary.json', 'train-state.json']) {
     const file = path.join(runDir, name);
-    const j = readJson(file);
+    const j = readJsonObjectIfExists(file);
     if (!j) continue;
     const d = j.diverged && typeof j.diverged === 'object' ? (j.diverged as Record<string, unknown>) : null;
     if (j.status !== 'diverged' && !d) continue;

@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { defineCommand, parseCommand } from '../cli-options';
 import { tf } from '../backend';
 import { readRunProfile } from '../session';
 import { assertOutTarget, writeFileAtomic } from '../fsutil';
@@ -104,35 +104,27 @@ async function checkAgainstTfjs(model: tf.LayersModel, bytes: Uint8Array, mode: 
   }
 }
 
-const EXPORT_USAGE = `usage: npm run -s cli -- export [--run <runDir>] [--format onnx] [--out file] [--json]
-  Writes the run's trained model as an ONNX file (opset ${OPSET}), <runDir>/model.onnx by default.
-  Input 'image': float32 RGB 0..255, NHWC [batch, H, W, 3] at the run's image size (preprocessing
-  baked in); output 'probabilities': [batch, classes]. The metadata names the classes, the input
-  size and the preprocessing. The file is checked in ONNX Runtime against the TF.js model.
-  --run      the trained run folder (default: the newest run with a model)
-  --format   onnx (the one format written)
-  --out      the file to write (default <runDir>/model.onnx)
-  --json     print the result as JSON
-  --backend  TensorFlow.js backend that loads the model: cpu, wasm, node or node-gpu (default: the fastest that loads)
-  -h, --help this text
-`;
+export const EXPORT_COMMAND = defineCommand({
+  name: 'export',
+  usage: ['npm run -s cli -- export [--run <runDir>] [--format onnx] [--out file] [--json]'],
+  about:
+    `  Writes the run's trained model as an ONNX file (opset ${OPSET}), <runDir>/model.onnx by default.\n` +
+    "  Input 'image': float32 RGB 0..255, NHWC [batch, H, W, 3] at the run's image size (preprocessing\n" +
+    "  baked in); output 'probabilities': [batch, classes]. The metadata names the classes, the input\n" +
+    '  size and the preprocessing. The file is checked in ONNX Runtime against the TF.js model.',
+  options: {
+    run: { type: 'string', value: '<runDir>', help: 'the trained run folder (default: the newest run with a model)' },
+    format: { type: 'string', value: 'onnx', default: 'onnx', help: 'onnx (the one format written)' },
+    out: { type: 'string', value: 'FILE', help: 'the file to write (default <runDir>/model.onnx)' },
+    json: { type: 'boolean', help: 'print the result as JSON' },
+    backend: { type: 'string', value: 'NAME', help: 'TensorFlow.js backend that loads the model: cpu, wasm, node or node-gpu (default: the fastest that loads)' },
+  },
+});
 
 export async function exportCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      run: { type: 'string' },
-      format: { type: 'string', default: 'onnx' },
-      out: { type: 'string' },
-      json: { type: 'boolean' },
-      backend: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(EXPORT_USAGE);
-    return;
-  }
+  const parsed = parseCommand(EXPORT_COMMAND, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   const { chooseRun } = await import('./command');
   const runDir = chooseRun(values.run, (d) => fs.existsSync(path.join(d, 'model', 'model.json')), 'a trained model (model/model.json)');
   const { initBackend } = await import('../backend');

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { tf } from '../backend';
 import { PreprocessMode, Profile } from '../config';
 import { readRunProfile } from '../session';
-import { readJsonFile, verifyChecksums } from '../fsutil';
+import { readJsonFile, readJsonIfExists, readJsonObjectIfExists, verifyChecksums } from '../fsutil';
 import { CIFAR10_CLASSES, readCifarClasses } from '../data/cifar10';
 import { decodeImageAtSize } from '../data/decode';
 import { presetForModel } from '../model/presets';
@@ -41,14 +41,6 @@ export interface Prediction {
   top: { class: string; probability: number }[];
 }
 
-function readJsonIfAny(file: string): Record<string, unknown> | null {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch {
-    return null;
-  }
-}
-
 function isStringArray(v: unknown): v is string[] {
   return Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === 'string');
 }
@@ -59,11 +51,11 @@ function isStringArray(v: unknown): v is string[] {
  */
 export function runClasses(runDir: string, profile: Profile): string[] {
   for (const f of ['evaluation.json', 'train-summary.json', 'classes.json']) {
-    const j = readJsonIfAny(path.join(runDir, f));
-    const c = Array.isArray(j) ? j : j?.classes;
+    const j = readJsonIfExists<unknown>(path.join(runDir, f));
+    const c = Array.isArray(j) ? j : (j as { classes?: unknown } | null)?.classes;
     if (isStringArray(c)) return c;
   }
-  const meta = (readJsonIfAny(path.join(runDir, 'model', 'model.json'))?.userDefinedMetadata ?? {}) as Record<string, unknown>;
+  const meta = (readJsonObjectIfExists(path.join(runDir, 'model', 'model.json'))?.userDefinedMetadata ?? {}) as Record<string, unknown>;
   if (isStringArray(meta.classes)) return meta.classes;
   if (profile.data.source === 'cifar10') {
     const dir = profile.data.dir || process.env.CIFAR10_DIR;
@@ -80,7 +72,7 @@ export function runClasses(runDir: string, profile: Profile): string[] {
 
 /** The backbone's preprocessing: recorded in the model's metadata, else the preset of the profile's arch. */
 export function runPreprocessMode(runDir: string, profile: Profile): PreprocessMode {
-  const meta = (readJsonIfAny(path.join(runDir, 'model', 'model.json'))?.userDefinedMetadata ?? {}) as Record<string, unknown>;
+  const meta = (readJsonObjectIfExists(path.join(runDir, 'model', 'model.json'))?.userDefinedMetadata ?? {}) as Record<string, unknown>;
   const m = meta.preprocess;
   if (m === 'caffe' || m === 'unit' || m === 'torch' || m === 'tf' || m === 'none') return m;
   return presetForModel(profile.model).preprocess;

@@ -9,17 +9,16 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { defineCommand, parseCommand } from '../cli-options';
 import { tf } from '../backend';
 import { readRunProfile, writeJsonAtomic } from '../session';
-import { assertOutTarget, checksumsOf, replaceFolderAtomic } from '../fsutil';
+import { assertOutTarget, checksumsOf, readJsonObjectIfExists, replaceFolderAtomic } from '../fsutil';
 import { loadModel, readModelMetadata, saveModel } from '../model/io';
 import { preprocess } from '../preprocess';
 import { Random } from '../random';
 import { describeDivergence, readDivergence } from './divergence';
 import { exportRun } from './export';
 import { runPreprocessMode } from './predict';
-import { readJson } from './runs';
 
 /** Files of a run copied as they are when present (profile.json and train-summary.json must be). */
 const COPIED = ['profile.json', 'train-summary.json', 'evaluation.json', 'history.csv', 'report.html'];
@@ -126,7 +125,7 @@ export async function publishRun(runDir: string, outDir: string, opts: PublishOp
     if (opts.evaluate) {
       const { evaluateRun } = await import('./run');
       const r = await evaluateRun({ profile, runDir: tmp }, { robustness: false }); // a check of the copy: the clean score says it
-      const recorded = readJson(path.join(from, 'evaluation.json'));
+      const recorded = readJsonObjectIfExists(path.join(from, 'evaluation.json'));
       test = {
         images: r.evaluation.count,
         accuracy: r.evaluation.accuracy,
@@ -159,39 +158,32 @@ export async function publishRun(runDir: string, outDir: string, opts: PublishOp
   };
 }
 
-const PUBLISH_USAGE = `usage: npm run -s cli -- publish --run <runDir> --out <dir> [--float32] [--evaluate] [--json]
-  Writes a finished run as a small folder others can predict with, without training:
-  profile.json, train-summary.json (class names), model/ (TF.js layers: model.json + weights.bin),
-  model.onnx (preprocessing and class names inside), evaluation.json, history.csv, report.html and
-  published.json (where it came from, how it was checked). Then:
-    npm run -s cli -- predict --run <dir> <images>
-  --run       the trained run folder (default: the newest run with a model)
-  --out       the folder to write (new, empty, or one publish wrote before: it is replaced whole)
-  --float32   keep every weight float32 (default: the large weights are stored as float16, half
-              the size; they are widened back to float32 when loaded)
-  --evaluate  score the published model on the run's test set and record it (needs the data)
-  --json      print the result as JSON
-  --backend   TensorFlow.js backend: cpu, wasm, node or node-gpu (default: the fastest that loads)
-  -h, --help  this text
-`;
+export const PUBLISH_COMMAND = defineCommand({
+  name: 'publish',
+  usage: ['npm run -s cli -- publish --run <runDir> --out <dir> [--float32] [--evaluate] [--json]'],
+  about:
+    '  Writes a finished run as a small folder others can predict with, without training:\n' +
+    '  profile.json, train-summary.json (class names), model/ (TF.js layers: model.json + weights.bin),\n' +
+    '  model.onnx (preprocessing and class names inside), evaluation.json, history.csv, report.html and\n' +
+    '  published.json (where it came from, how it was checked). Then:\n' +
+    '    npm run -s cli -- predict --run <dir> <images>',
+  options: {
+    run: { type: 'string', value: '<runDir>', help: 'the trained run folder (default: the newest run with a model)' },
+    out: { type: 'string', value: '<dir>', help: 'the folder to write (new, empty, or one publish wrote before: it is replaced whole)' },
+    float32: {
+      type: 'boolean',
+      help: 'keep every weight float32 (default: the large weights are stored as float16, half\nthe size; they are widened back to float32 when loaded)',
+    },
+    evaluate: { type: 'boolean', help: "score the published model on the run's test set and record it (needs the data)" },
+    json: { type: 'boolean', help: 'print the result as JSON' },
+    backend: { type: 'string', value: 'NAME', help: 'TensorFlow.js backend: cpu, wasm, node or node-gpu (default: the fastest that loads)' },
+  },
+});
 
 export async function publishCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      run: { type: 'string' },
-      out: { type: 'string' },
-      float32: { type: 'boolean' },
-      evaluate: { type: 'boolean' },
-      json: { type: 'boolean' },
-      backend: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(PUBLISH_USAGE);
-    return;
-  }
+  const parsed = parseCommand(PUBLISH_COMMAND, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   if (!values.out) throw new Error('publish: --out <dir> is required (the folder to write)');
   const { chooseRun } = await import('./command');
   const runDir = chooseRun(values.run, (d) => fs.existsSync(path.join(d, 'model', 'model.json')), 'a trained model (model/model.json)');

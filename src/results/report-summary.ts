@@ -4,7 +4,7 @@
  * accuracy, the setup and the command that makes the run again before any notebook.
  */
 import * as path from 'node:path';
-import { readJson } from './runs';
+import { readJsonObjectIfExists } from '../fsutil';
 import { reproduceCommand } from './study';
 import { html, Html, trusted } from '../html';
 import { svgImgHtml } from '../display';
@@ -31,9 +31,9 @@ export interface Headline {
 }
 
 export function readHeadline(runDir: string): Headline {
-  const evaluation = readJson(path.join(runDir, 'evaluation.json'));
-  const summary = readJson(path.join(runDir, 'train-summary.json'));
-  const state = readJson(path.join(runDir, 'train-state.json'));
+  const evaluation = readJsonObjectIfExists(path.join(runDir, 'evaluation.json'));
+  const summary = readJsonObjectIfExists(path.join(runDir, 'train-summary.json'));
+  const state = readJsonObjectIfExists(path.join(runDir, 'train-state.json'));
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
   return {
     testAccuracy: num(evaluation?.accuracy),
@@ -121,10 +121,10 @@ ${row('mean over corruptions', r.meanAccuracy, r.clean.accuracy - r.meanAccuracy
  * `robustnessChartSvg`: the robustness chart rendered by the caller (rendering is async).
  */
 export function summarySection(runDir: string, opts: { robustnessChartSvg?: string } = {}): Html | null {
-  const profile = readJson(path.join(runDir, 'profile.json'));
+  const profile = readJsonObjectIfExists(path.join(runDir, 'profile.json'));
   if (!profile) return null;
-  const summary = readJson(path.join(runDir, 'train-summary.json'));
-  const evaluation = readJson(path.join(runDir, 'evaluation.json'));
+  const summary = readJsonObjectIfExists(path.join(runDir, 'train-summary.json'));
+  const evaluation = readJsonObjectIfExists(path.join(runDir, 'evaluation.json'));
   const h = readHeadline(runDir);
   const model = (profile.model ?? {}) as { arch?: string; head?: string; inputSize?: number; weights?: string };
   const data = (profile.data ?? {}) as { imageSize?: number; source?: string };

@@ -19,7 +19,7 @@ import { paths } from '../config';
 import { writeFileAtomic } from '../session';
 import { headlineText, readHeadline, readRobustness, summarySection, SUMMARY_STYLE } from './report-summary';
 import { robustnessSpec } from './charts';
-import { readJson } from './runs';
+import { readJsonFile, readJsonObjectIfExists } from '../fsutil';
 import { chartSvg } from '../display';
 import { describeDivergence, readDivergence } from './divergence';
 
@@ -345,12 +345,7 @@ export interface RenderedNotebook {
 
 /** Reads and checks an .ipynb file (nbformat 4). */
 export function readNotebook(file: string): Notebook {
-  let nb: Notebook;
-  try {
-    nb = JSON.parse(fs.readFileSync(file, 'utf8')) as Notebook;
-  } catch (e) {
-    throw new Error(`${file}: not a readable notebook (${(e as Error).message})`, { cause: e });
-  }
+  const nb = readJsonFile<Notebook>(file, 'a notebook (.ipynb)');
   if (nb.nbformat !== 4 || !Array.isArray(nb.cells)) throw new Error(`${file}: expected an nbformat 4 notebook with cells, got nbformat ${nb.nbformat}`);
   return nb;
 }
@@ -564,7 +559,7 @@ export function reportHtml(notebooks: RenderedNotebook[], meta: { title: string;
 
 /** The robustness chart of the run's evaluation.json as SVG, when it has a robustness table. */
 async function robustnessChart(dir: string): Promise<string | undefined> {
-  const r = readRobustness(readJson(path.join(dir, 'evaluation.json')));
+  const r = readRobustness(readJsonObjectIfExists(path.join(dir, 'evaluation.json')));
   return r ? chartSvg(robustnessSpec(r)) : undefined;
 }
 
@@ -579,12 +574,8 @@ export async function writeReport(runDir: string, opts: ReportOptions = {}): Pro
   for (const f of files) assertOneRun(f, path.basename(dir));
   svgCounter = 0;
   const rendered = files.map((f, index) => renderNotebook(f, { index }));
-  let profileName = '';
-  try {
-    profileName = (JSON.parse(fs.readFileSync(path.join(dir, 'profile.json'), 'utf8')) as { name?: string }).name ?? '';
-  } catch {
-    // a folder without profile.json still gets a report of its notebooks
-  }
+  // A folder without profile.json still gets a report of its notebooks; a damaged one is named.
+  const profileName = String(readJsonObjectIfExists(path.join(dir, 'profile.json'), "the run's profile")?.name ?? '');
   const diverged = readDivergence(dir);
   const html = reportHtml(rendered, {
     warning: diverged ? `${describeDivergence(diverged)}. The model and the numbers below come from a broken training run (${path.basename(diverged.file)}).` : undefined,

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import pl from 'nodejs-polars';
 import { paths } from '../config';
+import { readJsonObjectIfExists } from '../fsutil';
 
 export type RunRow = {
   run: string;
@@ -19,18 +20,9 @@ export type RunRow = {
   /** Images the test accuracy is over (a profile's data.testLimit can cut the test set). */
   test_images: number | null;
   tta_accuracy: number | null;
+  /** The run's files that exist but could not be read, each with why (their columns are empty); null when none. */
+  unreadable: string | null;
 };
-
-/** A run file's JSON, or null when it is absent or unreadable (a run still writing, or broken by a crash). */
-export function readJson(file: string): Record<string, unknown> | null {
-  if (!fs.existsSync(file)) return null;
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch {
-    // A run still writing (or one broken by a crash) is listed with what could be read.
-    return null;
-  }
-}
 
 const numOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const strOrNull = (v: unknown): string | null => (typeof v === 'string' && v ? v : null);
@@ -52,9 +44,20 @@ function epochCount(v: unknown): number | null {
 
 /** What one run folder says about itself. */
 export function readRunRow(runDir: string): RunRow {
-  const profile = readJson(path.join(runDir, 'profile.json'));
-  const summary = readJson(path.join(runDir, 'train-summary.json'));
-  const evaluation = readJson(path.join(runDir, 'evaluation.json'));
+  // A listing of many runs still shows a run with a damaged file, by what the other files say, and
+  // names the damaged file in its `unreadable` column instead of leaving it out or hiding why.
+  const unreadable: string[] = [];
+  const read = (name: string): Record<string, unknown> | null => {
+    try {
+      return readJsonObjectIfExists(path.join(runDir, name));
+    } catch (e) {
+      unreadable.push(`${name}: ${(e as Error).message.replace(`${path.join(runDir, name)}: `, '')}`);
+      return null;
+    }
+  };
+  const profile = read('profile.json');
+  const summary = read('train-summary.json');
+  const evaluation = read('evaluation.json');
   const model = (profile?.model ?? {}) as Record<string, unknown>;
   const profileName = strOrNull(profile?.name) ?? strOrNull(summary?.profile);
   return {
@@ -68,6 +71,7 @@ export function readRunRow(runDir: string): RunRow {
     test_accuracy: numOrNull(evaluation?.accuracy),
     test_images: numOrNull(evaluation?.count),
     tta_accuracy: numOrNull((evaluation?.tta as { accuracy?: unknown } | null)?.accuracy),
+    unreadable: unreadable.length ? unreadable.join('; ') : null,
   };
 }
 
@@ -83,7 +87,7 @@ export function runRows(runsDir = paths().runs): RunRow[] {
 }
 
 export const RUN_COLUMNS: (keyof RunRow)[] = [
-  'run', 'profile', 'backbone', 'backend', 'epochs', 'wall_seconds', 'val_accuracy', 'test_accuracy', 'test_images', 'tta_accuracy',
+  'run', 'profile', 'backbone', 'backend', 'epochs', 'wall_seconds', 'val_accuracy', 'test_accuracy', 'test_images', 'tta_accuracy', 'unreadable',
 ];
 
 /** The runs as a polars DataFrame (typed columns, nulls where a run lacks a file). */
@@ -96,6 +100,6 @@ export function runsTable(runsDir = paths().runs): pl.DataFrame {
     pl.Series('epochs', rows.map((r) => r.epochs), pl.Int32),
     float('wall_seconds'), float('val_accuracy'), float('test_accuracy'),
     pl.Series('test_images', rows.map((r) => r.test_images), pl.Int32),
-    float('tta_accuracy'),
+    float('tta_accuracy'), text('unreadable'),
   ]);
 }

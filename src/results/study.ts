@@ -10,11 +10,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { quote } from 'shell-quote';
-import { readJsonFile } from '../fsutil';
+import { readJsonFile, readJsonObjectIfExists } from '../fsutil';
 import { loadProfile } from '../config';
 import { describeDivergence, readDivergence } from './divergence';
 import { readHistory, type VegaLiteSpec } from './charts';
-import { readJson, readRunRow } from './runs';
+import { readRunRow } from './runs';
 import { describeMachine, type Machine } from '../backend/machine';
 
 export interface StudyRow {
@@ -86,8 +86,8 @@ export function studyRow(runDir: string): StudyRow {
   if (!fs.existsSync(file)) throw new Error(`${runDir}: not a run folder (no profile.json)`);
   const profile = readJsonFile<Record<string, unknown>>(file, "the run's profile (expected the JSON object written when the run was made)");
   const row = readRunRow(runDir);
-  const summary = readJson(path.join(runDir, 'train-summary.json'));
-  const robustness = readJson(path.join(runDir, 'evaluation.json'))?.robustness as { meanAccuracy?: unknown } | undefined;
+  const summary = readJsonObjectIfExists(path.join(runDir, 'train-summary.json'));
+  const robustness = readJsonObjectIfExists(path.join(runDir, 'evaluation.json'))?.robustness as { meanAccuracy?: unknown } | undefined;
   const phases = (summary?.phases ?? []) as { name: string; ran: boolean; epochs: number }[];
   const threads = typeof summary?.threads === 'number' && summary.threads > 1 ? `, ${summary.threads} threads` : '';
   const features = summary?.featureEngine === 'onnx' ? ', features on ONNX Runtime' : '';

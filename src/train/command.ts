@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { defineCommand, parseCommand } from '../cli-options';
 import { session } from '../session';
 import { assertRunFolderTarget, isRunFolder } from '../fsutil';
 import type { ProgressMode } from './progress';
@@ -14,42 +14,39 @@ import { describeResult, train } from './index';
 import { TrainingInterruptedError } from './interrupt';
 import { describeLrFind, lrFind } from './lr-find';
 
-const USAGE = `usage: cli train [--profile NAME] [--set key.path=value ...] [--resume RUN_DIR] [--run-dir DIR]
-                 [--backend cpu|wasm|node|node-gpu] [--progress auto|bar|lines|none] [--json]
-  --profile   profile name from profiles/ (default: TLWB_PROFILE, else seed on a GPU, quick otherwise)
-  --set       override a profile field, e.g. --set train.phases.0.lr=1e-4 (repeatable; new runs only)
-  --resume    continue the run in RUN_DIR from its last checkpoint (a finished run reports itself)
-  --run-dir   train into this folder (created; continued if it holds a checkpoint); an existing
-              folder that is not a run folder is refused, nothing in it changed
-  --backend   TensorFlow.js backend: cpu, wasm, node (tfjs-node) or node-gpu (CUDA); default TLWB_BACKEND,
-              else the fastest that loads (node-gpu, node, wasm, cpu)
-  --progress  auto (default: a bar in a terminal, one line per epoch when piped), bar, lines or none
-  --json      print {"runDir","epochs","finalValAccuracy","history","status","resumedFrom"} on stdout (progress goes to stderr)
-  -h, --help  this text
-  Epochs, learning rates and batch sizes are profile fields: --set train.phases.0.epochs=3.
-  Ctrl-C stops after the current batch with a checkpoint (exit 130); --resume continues from it.
-  A profile's train.checkpointEveryMinutes also saves inside long epochs (a killed run loses at most that).
-`;
+export const TRAIN_COMMAND = defineCommand({
+  name: 'train',
+  usage: [
+    'cli train [--profile NAME] [--set key.path=value ...] [--resume RUN_DIR] [--run-dir DIR]',
+    '          [--backend cpu|wasm|node|node-gpu] [--progress auto|bar|lines|none] [--json]',
+  ],
+  options: {
+    profile: { type: 'string', value: 'NAME', help: 'profile name from profiles/ (default: TLWB_PROFILE, else seed on a GPU, quick otherwise)' },
+    set: { type: 'string', value: 'key.path=value', multiple: true, help: 'override a profile field, e.g. --set train.phases.0.lr=1e-4 (repeatable; new runs only)' },
+    resume: { type: 'string', value: 'RUN_DIR', help: 'continue the run in RUN_DIR from its last checkpoint (a finished run reports itself)' },
+    'run-dir': {
+      type: 'string',
+      value: 'DIR',
+      help: 'train into this folder (created; continued if it holds a checkpoint); an existing\nfolder that is not a run folder is refused, nothing in it changed',
+    },
+    backend: {
+      type: 'string',
+      value: 'NAME',
+      help: 'TensorFlow.js backend: cpu, wasm, node (tfjs-node) or node-gpu (CUDA); default TLWB_BACKEND,\nelse the fastest that loads (node-gpu, node, wasm, cpu)',
+    },
+    progress: { type: 'string', value: 'MODE', help: 'auto (default: a bar in a terminal, one line per epoch when piped), bar, lines or none' },
+    json: { type: 'boolean', default: false, help: 'print {"runDir","epochs","finalValAccuracy","history","status","resumedFrom"} on stdout (progress goes to stderr)' },
+  },
+  notes:
+    '  Epochs, learning rates and batch sizes are profile fields: --set train.phases.0.epochs=3.\n' +
+    '  Ctrl-C stops after the current batch with a checkpoint (exit 130); --resume continues from it.\n' +
+    "  A profile's train.checkpointEveryMinutes also saves inside long epochs (a killed run loses at most that).",
+});
 
 export async function trainCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      profile: { type: 'string' },
-      set: { type: 'string', multiple: true },
-      resume: { type: 'string' },
-      'run-dir': { type: 'string' },
-      backend: { type: 'string' },
-      progress: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return;
-  }
+  const parsed = parseCommand(TRAIN_COMMAND, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   // Before anything is loaded or written: a folder of the user's is never trained into.
   if (values['run-dir'] && !values.resume) assertRunFolderTarget(values['run-dir']);
   if (values.resume) {
@@ -80,47 +77,39 @@ export async function trainCommand(argv: string[]): Promise<void> {
   else console.log(describeResult(result));
 }
 
-const LR_FIND_USAGE = `usage: cli lr-find [--profile NAME | --run RUN_DIR] [--set key.path=value ...] [--phase N]
-                   [--min-lr X] [--max-lr Y] [--iterations N] [--backend B] [--json]
-  Sweeps the learning rate of one phase exponentially over at most N batches (default 100, 1e-7..10),
-  and suggests a rate as fastai does (valley: halfway along the longest stretch over which the smoothed
-  loss keeps falling); steep (the steepest descent before the minimum) and minimum/10 are printed too.
-  Starts from the run's last checkpoint when it has one; the run's weights and files stay as they were.
-  --run       the run folder (default: the newest run made with this profile and these --set values, else a new one)
-  --phase     the profile's phase to sweep, 0-based (default 0)
-  --profile   profile name from profiles/ (default: TLWB_PROFILE, else seed on a GPU, quick otherwise)
-  --set       override a profile field (repeatable)
-  --min-lr    the sweep's first rate (default 1e-7)
-  --max-lr    the sweep's last rate (default 10)
-  --iterations  batches at most (default 100)
-  --backend   TensorFlow.js backend: cpu, wasm, node or node-gpu (default: the fastest that loads)
-  --progress  auto, bar, lines or none
-  --json      print {"suggestedLr","rule","suggestions":{valley,steep,minimum},"phase","runDir","profile","minLr","maxLr","stopped","points":[{lr,loss,smoothed}]}
-  -h, --help  this text
-`;
+export const LR_FIND_COMMAND = defineCommand({
+  name: 'lr-find',
+  usage: [
+    'cli lr-find [--profile NAME | --run RUN_DIR] [--set key.path=value ...] [--phase N]',
+    '            [--min-lr X] [--max-lr Y] [--iterations N] [--backend B] [--json]',
+  ],
+  about:
+    '  Sweeps the learning rate of one phase exponentially over at most N batches (default 100, 1e-7..10),\n' +
+    '  and suggests a rate as fastai does (valley: halfway along the longest stretch over which the smoothed\n' +
+    '  loss keeps falling); steep (the steepest descent before the minimum) and minimum/10 are printed too.\n' +
+    "  Starts from the run's last checkpoint when it has one; the run's weights and files stay as they were.",
+  options: {
+    run: { type: 'string', value: 'RUN_DIR', help: 'the run folder (default: the newest run made with this profile and these --set values, else a new one)' },
+    phase: { type: 'string', value: 'N', help: "the profile's phase to sweep, 0-based (default 0)" },
+    profile: { type: 'string', value: 'NAME', help: 'profile name from profiles/ (default: TLWB_PROFILE, else seed on a GPU, quick otherwise)' },
+    set: { type: 'string', value: 'key.path=value', multiple: true, help: 'override a profile field (repeatable)' },
+    'min-lr': { type: 'string', value: 'X', help: "the sweep's first rate (default 1e-7)" },
+    'max-lr': { type: 'string', value: 'Y', help: "the sweep's last rate (default 10)" },
+    iterations: { type: 'string', value: 'N', help: 'batches at most (default 100)' },
+    backend: { type: 'string', value: 'NAME', help: 'TensorFlow.js backend: cpu, wasm, node or node-gpu (default: the fastest that loads)' },
+    progress: { type: 'string', value: 'MODE', help: 'auto, bar, lines or none' },
+    json: {
+      type: 'boolean',
+      default: false,
+      help: 'print {"suggestedLr","rule","suggestions":{valley,steep,minimum},"phase","runDir","profile","minLr","maxLr","stopped","points":[{lr,loss,smoothed}]}',
+    },
+  },
+});
 
 export async function lrFindCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      profile: { type: 'string' },
-      run: { type: 'string' },
-      set: { type: 'string', multiple: true },
-      phase: { type: 'string' },
-      'min-lr': { type: 'string' },
-      'max-lr': { type: 'string' },
-      iterations: { type: 'string' },
-      backend: { type: 'string' },
-      progress: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(LR_FIND_USAGE);
-    return;
-  }
+  const parsed = parseCommand(LR_FIND_COMMAND, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   const number = (flag: string, v: string | undefined): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { paths } from '../config';
 import { float16Bits, fromFloat16Bits } from '../model/float16';
-import { writeJsonAtomic } from '../fsutil';
+import { readJsonFile, writeJsonAtomic } from '../fsutil';
 import type { Batch, BatchStream } from './loop';
 
 export type FeatureDtype = 'float32' | 'float16';
@@ -101,7 +101,7 @@ export function readCache(key: string): CachedFeatures | undefined {
   const dir = path.join(cacheRoot(), key);
   const metaFile = path.join(dir, 'meta.json');
   if (!fs.existsSync(metaFile)) return undefined;
-  const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8')) as { shape: number[]; trainCount: number; valCount: number; parts: CacheKeyParts };
+  const meta = readJsonFile<{ shape: number[]; trainCount: number; valCount: number; parts: CacheKeyParts }>(metaFile, 'the feature cache index');
   return {
     key,
     dir,

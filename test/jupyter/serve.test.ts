@@ -83,8 +83,8 @@ test('npm run notebook --run: the server shows that run\'s notebooks, and a kern
 test('npm run notebook --help says how a run is chosen and which environment the kernels read', () => {
   const r = spawnSync(process.execPath, [path.resolve(__dirname, '..', '..', 'src', 'jupyter', 'serve.js'), '--help'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /--run +the run folder to open/);
-  assert.match(r.stdout, /--profile +the newest run of this profile/);
+  assert.match(r.stdout, /--run RUN_DIR +the run folder to open/);
+  assert.match(r.stdout, /--profile NAME +the newest run of this profile/);
   assert.match(r.stdout, /CIFAR10_DIR/);
 });
 

@@ -26,10 +26,11 @@ test('runsTable: one row per run folder, newest first, read from each run\'s fil
   assert.deepEqual(rows.map((r) => r.run), ['20260102-000000-quick', '20260101-000000-smoke']);
   assert.deepEqual(rows[1], {
     run: '20260101-000000-smoke', profile: 'smoke', backbone: 'darknet-tiny@64', backend: 'wasm', epochs: 3, wall_seconds: 62.3,
-    val_accuracy: 0.41, test_accuracy: 0.4, test_images: 10000, tta_accuracy: 0.42,
+    val_accuracy: 0.41, test_accuracy: 0.4, test_images: 10000, tta_accuracy: 0.42, unreadable: null,
   });
   assert.equal(rows[0].backbone, 'resnet50@224');
   assert.equal(rows[0].epochs, null, 'an unreadable summary leaves its columns empty');
+  assert.match(rows[0].unreadable ?? '', /^train-summary\.json: JSON object is not valid JSON \(/, 'and the row names the damaged file');
   assert.equal(readRunRow(b).test_accuracy, null);
 
   const df = runsTable(runs);

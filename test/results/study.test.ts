@@ -6,6 +6,8 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { loadProfile, type Profile } from '../../src/config';
 import { profileOverrides, studyCurvesSpec, studyMarkdown, studyRow } from '../../src/results/study';
+import { readDivergence } from '../../src/results/divergence';
+import { readHeadline } from '../../src/results/report-summary';
 
 const cli = path.resolve(__dirname, '..', '..', 'src', 'cli.js');
 
@@ -155,4 +157,20 @@ test('cli compare prints the table and writes table.md and curves.svg', (t) => {
   const none = spawnSync(process.execPath, [cli, 'compare'], { encoding: 'utf8' });
   assert.equal(none.status, 1);
   assert.match(none.stderr, /compare: no run folders given/);
+});
+
+test('issue 20: compare, the report and predict name a run file that is there but damaged, instead of reading it as absent', (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-damaged-'));
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const run = path.join(root, 'damaged');
+  fakeRun(run, { epochs: [2], testAccuracy: 0.5 });
+  const evaluation = path.join(run, 'evaluation.json');
+  const summary = path.join(run, 'train-summary.json');
+  fs.writeFileSync(evaluation, '{"count": 10000, "accur');
+  assert.throws(() => studyRow(run), new RegExp(`^Error: ${evaluation}: JSON object is not valid JSON \\(`), 'compare');
+  assert.throws(() => readHeadline(run), new RegExp(`${evaluation}: JSON object is not valid JSON`), 'the report');
+  fs.rmSync(evaluation);
+  assert.equal(studyRow(run).testAccuracy, null, 'an absent evaluation is only an empty column');
+  fs.writeFileSync(summary, '');
+  assert.throws(() => readDivergence(run), new RegExp(`${summary}: JSON object is not valid JSON`), 'predict and the report check divergence first');
 });
