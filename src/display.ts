@@ -96,12 +96,28 @@ function specTitle(spec: ChartSpec): string {
 }
 
 /**
+ * require() with Node's deprecation warnings off for its duration: vega-loader loads node-fetch 2,
+ * whose whatwg-url requires Node's deprecated `punycode`, and Node 22 prints DEP0040 into whichever
+ * notebook cell first draws a chart. Charts render from inline data; nothing is fetched through it.
+ */
+function requireQuietly(name: string): unknown {
+  const before = process.noDeprecation;
+  process.noDeprecation = true;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a module named at run time
+    return require(name);
+  } finally {
+    process.noDeprecation = before;
+  }
+}
+
+/**
  * Compiles a Vega-Lite 5 spec and renders it to an SVG string in Node (headless vega View).
  * Data must be inline or local files: the loader reads files only, so no network is ever touched.
  */
 export async function chartSvg(spec: ChartSpec): Promise<string> {
   // Loaded on first use: vega is sizeable and many callers never chart.
-  const vega = require('vega') as typeof import('vega');
+  const vega = requireQuietly('vega') as typeof import('vega');
   const vl = require('vega-lite') as typeof import('vega-lite');
   let compiled;
   try {

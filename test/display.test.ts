@@ -3,6 +3,7 @@ import * as assert from 'node:assert/strict';
 import { PNG } from 'pngjs';
 import * as pl from 'nodejs-polars';
 import * as display from '../src/display';
+import { spawnSync } from 'node:child_process';
 
 const barSpec = {
   title: 'counts',
@@ -137,4 +138,14 @@ test('inside a kernel one display_data carries every mime type, and live() updat
     delete require.cache[fakeFile];
   }
   assert.equal(display.inKernel(), false);
+});
+
+test('the first chart of a process prints no Node warning (vega-loader loads node-fetch 2, which requires the deprecated punycode: DEP0040 on Node 22)', () => {
+  const module = require.resolve('../src/display');
+  const spec = { $schema: display.VEGA_LITE_SCHEMA, data: { values: [{ a: 1, b: 2 }] }, mark: 'point', encoding: { x: { field: 'a', type: 'quantitative' } } };
+  const script = `require(${JSON.stringify(module)}).chartSvg(${JSON.stringify(spec)}).then((svg) => console.log(svg.startsWith('<svg') ? 'svg' : 'no svg'))`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'svg');
+  assert.doesNotMatch(r.stderr, /Warning/, r.stderr);
 });

@@ -56,6 +56,13 @@ async function run(kernel: KernelClient, code: string, onSent?: () => Promise<un
 const count = (marks: string) => (fs.existsSync(marks) ? fs.readFileSync(marks, 'utf8').split('\n').filter(Boolean).length : 0);
 const STOP = /rerun this cell to resume/g;
 
+/** The cell's result line (the last JSON object it printed); a warning Node writes after it must not hide it. */
+function lastJsonLine(text: string): { status: string; epochs: number; resumedFrom: string } {
+  const line = text.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+  if (!line) throw new Error(`no JSON result line in the cell's output:\n${text}`);
+  return JSON.parse(line);
+}
+
 test('Kernel -> Interrupt stops a training cell within one batch with a checkpoint, says so once, and rerunning the cell resumes', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-interrupt-'));
   const marks = path.join(dir, 'marks.txt');
@@ -96,7 +103,9 @@ test('Kernel -> Interrupt stops a training cell within one batch with a checkpoi
   // The rerun continues from the interrupt's checkpoint and finishes that epoch.
   const rerun = await run(kernel, RERUN);
   assert.equal(rerun.status, 'ok', rerun.text);
-  const again = JSON.parse(rerun.text.trim().split('\n').pop()!);
+  const again = lastJsonLine(rerun.text);
+  const warnings = rerun.text.split('\n').filter((l) => /Warning/.test(l));
+  if (warnings.length) t.diagnostic(`the rerun cell also printed: ${warnings.join(' | ')}`);
   assert.equal(again.status, 'interrupted');
   assert.equal(again.epochs, Number(m[1]));
   // The interrupt's checkpoint: epoch-NNNN+BBBBBB is NNNN epochs done and BBBBBB batches of the next.
