@@ -89,6 +89,18 @@ function freePort(ip: string): Promise<number> {
   });
 }
 
+/** Whether something accepts TCP connections on ip:port (a probe: connected, then closed at once). */
+export function listening(ip: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: ip, port });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
+  });
+}
+
 export async function newConnectionInfo(ip = '127.0.0.1'): Promise<ConnectionInfo> {
   const ports = new Set<number>();
   while (ports.size < 5) ports.add(await freePort(ip));
@@ -286,6 +298,19 @@ export class KernelClient {
     const deadline = Date.now() + ms;
     const fail = (why: string) =>
       new Error(`the tslab kernel did not start (${why})${this.processOutputTail.trim() ? `:\n${this.processOutputTail.trim()}` : ''}`);
+    // tslab binds its five sockets concurrently and handles a shell message as soon as shell is bound:
+    // its reply publishes a status on iopub, and zeromq refuses a send on a socket whose bind is still
+    // pending (EBUSY), which leaves the kernel alive but deaf. So: nothing is sent before every port listens.
+    const c = this.connection;
+    for (const port of [c.iopub_port, c.shell_port, c.control_port, c.stdin_port, c.hb_port]) {
+      while (!(await listening(c.ip, port))) {
+        if (!this.alive) throw fail(this.exitInfo!);
+        if (Date.now() > deadline) throw fail(`port ${port} not listening within ${ms / 1000} s`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    // The bind's promise settles just after the port listens.
+    await new Promise((r) => setTimeout(r, 100));
     for (;;) {
       const header = this.header('kernel_info_request');
       const published = new Promise<boolean>((resolve) => {

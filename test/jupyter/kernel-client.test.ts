@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { decodeMessage, encodeMessage, newConnectionInfo } from '../../src/jupyter/kernel-client';
+import * as net from 'node:net';
+import { decodeMessage, encodeMessage, listening, newConnectionInfo } from '../../src/jupyter/kernel-client';
 import { notebookJson, splitLines } from '../../src/jupyter/notebook-format';
 
 const header = { msg_id: 'm1', msg_type: 'execute_request', session: 's', username: 'u', date: '2026-01-01T00:00:00.000Z', version: '5.3' };
@@ -56,4 +57,13 @@ test('notebooks are written as nbformat.write writes them: sorted keys, one-spac
   assert.deepEqual(nb.cells[0].outputs[0].data['text/plain'], ['one\n', 'two']);
   assert.deepEqual(nb.cells[0].outputs[0].data['application/vnd.vegalite.v5+json'], { mark: 'bar' }, 'JSON mime types stay objects');
   assert.ok(text.startsWith('{\n "cells": [\n  {\n   "cell_type": "code",'), text.slice(0, 60));
+});
+
+test('listening: true while a server accepts on the port, false once it is closed (the probe before the first request)', async () => {
+  const server = net.createServer((s) => s.destroy());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  assert.equal(await listening('127.0.0.1', port), true);
+  await new Promise<void>((r) => server.close(() => r()));
+  assert.equal(await listening('127.0.0.1', port), false);
 });
