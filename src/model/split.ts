@@ -140,3 +140,28 @@ function cutInsideBase(built: TrainableModel, front: tf.layers.Layer[], cutAt: s
   };
 }
 
+
+/**
+ * The layers that take the cached maps of a cut inside the base (`lower`) to the cached features of
+ * the base's output (`upper`, a split without a cut): the base's layers from the cut on, then
+ * `upper`'s moved pools - when they form a chain, each reading the one before (MobileNet's last
+ * block; not a residual stage). One pass over the images then fills both caches: the cut's maps,
+ * and from them the pooled features, instead of running the base twice. Undefined otherwise.
+ */
+export function chainFromCut(built: TrainableModel, lower: CacheSplit, upper: CacheSplit): tf.layers.Layer[] | undefined {
+  if (lower.cut === undefined || upper.cut !== undefined) return undefined;
+  const base = built.base;
+  const index = base.layers.findIndex((l) => l.name === lower.cut);
+  if (index <= 0) return undefined;
+  const suffix = base.layers.slice(index);
+  const node = (l: tf.layers.Layer) => l.inboundNodes[0] as unknown as GraphNode;
+  const linked = suffix.every((l, i) => {
+    const inputs = node(l).inputTensors;
+    const outputs = node(l).outputTensors;
+    if (inputs.length !== 1 || outputs.length !== 1) return false;
+    return i === 0 || inputs[0].id === node(suffix[i - 1]).outputTensors[0].id;
+  });
+  if (!linked || node(suffix[suffix.length - 1]).outputTensors[0].id !== base.outputs[0].id) return undefined;
+  const moved = upper.moved.map((name) => built.head.getLayer(name));
+  return [...suffix, ...moved];
+}

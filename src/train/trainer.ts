@@ -13,15 +13,15 @@ import { countPerClass, type ImageSet } from '../data/types';
 import type { BackendInfo } from '../backend';
 import { Random } from '../random';
 import { countParams, leafLayers } from '../model/freeze';
-import { cacheSplit, snapshotWeights, stableWeights, type CacheSplit, type TrainableModel } from '../model/split';
+import { cacheSplit, chainFromCut, snapshotWeights, stableWeights, type CacheSplit, type TrainableModel } from '../model/split';
 import { installTrainingSwitch, withTraining } from '../model/training-mode';
-import { announceEngine, inferenceEngine, runModel } from '../model/engine';
+import { announceEngine, inferenceEngine, releaseModel, runModel } from '../model/engine';
 import { learningRateAt } from './schedule';
 import { createOptimizer } from './optimizer';
 import type { EpochRow } from './history';
 import { latestCheckpoint, type CheckpointState, type PhaseDecision, type TrainState } from './checkpoint';
 import type { Progress } from './progress';
-import { cacheKey, computeFeatures, contentHash, featureBatches, readCache, roundTrip, weightsHash, writeCache, type CachedFeatures, type FeatureDtype, type FeatureExtractor } from './feature-cache';
+import { cacheKey, computeFeatures, contentHash, featureBatches, readCache, roundTrip, weightsHash, writeCache, type CacheKeyParts, type CachedFeatures, type FeatureExtractor, type FeatureSet } from './feature-cache';
 import { balancedClassWeights, crossEntropy, emit, FitState, fitPhase, type Batch, type BatchStream, type Callback, type PhaseRun } from './loop';
 import { Checkpointing } from './callbacks/checkpointing';
 import { EarlyStopping } from './callbacks/early-stopping';
@@ -94,16 +94,15 @@ export function applyPhaseTrainable(built: TrainableModel, phase: Phase, deps: L
   }
 }
 
-/** The frozen part's features of train and val: from the cache, or computed once and stored. */
-async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<CachedFeatures> {
-  const { built, profile, progress } = ctx;
-  const dtype: FeatureDtype = profile.train.featureCacheDtype ?? 'float32';
-  const parts = {
+/** What keys the cache of `split`'s frozen part: its weights, the data, and how the features are made. */
+async function cacheParts(ctx: LoopContext, split: CacheSplit): Promise<CacheKeyParts> {
+  const { built, profile } = ctx;
+  return {
     arch: built.arch,
     baseWeightsHash: await weightsHash(split.frozenWeights),
     inputSize: built.inputSize,
     preprocess: built.preprocess,
-    dtype,
+    dtype: profile.train.featureCacheDtype ?? 'float32',
     trainHash: contentHash(ctx.train.images, ctx.train.labels),
     valHash: contentHash(ctx.val.images, ctx.val.labels),
     movedLayers: split.moved.join(','),
@@ -112,6 +111,44 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
     // ORT's features differ from TF.js' in the last bits: they get their own cache (TF.js keys unchanged).
     ...(!ctx.deps.featureExtractor && inferenceEngine({ quiet: true }).name === 'onnx' ? { engine: 'onnx' } : {}),
   };
+}
+
+interface CutCompanion {
+  split: CacheSplit;
+  parts: CacheKeyParts;
+  key: string;
+  /** The layers from the cut to the pooled features. */
+  chain: tf.layers.Layer[];
+}
+
+/**
+ * A later phase's cache that the same pass over the images fills (quick: the head's pooled features
+ * and the top block's conv_pw_12 maps): the later phase cuts inside the base, every phase from this
+ * one to it trains only the head (so the layers below its cut stay as they are now), its cache is
+ * missing, and the layers from its cut up form a chain. The pass then computes the cut's maps, and the
+ * pooled features from them - the layers below the cut run once instead of twice.
+ */
+async function cutCompanion(ctx: LoopContext, p: number, split: CacheSplit): Promise<CutCompanion | undefined> {
+  const phases = ctx.profile.train.phases;
+  if (ctx.deps.featureExtractor || split.cut !== undefined) return undefined;
+  for (let q = p + 1; q < phases.length; q++) {
+    if (phases[q - 1].trainable !== 'head') return undefined;
+    const { cached, cutAt } = phasePlan(ctx.profile, q);
+    if (!cached || !cutAt) continue;
+    const lower = cacheSplit(ctx.built, cutAt);
+    const chain = chainFromCut(ctx.built, lower, split);
+    if (!chain) return undefined;
+    const parts = await cacheParts(ctx, lower);
+    const key = cacheKey(parts);
+    return readCache(key) ? undefined : { split: lower, parts, key, chain };
+  }
+  return undefined;
+}
+
+/** The frozen part's features of train and val: from the cache, or computed once and stored. */
+async function cachedFeatures(ctx: LoopContext, split: CacheSplit, p: number): Promise<CachedFeatures> {
+  const { built, profile, progress } = ctx;
+  const parts = await cacheParts(ctx, split);
   const key = cacheKey(parts);
   const hit = readCache(key);
   if (hit) {
@@ -120,18 +157,34 @@ async function cachedFeatures(ctx: LoopContext, split: CacheSplit): Promise<Cach
   }
   if (!ctx.deps.featureExtractor) announceEngine((line) => progress.message(line));
   // Default: the inference engine (ONNX Runtime when it loads, else TF.js in tf.tidy).
-  const extract = ctx.deps.featureExtractor?.(split, built) ?? ((xs: tf.Tensor) => runModel(split.frozen, xs, { tfjs: split.extract }));
-  const compute = async (set: ImageSet, label: string) => {
-    const task = progress.task(label, set.count);
-    const batches = ctx.deps.imageBatches(set, { batchSize: profile.train.batchSize, shuffle: false, rng: new Random(0), augment: false });
-    const features = await computeFeatures(extract, batches, { count: set.count, labels: set.labels, label, onBatch: (n) => task.tick(n), signal: ctx.signal });
+  const extractor = (s: CacheSplit): FeatureExtractor => ctx.deps.featureExtractor?.(s, built) ?? ((xs: tf.Tensor) => runModel(s.frozen, xs, { tfjs: s.extract }));
+  const compute = async (count: number, labels: Uint8Array, batches: BatchStream, extract: FeatureExtractor, label: string) => {
+    const task = progress.task(label, count);
+    const features = await computeFeatures(extract, batches, { count, labels, label, onBatch: (n) => task.tick(n), signal: ctx.signal });
     task.done();
     return features;
   };
-  const train = await compute(ctx.train, 'base features (train)');
-  const val = await compute(ctx.val, 'base features (val)');
+  const fromImages = (set: ImageSet, s: CacheSplit, label: string) =>
+    compute(set.count, set.labels, ctx.deps.imageBatches(set, { batchSize: profile.train.batchSize, shuffle: false, rng: new Random(0), augment: false }), extractor(s), label);
+  const companion = await cutCompanion(ctx, p, split);
+  let train: FeatureSet;
+  let val: FeatureSet;
+  if (companion) {
+    const maps = { train: await fromImages(ctx.train, companion.split, 'base features (train)'), val: await fromImages(ctx.val, companion.split, 'base features (val)') };
+    progress.message(`feature cache written: ${writeCache(companion.key, companion.parts, maps.train, maps.val)} (maps at '${companion.split.cut}', for a later phase)`);
+    const chain = companion.chain;
+    const derive = (xs: tf.Tensor) => runModel(chain, xs, { tfjs: (x) => withTraining(false, () => chain.reduce((y, l) => l.apply(y, { training: false }) as tf.Tensor, x)) });
+    const fromMaps = (set: FeatureSet, label: string) => compute(set.count, set.labels, featureBatches(set, profile.train.batchSize, undefined, ctx.numClasses), derive, label);
+    train = await fromMaps(maps.train, `pooled features from those maps (train)`);
+    val = await fromMaps(maps.val, `pooled features from those maps (val)`);
+    await releaseModel(chain);
+  } else {
+    train = await fromImages(ctx.train, split, 'base features (train)');
+    val = await fromImages(ctx.val, split, 'base features (val)');
+  }
   const dir = writeCache(key, parts, train, val);
   progress.message(`feature cache written: ${dir}`);
+  const dtype = parts.dtype;
   return { key, dir, hit: false, train: roundTrip(train, dtype), val: roundTrip(val, dtype) };
 }
 
@@ -222,7 +275,7 @@ export async function preparePhase(ctx: LoopContext, p: number, rng: Random): Pr
   applyPhaseTrainable(built, phase, ctx.deps);
   const { cached, cutAt } = phasePlan(profile, p);
   const split = cached ? cacheSplit(built, cutAt) : undefined;
-  const features = split ? await cachedFeatures(ctx, split) : undefined;
+  const features = split ? await cachedFeatures(ctx, split, p) : undefined;
   if (cached && (profile.train.augment || profile.train.photoAugment)) {
     ctx.progress.message(`phase '${phase.name}': no augmentation - it trains on cached features (the base saw each image once, unaugmented)`);
   }

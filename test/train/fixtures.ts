@@ -41,6 +41,28 @@ export function tinyResnetLike(seed = 7, dropout = 0): TrainableModel {
   });
 }
 
+/** input -> base (conv, BN, relu, then a 1x1 conv, BN, relu: a chain, as MobileNet's last block) -> head (GAP, Dense softmax). */
+export function tinyChain(seed = 7): TrainableModel {
+  return withSeededMathRandom(new Random(seed), () => {
+    const bIn = tf.input({ shape: [SIZE, SIZE, 3], name: 'base_in' });
+    let x = tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', name: 'conv1_conv' }).apply(bIn) as tf.SymbolicTensor;
+    x = tf.layers.batchNormalization({ name: 'conv1_bn' }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.activation({ activation: 'relu', name: 'conv1_relu' }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.conv2d({ filters: 4, kernelSize: 1, name: 'conv2_conv' }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.batchNormalization({ name: 'conv2_bn' }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers.activation({ activation: 'relu', name: 'conv2_relu' }).apply(x) as tf.SymbolicTensor;
+    const base = tf.model({ inputs: bIn, outputs: x, name: 'tiny_chain_base' });
+    const hIn = tf.input({ shape: [SIZE, SIZE, 4], name: 'features' });
+    let h = tf.layers.globalAveragePooling2d({ name: 'avg_pool' }).apply(hIn) as tf.SymbolicTensor;
+    h = tf.layers.dense({ units: CLASSES.length, activation: 'softmax', name: 'dense' }).apply(h) as tf.SymbolicTensor;
+    const head = tf.model({ inputs: hIn, outputs: h, name: 'head' });
+    const image = tf.input({ shape: [SIZE, SIZE, 3], name: 'image' });
+    const model = tf.model({ inputs: image, outputs: head.apply(base.apply(image)) as tf.SymbolicTensor, name: 'tiny_chain' });
+    applyKerasBatchNormSemantics(model);
+    return { model, base, head, preprocess: 'unit', inputSize: SIZE, arch: 'tiny-chain' };
+  });
+}
+
 /** Images whose class is the brightest channel: learnable in a few epochs. */
 export function syntheticSet(count: number, seed: number): ImageSet {
   const rng = new Random(seed);

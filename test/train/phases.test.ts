@@ -5,9 +5,12 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadProfile } from '../../src/config';
 import { train, readTrainSummary, learningRateAt } from '../../src/train';
-import { cacheRoot, toFloat16, fromFloat16 } from '../../src/train/feature-cache';
+import { cacheRoot, readCache, toFloat16, fromFloat16 } from '../../src/train/feature-cache';
+import { defaultImageBatches } from '../../src/train/setup';
+import type { ImageBatchSource } from '../../src/train/trainer';
+import { Random } from '../../src/random';
 import { cacheSplit, stableWeights } from '../../src/model/split';
-import { syntheticData, tempSession, tinyResnetLike, testProfile } from './fixtures';
+import { CLASSES, syntheticData, tempSession, tinyChain, tinyResnetLike, testProfile } from './fixtures';
 import type { TrainableModel } from '../../src/model/split';
 
 const params = (ws: tf.LayerVariable[]) => ws.reduce((s, w) => s + w.shape.reduce((p: number, d) => p * (d as number), 1), 0);
@@ -131,6 +134,42 @@ test('featureCache on a {from} phase: layers below the cut run once and stay fix
   await train(plain, { built: tinyResnetLike(), data: syntheticData(), progress: 'none', saveModel: false, onEpoch: (r) => uncached.push(r.val_accuracy) });
   assert.equal(history.length, 2);
   assert.deepEqual(history, uncached);
+});
+
+test('a head phase before a cut phase on a chain: one pass over the images fills both caches, with the features of two passes', async () => {
+  const cut = 'conv2_conv';
+  const phases = [
+    { name: 'head', trainable: 'head' as const, optimizer: 'adam' as const, lr: 0.02, epochs: 1 },
+    { name: 'top', trainable: { from: cut }, featureCache: true, optimizer: 'adam' as const, lr: 0.01, epochs: 1 },
+  ];
+  const s = await tempSession(testProfile(phases));
+  const built = tinyChain();
+  const data = syntheticData();
+  const images = defaultImageBatches(built, CLASSES.length);
+  let seen = 0;
+  const counting: ImageBatchSource = async function* (set, o) {
+    for await (const b of images(set, o)) {
+      seen += b.xs.shape[0];
+      yield b;
+    }
+  };
+  await train(s, { built, data, progress: 'none', saveModel: false, imageBatches: counting });
+  assert.equal(seen, data.train.count + data.val.count, 'every image ran through the layers below the cut once');
+  const metas = fs.readdirSync(cacheRoot()).map((key) => ({ key, meta: JSON.parse(fs.readFileSync(path.join(cacheRoot(), key, 'meta.json'), 'utf8')) }));
+  assert.deepEqual(metas.map((m) => m.meta.parts.cutBefore ?? 'none').sort(), [cut, 'none']);
+  // Both caches hold what a direct pass of the untrained model computes (same seed, same weights).
+  const fresh = tinyChain();
+  for (const { key, meta } of metas) {
+    const split = cacheSplit(fresh, meta.parts.cutBefore);
+    const direct: number[] = [];
+    for await (const b of images(data.train, { batchSize: 32, shuffle: false, rng: new Random(0), augment: false })) {
+      direct.push(...tf.tidy(() => split.extract(b.xs).dataSync()));
+      tf.dispose([b.xs, b.ys]);
+    }
+    const cached = readCache(key)!.train.features;
+    assert.equal(cached.length, direct.length);
+    assert.ok(cached.every((v, i) => Math.abs(v - direct[i]) < 1e-4), `${meta.parts.cutBefore ?? 'pooled'} features`);
+  }
 });
 
 test('cacheSplit at a cut computes what the whole model computes, and refuses a cut that a later layer reaches across', () => {
