@@ -244,13 +244,16 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
 
   const data = opts.data ?? (await loadTrainData(s));
   const numClasses = data.classes.length;
-  const built = opts.built ?? (await buildTrainModel(profile, numClasses));
+  const startLines: string[] = [];
+  // model.initFrom says which trained weights the model starts from, after the line naming the run.
+  const built = opts.built ?? (await buildTrainModel(profile, numClasses, { log: (line) => startLines.push(line) }));
   const totalEpochs = profile.train.phases.reduce((n, p) => n + p.epochs, 0);
   const progress = createProgress(opts.progress ?? 'auto', totalEpochs);
   progress.message(
     `training '${profile.name}' in ${runDir} on ${s.backend.choice}: ${data.train.count} training images, ` +
       `${data.val.count} validation images (${data.valSource === 'test' ? 'the test set, as the article does' : 'held out from training'})`,
   );
+  for (const line of startLines) progress.message(line);
   // Kernel -> Interrupt or Ctrl-C: stop after the current batch (./interrupt); the caller's signal too.
   const interrupt = new AbortController();
   const sigint = await stopOnInterrupt(() => {

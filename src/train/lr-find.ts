@@ -175,7 +175,7 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
   try {
     const data = opts.data ?? (await loadTrainData(s));
     const numClasses = data.classes.length;
-    const built = opts.built ?? (await buildTrainModel(profile, numClasses));
+    const built = opts.built ?? (await buildTrainModel(profile, numClasses, { log: (line) => progress.message(`lr-find: ${line}`) }));
     installTrainingSwitch(built.model);
     const weights = stableWeights(built.model);
     // The weights the phase starts from: the run's checkpoint up to that point; for phase 0 of a run
