@@ -114,8 +114,9 @@ export async function initFromTrained(built: TrainableModel & { weightsSource?: 
     const baseWeights = stableWeights(built.base);
     if (byName && baseWeights.length && !baseWeights.some((w) => inFile.has(nameOf(w)))) {
       const madeWith = trainedArch(modelDir);
+      const theirs = trained.find((t) => !targets.some((w) => nameOf(w) === t.name)) ?? trained[0];
       throw new Error(
-        `model.initFrom '${spec}': ${file} shares no backbone weight name with the profile's model (${built.arch}: '${nameOf(baseWeights[0])}', ...; the file: '${trained[0].name}', ...): ` +
+        `model.initFrom '${spec}': ${file} shares no backbone weight name with the profile's model (${built.arch}: '${nameOf(baseWeights[0])}', ...; the file: '${theirs.name}', ...): ` +
           `it was built from another backbone${madeWith ? ` (the profile.json beside it says model.arch '${madeWith}')` : ''}; give model.arch as the trained model was built`,
       );
     }

@@ -16,6 +16,7 @@ import type { Session } from '../session';
 import type { Profile } from '../config';
 import { readJsonFile, writeJsonAtomic } from '../fsutil';
 import { saveModel } from '../model';
+import { resolveInitFrom } from '../model/init-from';
 import { stableWeights, type TrainableModel } from '../model/split';
 import { createProgress, ProgressMode } from './progress';
 import { HISTORY_FILES, historyTable, EpochRow, writeHistory } from './history';
@@ -184,6 +185,8 @@ export function phasesTable(profile: Profile): Record<string, string | number>[]
  * a finished run reports itself and trains no further (start another with session({newRun: true})).
  */
 export async function train(s: Session, opts: TrainOptions = {}): Promise<TrainResult> {
+  // A model.initFrom that names nothing is refused before a new run's folder is made.
+  if (s.profile.model.initFrom && !opts.built) resolveInitFrom(s.profile.model.initFrom);
   const release = lockRunFolder(s.runDir);
   try {
     return await trainLocked(s, opts);

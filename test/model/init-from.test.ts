@@ -20,6 +20,9 @@ import { PRESETS, type TfjsPreset } from '../../src/model/presets';
 import { stableWeights, type TrainableModel } from '../../src/model/split';
 import { weightsHash } from '../../src/train/feature-cache';
 import { buildTrainModel } from '../../src/train/setup';
+import { train } from '../../src/train';
+import { lrFind } from '../../src/train/lr-find';
+import type { Session } from '../../src/session';
 import { SIZE, testProfile } from '../train/fixtures';
 
 let root: string;
@@ -161,6 +164,22 @@ test('a missing folder, a run without a trained model and a folder without model
   await assert.rejects(buildTrainModel(profileOn(wide, path.join(root, 'backbone-wide', 'weights.bin')), 3), /weights\.bin is a file; expected a folder holding model\.json/);
   // A relative path starts at the project folder, and the message says so.
   assert.throws(() => resolveInitFrom('data/no-such-run-here'), new RegExp(`no such folder ${projectRoot}/data/no-such-run-here \\(relative paths start at the project folder ${projectRoot}\\)`));
+});
+
+test('train and lr-find refuse a model.initFrom that names nothing before a new run\'s folder is made', async () => {
+  const missing = path.join(root, 'gone');
+  let made = false;
+  const s = {
+    profile: profileOn(wide, missing),
+    backend: await initBackend({ force: 'cpu', quiet: true }),
+    get runDir(): string {
+      made = true; // a new run's folder is created when first asked for
+      return path.join(root, 'new-run');
+    },
+  } as Session;
+  await assert.rejects(train(s, { progress: 'none' }), /model\.initFrom '.*gone': no such folder/);
+  await assert.rejects(lrFind(s, { progress: 'none' }), /model\.initFrom '.*gone': no such folder/);
+  assert.equal(made, false);
 });
 
 test('a damaged trained model is refused by name before its numbers are used', async () => {
