@@ -71,6 +71,13 @@ export const ModelSchema = object({
   dropout: fraction().optional().describe('Dropout before the last Dense layer (gap head).'),
   cutLayer: z.string({ error: 'a layer name' }).min(1, { error: 'a layer name' }).optional().describe("The layer the 'gap' (and 'none') head cuts a TF.js backbone at, instead of the preset's."),
   onnx: OnnxModelSchema.optional().describe("An ONNX image classifier imported as a trainable backbone (its own weights; model.weights is not used). Overrides model.arch's backbone."),
+  initFrom: name()
+    .optional()
+    .describe(
+      "Start training from a model this workbench trained (Keras load_weights, fastai learn.load): a run folder or a published folder (their model/), or a folder holding model.json. " +
+        'The model is built from this profile as usual (arch, head, inputSize, dropout, ...), then every weight is set from that model, matched by name; a weight missing or of another shape, or another class count, is refused. ' +
+        'A relative path starts at the project folder (where package.json is), whatever the working directory.',
+    ),
 });
 
 export const ScheduleSchema = z

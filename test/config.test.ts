@@ -28,6 +28,19 @@ test('every committed profile loads and validates', () => {
   for (const name of names) assert.equal(loadProfile(name).name, name);
 });
 
+test("robust-tune: cpu-best's model with its one phase in place of cpu-best's two (extends replaces arrays), robust-cpu-best's augmentation", () => {
+  const tune = loadProfile('robust-tune');
+  const best = loadProfile('cpu-best');
+  assert.equal(tune.model.initFrom, 'docs/results/mobilenet-finetune-128');
+  assert.deepEqual({ ...tune.model, initFrom: undefined }, { ...best.model, initFrom: undefined }, 'the model is built as cpu-best\'s was');
+  assert.deepEqual(tune.train.phases.map((p) => p.name), ['robust-tune']);
+  const finetune = best.train.phases.find((p) => p.name === 'finetune-all')!;
+  assert.deepEqual(Object.keys(tune.train.phases[0]).sort(), Object.keys(finetune).sort(), "the keys of cpu-best's finetune-all phase");
+  assert.deepEqual(tune.train.photoAugment, loadProfile('robust-cpu-best').train.photoAugment);
+  assert.equal(tune.results.robustness, true);
+  assert.deepEqual([tune.data, tune.train.seed], [best.data, best.train.seed], 'the same validation split as the model was trained with');
+});
+
 test('overrides reach nested fields and array elements, typed as JSON where they parse', () => {
   const p = loadProfile('smoke', ['train.phases.0.lr=0.5', 'model.arch=resnet50', 'data.trainLimit=7']);
   assert.equal(p.train.phases[0].lr, 0.5);

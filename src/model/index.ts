@@ -9,6 +9,7 @@ export * from './heads';
 export * from './build';
 export * from './freeze';
 export * from './io';
+export * from './init-from';
 export * from './summary';
 export * from './imagenet';
 export { modelCommand } from './command';

@@ -126,7 +126,7 @@ export function summarySection(runDir: string, opts: { robustnessChartSvg?: stri
   const summary = readJsonObjectIfExists(path.join(runDir, 'train-summary.json'));
   const evaluation = readJsonObjectIfExists(path.join(runDir, 'evaluation.json'));
   const h = readHeadline(runDir);
-  const model = (profile.model ?? {}) as { arch?: string; head?: string; inputSize?: number; weights?: string };
+  const model = (profile.model ?? {}) as { arch?: string; head?: string; inputSize?: number; weights?: string; initFrom?: string };
   const data = (profile.data ?? {}) as { imageSize?: number; source?: string };
   const perClass = ((evaluation?.perClass ?? []) as { class: string; recall: number; support: number }[]).filter((c) => c.support > 0);
   const byRecall = [...perClass].sort((a, b) => b.recall - a.recall);
@@ -148,7 +148,7 @@ ${tta?.accuracy !== undefined ? html`<tr><th>with flip TTA</th><td>${pct(tta.acc
 ${robustness ? html`<tr><th>mean corruption accuracy</th><td>${pct(robustness.meanAccuracy)} over ${robustness.corruptions.length} corruptions (<a href="#robustness">table</a>)</td></tr>` : ''}
 ${byRecall.length ? html`<tr><th>best classes (recall)</th><td>${classes(byRecall.slice(0, 3))}</td></tr><tr><th>worst classes</th><td>${classes(byRecall.slice(-3).reverse())}</td></tr>` : ''}
 ${dataRows}
-<tr><th>backbone</th><td>${model.arch ?? '?'}, head ${model.head ?? '?'}, weights ${model.weights ?? '?'}</td></tr>
+<tr><th>backbone</th><td>${model.arch ?? '?'}, head ${model.head ?? '?'}, weights ${model.weights ?? '?'}${model.initFrom ? html`; training started from the trained model ${model.initFrom} (model.initFrom)` : ''}</td></tr>
 <tr><th>resolution</th><td>${model.inputSize ?? '?'}×${model.inputSize ?? '?'} seen by the backbone (images stored at ${data.imageSize ?? '?'}×${data.imageSize ?? '?'})</td></tr>
 <tr><th>training time</th><td>${typeof summary?.wallSeconds === 'number' ? formatDuration(summary.wallSeconds) : `- (${h.status})`}</td></tr>
 <tr><th>backend</th><td>${typeof summary?.backend === 'string' ? `${summary.backend}${threads}` : '-'}</td></tr>

@@ -13,6 +13,7 @@ import type { ProgressMode } from './progress';
 import { describeResult, train } from './index';
 import { TrainingInterruptedError } from './interrupt';
 import { describeLrFind, lrFind } from './lr-find';
+import { resolveInitFrom } from '../model/init-from';
 
 export const TRAIN_COMMAND = defineCommand({
   name: 'train',
@@ -61,6 +62,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     backend: values.backend,
     quiet: values.json,
   });
+  // A model.initFrom that names nothing is refused before the run folder is made (printing it makes it).
+  if (s.profile.model.initFrom) resolveInitFrom(s.profile.model.initFrom);
   if (!values.json) console.log(`run folder: ${s.runDir}`);
   let result;
   try {

@@ -16,6 +16,7 @@ import type { Session } from '../session';
 import type { Profile } from '../config';
 import { readJsonFile, writeJsonAtomic } from '../fsutil';
 import { saveModel } from '../model';
+import { resolveInitFrom } from '../model/init-from';
 import { stableWeights, type TrainableModel } from '../model/split';
 import { createProgress, ProgressMode } from './progress';
 import { HISTORY_FILES, historyTable, EpochRow, writeHistory } from './history';
@@ -184,6 +185,8 @@ export function phasesTable(profile: Profile): Record<string, string | number>[]
  * a finished run reports itself and trains no further (start another with session({newRun: true})).
  */
 export async function train(s: Session, opts: TrainOptions = {}): Promise<TrainResult> {
+  // A model.initFrom that names nothing is refused before a new run's folder is made.
+  if (s.profile.model.initFrom && !opts.built) resolveInitFrom(s.profile.model.initFrom);
   const release = lockRunFolder(s.runDir);
   try {
     return await trainLocked(s, opts);
@@ -244,13 +247,16 @@ async function trainLocked(s: Session, opts: TrainOptions): Promise<TrainResult>
 
   const data = opts.data ?? (await loadTrainData(s));
   const numClasses = data.classes.length;
-  const built = opts.built ?? (await buildTrainModel(profile, numClasses));
+  const startLines: string[] = [];
+  // model.initFrom says which trained weights the model starts from, after the line naming the run.
+  const built = opts.built ?? (await buildTrainModel(profile, numClasses, { log: (line) => startLines.push(line) }));
   const totalEpochs = profile.train.phases.reduce((n, p) => n + p.epochs, 0);
   const progress = createProgress(opts.progress ?? 'auto', totalEpochs);
   progress.message(
     `training '${profile.name}' in ${runDir} on ${s.backend.choice}: ${data.train.count} training images, ` +
       `${data.val.count} validation images (${data.valSource === 'test' ? 'the test set, as the article does' : 'held out from training'})`,
   );
+  for (const line of startLines) progress.message(line);
   // Kernel -> Interrupt or Ctrl-C: stop after the current batch (./interrupt); the caller's signal too.
   const interrupt = new AbortController();
   const sigint = await stopOnInterrupt(() => {

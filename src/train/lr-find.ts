@@ -26,6 +26,7 @@ import { freshState, preparePhase, type ImageBatchSource } from './trainer';
 import { resumeFromCheckpoint } from './callbacks/checkpointing';
 import { lockRunFolder } from './run-state';
 import { buildTrainModel, loadTrainData, loopContext, type TrainData } from './setup';
+import { resolveInitFrom } from '../model/init-from';
 
 export interface LrFindOptions {
   /** The profile's phase to sweep (0-based, default 0). */
@@ -161,7 +162,7 @@ export function describeLrFind(r: LrFindResult): string {
 
 /** Sweeps the learning rate of one phase of the session's profile; see the file comment. */
 export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFindResult> {
-  const { profile, runDir } = s;
+  const { profile } = s;
   const p = opts.phase ?? 0;
   const phase = profile.train.phases[p];
   if (!phase) throw new Error(`lr-find: profile '${profile.name}' has no phase ${p} (it has ${profile.train.phases.length})`);
@@ -170,12 +171,15 @@ export async function lrFind(s: Session, opts: LrFindOptions = {}): Promise<LrFi
   const iterations = opts.iterations ?? 100;
   if (!(minLr > 0 && maxLr > minLr)) throw new Error(`lr-find: expected 0 < minLr < maxLr, got ${minLr} and ${maxLr}`);
   if (!(Number.isInteger(iterations) && iterations >= 5)) throw new Error(`lr-find: iterations should be an integer >= 5, got ${iterations}`);
+  // A model.initFrom that names nothing is refused before a new run's folder is made.
+  if (profile.model.initFrom && !opts.built) resolveInitFrom(profile.model.initFrom);
+  const runDir = s.runDir; // a new run's folder is made here
   const release = lockRunFolder(runDir);
   const progress = createProgress(opts.progress ?? 'auto', 1);
   try {
     const data = opts.data ?? (await loadTrainData(s));
     const numClasses = data.classes.length;
-    const built = opts.built ?? (await buildTrainModel(profile, numClasses));
+    const built = opts.built ?? (await buildTrainModel(profile, numClasses, { log: (line) => progress.message(`lr-find: ${line}`) }));
     installTrainingSwitch(built.model);
     const weights = stableWeights(built.model);
     // The weights the phase starts from: the run's checkpoint up to that point; for phase 0 of a run

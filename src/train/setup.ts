@@ -6,6 +6,7 @@ import { loadDataset } from '../data';
 import { batches, splitTrainVal } from '../preprocess';
 import { stratifiedSplit } from '../preprocess/split';
 import { buildModel } from '../model';
+import { describeInitFrom, initFromTrained } from '../model/init-from';
 import type { TrainableModel } from '../model/split';
 import { Random } from '../random';
 import { setBaseTrainable } from '../model/freeze';
@@ -51,11 +52,24 @@ export function defaultImageBatches(built: TrainableModel, numClasses: number): 
   return (set, o) => batches(set, { ...o, mode: built.preprocess as never, numClasses });
 }
 
-/** The profile's model, with seeded initialisers (tfjs draws their seeds from Math.random()). */
-export async function buildTrainModel(profile: Profile, numClasses: number): Promise<TrainableModel> {
-  return withSeededMathRandomAsync(new Random(profile.train.seed + 1), () =>
+/**
+ * The profile's model, with seeded initialisers (tfjs draws their seeds from Math.random()); with
+ * model.initFrom, every weight then comes from that trained model. `log` hears which one.
+ */
+export async function buildTrainModel(profile: Profile, numClasses: number, opts: { log?: (line: string) => void } = {}): Promise<TrainableModel> {
+  const built = await withSeededMathRandomAsync(new Random(profile.train.seed + 1), () =>
     buildModel(profile.model, numClasses, { storedSize: profile.data.imageSize, quiet: true }),
   );
+  if (profile.model.initFrom) {
+    try {
+      const report = await initFromTrained(built, profile.model.initFrom);
+      opts.log?.(describeInitFrom(report));
+    } catch (e) {
+      built.model.dispose();
+      throw e;
+    }
+  }
+  return built;
 }
 
 

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { loadProfile } from '../../src/config';
 import { writeReport } from '../../src/results/report';
-import { headlineText, readHeadline } from '../../src/results/report-summary';
+import { headlineText, readHeadline, summarySection } from '../../src/results/report-summary';
 import { profileDifferences } from '../../src/results/compare-page';
 import { studyMarkdown, studyRow } from '../../src/results/study';
 import { html } from '../../src/html';
@@ -121,4 +121,15 @@ test('the report shows the training images per class (imbalance marked), class w
   assert.match(text, /1 file<\/summary><ul><li><code>\/photos\/cat\/&lt;broken&gt;\.jpg<\/code>: empty file \(0 bytes\)/);
   assert.match(text, /held out from the training set, the same share of every class/);
   fs.rmSync(dir, { recursive: true });
+});
+
+test('a run started from a trained model (model.initFrom) says so beside the backbone, and its reproducing command sets it', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tlwb-summary-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  finishedRun(dir, { accuracy: 0.6, count: 500 });
+  const profile = loadProfile('smoke', ['model.initFrom=data/runs/earlier-smoke']);
+  write(path.join(dir, 'profile.json'), profile);
+  const section = summarySection(dir)!.html;
+  assert.match(section, /<th>backbone<\/th><td>darknet-tiny, head gap, weights imagenet; training started from the trained model data\/runs\/earlier-smoke \(model\.initFrom\)<\/td>/);
+  assert.match(section, /<code>npm start -- --profile smoke --set model\.initFrom=data\/runs\/earlier-smoke<\/code>/);
 });
