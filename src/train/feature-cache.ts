@@ -84,12 +84,21 @@ function writeSet(dir: string, name: string, set: FeatureSet, dtype: FeatureDtyp
 
 function readSet(dir: string, name: string, count: number, shape: number[], dtype: FeatureDtype): FeatureSet {
   const dims = shape.reduce((a, d) => a * d, 1);
-  const buf = fs.readFileSync(path.join(dir, `${name}.bin`));
-  const bytes = new Uint8Array(buf.byteLength);
-  bytes.set(buf);
+  const file = path.join(dir, `${name}.bin`);
   const expected = count * dims * (dtype === 'float16' ? 2 : 4);
-  if (bytes.byteLength !== expected) {
-    throw new Error(`${path.join(dir, `${name}.bin`)}: ${bytes.byteLength} bytes, expected ${expected} (${count} x ${dims} ${dtype})`);
+  const size = fs.statSync(file).size;
+  if (size !== expected) throw new Error(`${file}: ${size} bytes, expected ${expected} (${count} x ${dims} ${dtype})`);
+  // Read straight into an aligned buffer of its own (a Buffer may share a pool and start unaligned).
+  const bytes = new Uint8Array(expected);
+  const fd = fs.openSync(file, 'r');
+  try {
+    for (let at = 0; at < expected; ) {
+      const n = fs.readSync(fd, bytes, at, Math.min(expected - at, 1 << 30), at);
+      if (n === 0) throw new Error(`${file}: ended after ${at} of ${expected} bytes`);
+      at += n;
+    }
+  } finally {
+    fs.closeSync(fd);
   }
   const features = dtype === 'float16' ? fromFloat16Bits(new Uint16Array(bytes.buffer)) : new Float32Array(bytes.buffer);
   const labels = new Uint8Array(fs.readFileSync(path.join(dir, `${name}-labels.bin`)));

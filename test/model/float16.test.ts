@@ -9,7 +9,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { initBackend, tf } from '../../src/backend';
-import { FLOAT16_MIN_VALUES, quantizeWeightsFloat16, toFloat16, WeightSpec } from '../../src/model/float16';
+import { Float16Array as LibraryFloat16Array } from '@petamoriken/float16';
+import { float16Bits, FLOAT16_MIN_VALUES, fromFloat16Bits, quantizeWeightsFloat16, toFloat16, WeightSpec } from '../../src/model/float16';
 import { loadModel, saveModel } from '../../src/model/io';
 import { Random } from '../../src/random';
 
@@ -21,6 +22,24 @@ test('toFloat16 rounds to nearest and refuses values beyond 65504', () => {
   assert.deepEqual(Array.from(toFloat16(Float32Array.of(1, -2.5, 0.1, 65504))!), [0x3c00, 0xc100, 0x2e66, 0x7bff]);
   assert.equal(toFloat16(Float32Array.of(1, 70000)), undefined);
   assert.equal(toFloat16(Float32Array.of(Number.NaN)), undefined);
+});
+
+test('fromFloat16Bits decodes every bit pattern as the float16 library reads it back', () => {
+  const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+  const ours = fromFloat16Bits(all);
+  const theirs = new LibraryFloat16Array(all.buffer);
+  for (let i = 0; i < 65536; i++) {
+    if (Number.isNaN(theirs[i])) assert.ok(Number.isNaN(ours[i]), `pattern ${i}: NaN`);
+    else assert.ok(Object.is(ours[i], theirs[i]), `pattern ${i}: ${ours[i]} vs ${theirs[i]}`);
+  }
+});
+
+test('float16Bits gives the float16 library\'s bits (the engine\'s own Float16Array where Node has one)', () => {
+  const rng = new Random(9);
+  const values = Float32Array.from({ length: 100000 }, (_, i) => (i % 7 === 0 ? (rng.next() - 0.5) * 2e5 : (rng.next() - 0.5) * 2 ** ((i % 40) - 28)));
+  values.set([0, -0, 65504, 65520, 2 ** -24, 2 ** -25, 2 ** -25 * 1.5, Infinity, -Infinity], 0);
+  const library = new LibraryFloat16Array(values);
+  assert.deepEqual(float16Bits(values), new Uint16Array(library.buffer));
 });
 
 test('quantized weights decode (tf.io) to the originals within float16 rounding; the rest is untouched', () => {
