@@ -17,6 +17,14 @@ import { applyKerasBatchNormSemantics } from '../../src/model/freeze';
 export const SIZE = 8;
 export const CLASSES = ['red', 'green', 'blue'];
 
+/** image -> base -> head, nested as buildModel nests them, with Keras' BatchNormalization semantics. */
+function assemble(base: tf.LayersModel, head: tf.LayersModel, name: string, arch: string): TrainableModel {
+  const image = tf.input({ shape: [SIZE, SIZE, 3], name: 'image' });
+  const model = tf.model({ inputs: image, outputs: head.apply(base.apply(image)) as tf.SymbolicTensor, name });
+  applyKerasBatchNormSemantics(model);
+  return { model, base, head, preprocess: 'unit', inputSize: SIZE, arch };
+}
+
 /** input -> base (conv, BN, relu, a residual conv block, GAP) -> head (Dense softmax), nested like buildModel's. */
 export function tinyResnetLike(seed = 7, dropout = 0): TrainableModel {
   return withSeededMathRandom(new Random(seed), () => {
@@ -33,11 +41,7 @@ export function tinyResnetLike(seed = 7, dropout = 0): TrainableModel {
     let h: tf.SymbolicTensor = hIn;
     if (dropout > 0) h = tf.layers.dropout({ rate: dropout, name: 'dropout' }).apply(h) as tf.SymbolicTensor;
     h = tf.layers.dense({ units: CLASSES.length, activation: 'softmax', name: 'dense' }).apply(h) as tf.SymbolicTensor;
-    const head = tf.model({ inputs: hIn, outputs: h, name: 'head' });
-    const image = tf.input({ shape: [SIZE, SIZE, 3], name: 'image' });
-    const model = tf.model({ inputs: image, outputs: head.apply(base.apply(image)) as tf.SymbolicTensor, name: 'tiny' });
-    applyKerasBatchNormSemantics(model);
-    return { model, base, head, preprocess: 'unit', inputSize: SIZE, arch: 'tiny-resnet-like' };
+    return assemble(base, tf.model({ inputs: hIn, outputs: h, name: 'head' }), 'tiny', 'tiny-resnet-like');
   });
 }
 
@@ -55,11 +59,7 @@ export function tinyChain(seed = 7): TrainableModel {
     const hIn = tf.input({ shape: [SIZE, SIZE, 4], name: 'features' });
     let h = tf.layers.globalAveragePooling2d({ name: 'avg_pool' }).apply(hIn) as tf.SymbolicTensor;
     h = tf.layers.dense({ units: CLASSES.length, activation: 'softmax', name: 'dense' }).apply(h) as tf.SymbolicTensor;
-    const head = tf.model({ inputs: hIn, outputs: h, name: 'head' });
-    const image = tf.input({ shape: [SIZE, SIZE, 3], name: 'image' });
-    const model = tf.model({ inputs: image, outputs: head.apply(base.apply(image)) as tf.SymbolicTensor, name: 'tiny_chain' });
-    applyKerasBatchNormSemantics(model);
-    return { model, base, head, preprocess: 'unit', inputSize: SIZE, arch: 'tiny-chain' };
+    return assemble(base, tf.model({ inputs: hIn, outputs: h, name: 'head' }), 'tiny_chain', 'tiny-chain');
   });
 }
 
